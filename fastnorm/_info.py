@@ -1,0 +1,21 @@
+"""What this installation has: version, OpenMP, kernel variants, threads."""
+import platform
+
+from . import _cpu, _dispatch, _openmp_helpers, _threads
+from ._version import __version__
+
+
+def build_info():
+    """A dict describing the build and the runtime choices of this process."""
+    return {
+        "version": __version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "openmp": _openmp_helpers.OPENMP_ENABLED,
+        "openmp_version": _openmp_helpers.OPENMP_VERSION,
+        "max_threads": _openmp_helpers.get_max_threads(),
+        "forked_child_serial": _threads.forked_serial(),
+        "cpu_x86_64_level": _cpu.x86_64_level(),
+        "kernel_variant": _dispatch.current.VARIANT,
+        "available_variants": _dispatch.available_variants(),
+    }

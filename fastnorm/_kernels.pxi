@@ -1,0 +1,553 @@
+# Kernel source shared by every instruction-set variant: each _kernels_<variant>.pyx is one
+# `include` of this file, compiled with its own -march flags (see setup.py).
+#
+# Two engines (DESIGN.md section 1):
+#   statistics: (count, mean, M2) of fixed-size chunks by shifted sums in float64 lanes,
+#               merged with Chan's formula in a fixed order;
+#   apply:      y = ((x - hi) - lo) * a + b, hi/lo the float64 mean split in two.
+# Every public op is a plan (fastnorm/_plans.py) over the def functions at the bottom.
+#
+# Determinism: chunk boundaries are fixed constants and chunk results are always folded
+# left to right, so results are bit-identical whatever the thread count or the parallel
+# strategy (over groups, or over chunks of few groups).
+#
+# Validation happens in Python before these run; nothing here can fail half way.
+
+from cython.parallel cimport prange
+from libc.math cimport sqrt
+from libc.stdlib cimport malloc, free
+
+ctypedef fused floating:
+    float
+    double
+
+cdef enum:
+    CHUNK = 2048              # elements of a contiguous segment per statistics chunk
+    ROW_CHUNK = 256           # rows per chunk in column statistics
+    COL_BLOCK = 512           # widest column block (cache blocking only, no effect on results)
+    MIN_COL_BLOCK = 64
+    LANES = 16                # independent accumulators: breaks the add latency chain, vectorizes
+    APPLY_BLOCK = 32768       # elements per task when few large groups are applied in parallel
+    PARALLEL_MIN_ELEMENTS = 32768  # below this a call runs serially (a parallel region costs us)
+
+
+cdef struct Stat:
+    double n
+    double mean
+    double m2
+
+
+# ---------------------------------------------------------------------------------------
+# statistics engine
+
+cdef inline Py_ssize_t ceil_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    return (a + b - 1) // b
+
+
+cdef inline Stat stat_from_sums(double n, double shift, double s1, double s2) noexcept nogil:
+    """Chunk statistics from sums of d = x - shift and of d*d."""
+    cdef Stat r
+    r.n = n
+    r.mean = shift + s1 / n
+    r.m2 = s2 - s1 * (s1 / n)
+    if r.m2 < 0:               # rounding guard; NaN stays NaN
+        r.m2 = 0
+    return r
+
+
+cdef inline void stat_merge(Stat* acc, Stat b) noexcept nogil:
+    """Chan et al.'s pairwise merge of b into acc, in float64."""
+    cdef double n, delta
+    if acc.n == 0:
+        acc[0] = b
+        return
+    if b.n == 0:
+        return
+    n = acc.n + b.n
+    delta = b.mean - acc.mean
+    acc.mean = acc.mean + delta * (b.n / n)
+    acc.m2 = acc.m2 + b.m2 + delta * delta * (acc.n / n) * b.n
+    acc.n = n
+
+
+cdef inline Stat chunk_stat(const floating* x, Py_ssize_t n) noexcept nogil:
+    """(n, mean, M2) of x[0:n], 0 < n <= CHUNK.
+
+    The shift is the chunk's first value, so |shift - mean|^2 <= M2 and the float64 sums
+    lose at most ~n ulps relative to M2 (no catastrophic cancellation); squares are taken
+    in float64, so float32 data never overflows them.
+    """
+    cdef double shift = x[0]
+    cdef double s1[LANES]
+    cdef double s2[LANES]
+    cdef double d, t1 = 0.0, t2 = 0.0
+    cdef Py_ssize_t i, k
+    cdef Py_ssize_t nfull = n - n % LANES
+    for k in range(LANES):
+        s1[k] = 0.0
+        s2[k] = 0.0
+    for i in range(nfull // LANES):
+        for k in range(LANES):
+            d = <double>x[i * LANES + k] - shift
+            s1[k] += d
+            s2[k] += d * d
+    for i in range(nfull, n):
+        d = <double>x[i] - shift
+        t1 += d
+        t2 += d * d
+    for k in range(LANES):
+        t1 += s1[k]
+        t2 += s2[k]
+    return stat_from_sums(<double>n, shift, t1, t2)
+
+
+cdef inline void segment_fold(const floating* x, Py_ssize_t n, Stat* acc) noexcept nogil:
+    """Merge the chunks of the contiguous segment x[0:n] into acc, in order."""
+    cdef Py_ssize_t k, start
+    for k in range(ceil_div(n, CHUNK)):
+        start = k * CHUNK
+        stat_merge(acc, chunk_stat(x + start, min(<Py_ssize_t>CHUNK, n - start)))
+
+
+cdef inline Stat group_stat(const floating* x, Py_ssize_t nseg, Py_ssize_t seg_len,
+                            Py_ssize_t seg_stride) noexcept nogil:
+    """Statistics of one group of nseg segments, chunks folded in order."""
+    cdef Stat acc
+    cdef Py_ssize_t s
+    acc.n = 0
+    acc.mean = 0
+    acc.m2 = 0
+    for s in range(nseg):
+        segment_fold(x + s * seg_stride, seg_len, &acc)
+    return acc
+
+
+cdef inline Stat fold_stats(const Stat* parts, Py_ssize_t n, Py_ssize_t stride) noexcept nogil:
+    """Left-to-right merge of parts[0], parts[stride], ... (n of them)."""
+    cdef Stat acc
+    cdef Py_ssize_t i
+    acc.n = 0
+    acc.mean = 0
+    acc.m2 = 0
+    for i in range(n):
+        stat_merge(&acc, parts[i * stride])
+    return acc
+
+
+cdef void grouped_stats(const floating* x,        # IN  buffer
+                        Py_ssize_t groups, Py_ssize_t nseg, Py_ssize_t seg_len,
+                        Py_ssize_t group_stride, Py_ssize_t seg_stride,
+                        Stat* out,                # OUT one Stat per group
+                        Stat* chunk_buf,          # scratch of groups*nseg*ceil(seg_len/CHUNK), or NULL
+                        int num_threads) noexcept nogil:
+    """Statistics of groups of nseg equal segments: group g, segment s starts at
+    g*group_stride + s*seg_stride. With chunk_buf, chunks are computed in parallel and
+    folded afterwards (for few, large groups); the result is the same to the bit."""
+    cdef Py_ssize_t g, s, t, k, rem, start
+    cdef Py_ssize_t cps = ceil_div(seg_len, CHUNK)
+    cdef Py_ssize_t per_group = nseg * cps
+    if chunk_buf == NULL:
+        for g in prange(groups, nogil=True, schedule='static', num_threads=num_threads,
+                        use_threads_if=num_threads > 1):
+            out[g] = group_stat(x + g * group_stride, nseg, seg_len, seg_stride)
+        return
+    for t in prange(groups * per_group, nogil=True, schedule='static',
+                    num_threads=num_threads, use_threads_if=num_threads > 1):
+        g = t // per_group
+        rem = t - g * per_group
+        s = rem // cps
+        k = rem - s * cps
+        start = k * CHUNK
+        chunk_buf[t] = chunk_stat(x + g * group_stride + s * seg_stride + start,
+                                  min(<Py_ssize_t>CHUNK, seg_len - start))
+    for g in range(groups):
+        out[g] = fold_stats(chunk_buf + g * per_group, per_group, 1)
+
+
+cdef void column_block_stats(const floating* x,   # IN  matrix of `rows` rows, row stride ld
+                             Py_ssize_t rows, Py_ssize_t ld,
+                             Py_ssize_t width,     # columns in this block, <= COL_BLOCK
+                             Stat* out) noexcept nogil:   # OUT width Stats (merged into)
+    """Per-column statistics over rows, vectorized across the contiguous columns; rows are
+    folded in chunks of ROW_CHUNK with the chunk's first row as the shift."""
+    cdef double shift[COL_BLOCK]
+    cdef double s1[COL_BLOCK]
+    cdef double s2[COL_BLOCK]
+    cdef double d
+    cdef Py_ssize_t rc, r0, r, j, nr
+    cdef const floating* row
+    for rc in range(ceil_div(rows, ROW_CHUNK)):
+        r0 = rc * ROW_CHUNK
+        nr = min(<Py_ssize_t>ROW_CHUNK, rows - r0)
+        row = x + r0 * ld
+        for j in range(width):
+            shift[j] = row[j]
+            s1[j] = 0.0
+            s2[j] = 0.0
+        for r in range(r0 + 1, r0 + nr):
+            row = x + r * ld
+            for j in range(width):
+                d = <double>row[j] - shift[j]
+                s1[j] += d
+                s2[j] += d * d
+        for j in range(width):
+            stat_merge(&out[j], stat_from_sums(<double>nr, shift[j], s1[j], s2[j]))
+
+
+cdef inline Py_ssize_t column_block_width(Py_ssize_t outer, Py_ssize_t cols,
+                                          int num_threads) noexcept nogil:
+    """Narrow the column blocks until there are enough tasks for the threads."""
+    cdef Py_ssize_t width = COL_BLOCK
+    while width > MIN_COL_BLOCK and outer * ceil_div(cols, width) < 4 * num_threads:
+        width //= 2
+    return width
+
+
+cdef void column_stats(const floating* x,          # IN  (outer, rows, cols) buffer
+                       Py_ssize_t outer, Py_ssize_t rows, Py_ssize_t cols,
+                       Stat* out,                  # OUT outer*cols Stats
+                       Stat* chunk_buf,            # scratch outer*ceil(rows/ROW_CHUNK)*cols, or NULL
+                       int num_threads) noexcept nogil:
+    cdef Py_ssize_t width = column_block_width(outer, cols, num_threads)
+    cdef Py_ssize_t nblocks = ceil_div(cols, width)
+    cdef Py_ssize_t nrc = ceil_div(rows, ROW_CHUNK)
+    cdef Py_ssize_t t, o, jb, j, rc, oj, rest
+    for t in range(outer * cols):
+        out[t].n = 0
+    if chunk_buf == NULL:
+        for t in prange(outer * nblocks, nogil=True, schedule='static',
+                        num_threads=num_threads, use_threads_if=num_threads > 1):
+            o = t // nblocks
+            jb = (t - o * nblocks) * width
+            column_block_stats(x + o * rows * cols + jb, rows, cols,
+                               min(width, cols - jb), out + o * cols + jb)
+        return
+    # few column blocks but many rows: one task per (outer, row chunk, block), folded after
+    for t in range(outer * nrc * cols):
+        chunk_buf[t].n = 0
+    for t in prange(outer * nrc * nblocks, nogil=True, schedule='static',
+                    num_threads=num_threads, use_threads_if=num_threads > 1):
+        o = t // (nrc * nblocks)
+        rest = t - o * nrc * nblocks
+        rc = rest // nblocks
+        jb = (rest - rc * nblocks) * width
+        column_block_stats(x + (o * rows + rc * ROW_CHUNK) * cols + jb,
+                           min(<Py_ssize_t>ROW_CHUNK, rows - rc * ROW_CHUNK), cols,
+                           min(width, cols - jb), chunk_buf + (o * nrc + rc) * cols + jb)
+    for oj in range(outer * cols):
+        o = oj // cols
+        j = oj - o * cols
+        out[oj] = fold_stats(chunk_buf + o * nrc * cols + j, nrc, cols)
+
+
+# ---------------------------------------------------------------------------------------
+# apply engine
+
+cdef inline void apply_run(const floating* x, floating* y, Py_ssize_t n,
+                           floating hi, floating lo, floating a, floating b) noexcept nogil:
+    """y = ((x - hi) - lo) * a + b with scalar parameters; x may be y."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        y[i] = ((x[i] - hi) - lo) * a + b
+
+
+cdef inline void apply_row(const floating* x, floating* y, Py_ssize_t n,
+                           floating hi, floating lo, floating r,
+                           const floating* w, const floating* b) noexcept nogil:
+    """y = ((x - hi) - lo) * r * w[i] + b[i]; w and/or b may be NULL."""
+    cdef Py_ssize_t i
+    if w != NULL and b != NULL:
+        for i in range(n):
+            y[i] = ((x[i] - hi) - lo) * r * w[i] + b[i]
+    elif w != NULL:
+        for i in range(n):
+            y[i] = ((x[i] - hi) - lo) * r * w[i]
+    elif b != NULL:
+        for i in range(n):
+            y[i] = ((x[i] - hi) - lo) * r + b[i]
+    else:
+        for i in range(n):
+            y[i] = ((x[i] - hi) - lo) * r
+
+
+cdef inline void apply_columns(const floating* x, floating* y, Py_ssize_t n,
+                               const floating* hi, const floating* lo, const floating* a,
+                               const floating* b) noexcept nogil:
+    """y[j] = ((x[j] - hi[j]) - lo[j]) * a[j] + b[j] along one row; b may be NULL."""
+    cdef Py_ssize_t j
+    if b != NULL:
+        for j in range(n):
+            y[j] = ((x[j] - hi[j]) - lo[j]) * a[j] + b[j]
+    else:
+        for j in range(n):
+            y[j] = ((x[j] - hi[j]) - lo[j]) * a[j]
+
+
+cdef struct GroupParams:
+    double mean
+    double rstd
+
+
+cdef inline GroupParams group_params(Stat st, double eps, bint rms) noexcept nogil:
+    """mean and 1/sqrt(var + eps); for RMS norm mean 0 and 1/sqrt(mean(x^2) + eps)."""
+    cdef GroupParams p
+    cdef double var = st.m2 / st.n
+    if rms:
+        p.mean = 0.0
+        p.rstd = 1.0 / sqrt(var + st.mean * st.mean + eps)
+    else:
+        p.mean = st.mean
+        p.rstd = 1.0 / sqrt(var + eps)
+    return p
+
+
+cdef inline void apply_group_span(const floating* xg, floating* yg,   # IN/OUT one group
+                                  Py_ssize_t begin, Py_ssize_t end,   # span within the group
+                                  Py_ssize_t run_len, Py_ssize_t channel0,
+                                  bint per_element, GroupParams p,
+                                  const floating* w, const floating* b) noexcept nogil:
+    """Normalize xg[begin:end] of one group. per_element: w/b indexed by position in the
+    group (LayerNorm); else by channel channel0 + position // run_len."""
+    cdef floating hi = <floating>p.mean
+    cdef floating lo = <floating>(p.mean - <double>hi)
+    cdef Py_ssize_t pos, stop, k
+    cdef double a
+    cdef floating bk
+    if per_element:
+        apply_row(xg + begin, yg + begin, end - begin, hi, lo, <floating>p.rstd,
+                  (w + begin) if w != NULL else NULL, (b + begin) if b != NULL else NULL)
+        return
+    pos = begin
+    while pos < end:
+        k = pos // run_len
+        stop = min((k + 1) * run_len, end)
+        a = p.rstd * w[channel0 + k] if w != NULL else p.rstd
+        bk = b[channel0 + k] if b != NULL else 0
+        apply_run(xg + pos, yg + pos, stop - pos, hi, lo, <floating>a, bk)
+        pos = stop
+
+
+# ---------------------------------------------------------------------------------------
+# entry points (called by the plans with validated, contiguous, flattened buffers)
+
+cdef inline const floating* optional_ptr(const floating[::1] v) noexcept:
+    return &v[0] if v is not None and v.shape[0] > 0 else NULL
+
+
+cdef inline int effective_threads(Py_ssize_t elements, int num_threads) noexcept:
+    return num_threads if elements >= PARALLEL_MIN_ELEMENTS else 1
+
+
+cdef Stat* alloc_stats(Py_ssize_t n) except NULL:
+    cdef Stat* p = <Stat*>malloc(max(n, <Py_ssize_t>1) * sizeof(Stat))
+    if p == NULL:
+        raise MemoryError()
+    return p
+
+
+cdef inline void store_stats(const Stat* st, Py_ssize_t n, double[::1] mean,
+                             double[::1] m2) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        mean[i] = st[i].mean
+        m2[i] = st[i].m2
+
+
+def segment_moments(const floating[::1] x,    # IN  flat buffer
+                    Py_ssize_t groups, Py_ssize_t nseg, Py_ssize_t seg_len,
+                    Py_ssize_t group_stride, Py_ssize_t seg_stride,
+                    double[::1] mean,           # OUT (groups,)
+                    double[::1] m2,             # OUT (groups,)
+                    int num_threads):
+    """Mean and M2 of groups of nseg contiguous segments of seg_len (see grouped_stats)."""
+    cdef int nt = effective_threads(groups * nseg * seg_len, num_threads)
+    cdef Stat* out = alloc_stats(groups)
+    cdef Stat* buf = NULL
+    if nt > 1 and groups < 4 * nt:
+        buf = <Stat*>malloc(max(groups * nseg * ceil_div(seg_len, CHUNK), <Py_ssize_t>1)
+                            * sizeof(Stat))
+        if buf == NULL:
+            free(out)
+            raise MemoryError()
+    with nogil:
+        grouped_stats(&x[0], groups, nseg, seg_len, group_stride, seg_stride, out, buf, nt)
+        store_stats(out, groups, mean, m2)
+    free(buf)
+    free(out)
+
+
+def column_moments(const floating[::1] x,     # IN  flat (outer, rows, cols) buffer
+                   Py_ssize_t outer, Py_ssize_t rows, Py_ssize_t cols,
+                   double[::1] mean,            # OUT (outer*cols,)
+                   double[::1] m2,              # OUT (outer*cols,)
+                   int num_threads):
+    """Mean and M2 over the rows of each (outer, column)."""
+    cdef int nt = effective_threads(outer * rows * cols, num_threads)
+    cdef Stat* out = alloc_stats(outer * cols)
+    cdef Stat* buf = NULL
+    cdef Py_ssize_t width = column_block_width(outer, cols, nt)
+    if nt > 1 and outer * ceil_div(cols, width) < 2 * nt and rows > ROW_CHUNK:
+        buf = <Stat*>malloc(outer * ceil_div(rows, ROW_CHUNK) * cols * sizeof(Stat))
+        if buf == NULL:
+            free(out)
+            raise MemoryError()
+    with nogil:
+        column_stats(&x[0], outer, rows, cols, out, buf, nt)
+        store_stats(out, outer * cols, mean, m2)
+    free(buf)
+    free(out)
+
+
+cdef inline Stat normalize_group(const floating* xg, floating* yg, Py_ssize_t glen,
+                                 Py_ssize_t run_len, Py_ssize_t channel0,
+                                 bint per_element, const floating* w, const floating* b,
+                                 double eps, bint rms) noexcept nogil:
+    """Statistics of one contiguous group, then its normalization while it is in cache."""
+    cdef Stat st = group_stat(xg, 1, glen, 0)
+    apply_group_span(xg, yg, 0, glen, run_len, channel0, per_element,
+                     group_params(st, eps, rms), w, b)
+    return st
+
+
+def normalize_groups(const floating[::1] x,       # IN  flat (groups, runs*run_len) buffer
+                     floating[::1] out,           # OUT same size; may be x itself
+                     Py_ssize_t groups, Py_ssize_t runs, Py_ssize_t run_len,
+                     Py_ssize_t param_period,     # channel of run k in group g: (g % period)*runs + k
+                     bint per_element,            # weight/bias indexed per element of the group
+                     const floating[::1] weight,  # IN  or None
+                     const floating[::1] bias,    # IN  or None
+                     double eps, bint rms,
+                     double[::1] mean_out,        # OUT (groups,) mean
+                     double[::1] var_out,         # OUT (groups,) biased variance
+                     int num_threads):
+    """Row-local normalization (LayerNorm, RMSNorm, InstanceNorm, GroupNorm): statistics of
+    each contiguous group and its normalization while the group is in cache."""
+    cdef Py_ssize_t glen = runs * run_len
+    cdef int nt = effective_threads(groups * glen, num_threads)
+    cdef const floating* xp = &x[0]
+    cdef floating* yp = &out[0]
+    cdef const floating* w = optional_ptr(weight)
+    cdef const floating* b = optional_ptr(bias)
+    cdef Py_ssize_t g, t, blocks, begin
+    cdef Stat sg
+    cdef Stat* st = NULL
+    cdef Stat* buf = NULL
+    if nt == 1 or groups >= 2 * nt:
+        with nogil:
+            for g in prange(groups, schedule='static', num_threads=nt, use_threads_if=nt > 1):
+                sg = normalize_group(xp + g * glen, yp + g * glen, glen, run_len,
+                                     (g % param_period) * runs, per_element, w, b, eps, rms)
+                mean_out[g] = sg.mean
+                var_out[g] = sg.m2 / sg.n
+        return
+    # few large groups: chunk-parallel statistics, then block-parallel apply (same bits)
+    st = alloc_stats(groups)
+    buf = <Stat*>malloc(groups * ceil_div(glen, CHUNK) * sizeof(Stat))
+    if buf == NULL:
+        free(st)
+        raise MemoryError()
+    blocks = ceil_div(glen, APPLY_BLOCK)
+    with nogil:
+        grouped_stats(xp, groups, 1, glen, glen, 0, st, buf, nt)
+        for g in range(groups):
+            mean_out[g] = st[g].mean
+            var_out[g] = st[g].m2 / st[g].n
+        for t in prange(groups * blocks, schedule='static', num_threads=nt,
+                        use_threads_if=nt > 1):
+            g = t // blocks
+            begin = (t - g * blocks) * APPLY_BLOCK
+            apply_group_span(xp + g * glen, yp + g * glen, begin,
+                             min(begin + APPLY_BLOCK, glen), run_len,
+                             (g % param_period) * runs, per_element,
+                             group_params(st[g], eps, rms), w, b)
+    free(buf)
+    free(st)
+
+
+cdef void normalize_column_block(const floating* x, floating* y,   # IN/OUT block origin
+                                 Py_ssize_t rows, Py_ssize_t ld, Py_ssize_t width,
+                                 const floating* w, const floating* b,  # (rows,) or NULL
+                                 double eps,
+                                 double* mean_out, double* var_out) noexcept nogil:  # OUT (width,)
+    """Statistics of `width` columns over `rows` rows, then their normalization."""
+    cdef Stat st[COL_BLOCK]
+    cdef floating hi[COL_BLOCK]
+    cdef floating lo[COL_BLOCK]
+    cdef floating a[COL_BLOCK]
+    cdef double rstd[COL_BLOCK]
+    cdef GroupParams p
+    cdef double wr
+    cdef floating br
+    cdef Py_ssize_t j, r
+    for j in range(width):
+        st[j].n = 0
+    column_block_stats(x, rows, ld, width, st)
+    for j in range(width):
+        p = group_params(st[j], eps, False)
+        mean_out[j] = st[j].mean
+        var_out[j] = st[j].m2 / st[j].n
+        rstd[j] = p.rstd
+        hi[j] = <floating>p.mean
+        lo[j] = <floating>(p.mean - <double>hi[j])
+    for r in range(rows):
+        wr = w[r] if w != NULL else 1
+        br = b[r] if b != NULL else 0
+        for j in range(width):
+            a[j] = <floating>(rstd[j] * wr)
+        for j in range(width):
+            y[r * ld + j] = ((x[r * ld + j] - hi[j]) - lo[j]) * a[j] + br
+
+
+def normalize_columns(const floating[::1] x,      # IN  flat (outer, rows, cols) buffer
+                      floating[::1] out,          # OUT same size; may be x itself
+                      Py_ssize_t outer, Py_ssize_t rows, Py_ssize_t cols,
+                      const floating[::1] weight, # IN  (rows,) or None
+                      const floating[::1] bias,   # IN  (rows,) or None
+                      double eps,
+                      double[::1] mean_out,       # OUT (outer*cols,)
+                      double[::1] var_out,        # OUT (outer*cols,) biased variance
+                      int num_threads):
+    """Normalization across the rows at every (outer, column): channels-first LayerNorm."""
+    cdef int nt = effective_threads(outer * rows * cols, num_threads)
+    cdef const floating* xp = &x[0]
+    cdef floating* yp = &out[0]
+    cdef const floating* w = optional_ptr(weight)
+    cdef const floating* b = optional_ptr(bias)
+    cdef double* mp = &mean_out[0]
+    cdef double* vp = &var_out[0]
+    cdef Py_ssize_t width = column_block_width(outer, cols, nt)
+    cdef Py_ssize_t nblocks = ceil_div(cols, width)
+    cdef Py_ssize_t t, o, j0
+    with nogil:
+        for t in prange(outer * nblocks, schedule='static', num_threads=nt,
+                        use_threads_if=nt > 1):
+            o = t // nblocks
+            j0 = (t - o * nblocks) * width
+            normalize_column_block(xp + o * rows * cols + j0, yp + o * rows * cols + j0,
+                                   rows, cols, min(width, cols - j0), w, b, eps,
+                                   mp + o * cols + j0, vp + o * cols + j0)
+
+
+def apply_channels(const floating[::1] x,     # IN  flat (n, channels, inner) buffer
+                   floating[::1] out,         # OUT same size; may be x itself
+                   Py_ssize_t n, Py_ssize_t channels, Py_ssize_t inner,
+                   const floating[::1] hi,    # IN  (channels,) mean, high part
+                   const floating[::1] lo,    # IN  (channels,) mean, low part
+                   const floating[::1] a,     # IN  (channels,) rstd * weight
+                   const floating[::1] b,     # IN  (channels,) bias
+                   int num_threads):
+    """Per-channel apply with given statistics (BatchNorm, InstanceNorm on running stats)."""
+    cdef int nt = effective_threads(n * channels * inner, num_threads)
+    cdef const floating* xp = &x[0]
+    cdef floating* yp = &out[0]
+    cdef Py_ssize_t t, c
+    with nogil:
+        if inner == 1:
+            for t in prange(n, schedule='static', num_threads=nt, use_threads_if=nt > 1):
+                apply_columns(xp + t * channels, yp + t * channels, channels,
+                              &hi[0], &lo[0], &a[0], &b[0])
+        else:
+            for t in prange(n * channels, schedule='static', num_threads=nt,
+                            use_threads_if=nt > 1):
+                c = t % channels
+                apply_run(xp + t * inner, yp + t * inner, inner, hi[c], lo[c], a[c], b[c])

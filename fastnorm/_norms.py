@@ -1,0 +1,275 @@
+"""The normalizations, each a small plan over the statistics and apply engines.
+
+A plan validates its arguments (fastnorm._validate), maps the shape of x onto a kernel
+(DESIGN.md section 1) and hands it contiguous buffers:
+
+  layer_norm, rms_norm      groups = rows, per-element affine          normalize_groups
+  instance_norm             groups = (n, c), per-channel affine         normalize_groups
+  group_norm                groups = (n, g), per-channel affine         normalize_groups
+  channel_layer_norm        columns of each sample's (C, H*W) matrix    normalize_columns
+  batch_norm (training)     segment/column statistics, then per-channel apply_channels
+  batch_norm (eval), instance_norm on running stats                     apply_channels
+"""
+import math
+
+import numpy as np
+
+from . import _dispatch, _threads
+from . import _validate as V
+from ._stats import raw_moments
+
+
+# ---------------------------------------------------------------------------------------
+# buffers
+
+def _buffers(x, out, in_place):
+    """(src, dst): C-contiguous kernel-dtype buffers holding x and receiving the result.
+
+    A private copy of x (non-contiguous or float16 input) is normalized in place."""
+    cdt = V.compute_dtype(x.dtype)
+    if in_place and x.dtype == cdt:
+        return x, x
+    if x.dtype == cdt and x.flags.c_contiguous:
+        return x, (out if out is not None else np.empty_like(x, order="C"))
+    src = np.array(x, dtype=cdt, order="C", copy=True)
+    return src, src
+
+
+def _finish(x, out, dst):
+    """The array handed back: out (filled), or dst in the dtype of x."""
+    if out is not None:
+        if dst is not out:
+            out[...] = dst
+        return out
+    return dst if dst.dtype == x.dtype else dst.astype(x.dtype)
+
+
+def _mean_split(mean, dtype):
+    """float64 means as (hi, lo) in the kernel dtype: hi + lo == mean to ~2x the precision,
+    so that ((x - hi) - lo) is nearly exact for x near the mean (DESIGN.md section 2)."""
+    hi = mean.astype(dtype)
+    lo = (mean - hi.astype(np.float64)).astype(dtype)
+    return hi, lo
+
+
+def _apply_channels(src, dst, n, channels, inner, mean, var, weight, bias, eps, nt):
+    """Per-channel apply from float64 statistics (channels,)."""
+    cdt = src.dtype
+    a = 1.0 / np.sqrt(var + eps)
+    if weight is not None:
+        a = a * weight.astype(np.float64)
+    b = bias if bias is not None else np.zeros(channels, dtype=cdt)
+    hi, lo = _mean_split(mean, cdt)
+    _dispatch.current.apply_channels(src.reshape(-1), dst.reshape(-1), n, channels, inner,
+                                     hi, lo, a.astype(cdt), b, nt)
+
+
+def _stats_out(values, shape, dtype):
+    return values.reshape(shape).astype(dtype)
+
+
+# ---------------------------------------------------------------------------------------
+# row-local normalizations
+
+def _normalize_groups(x, out, in_place, groups, runs, run_len, param_period, per_element,
+                      weight, bias, eps, rms, nt):
+    """Run normalize_groups; returns (y, mean, rstd) with float64 stats per group."""
+    mean = np.zeros(groups)
+    var = np.zeros(groups)
+    src, dst = _buffers(x, out, in_place)
+    if x.size:
+        _dispatch.current.normalize_groups(src.reshape(-1), dst.reshape(-1), groups, runs,
+                                           run_len, param_period, per_element, weight, bias,
+                                           eps, rms, mean, var, nt)
+    return _finish(x, out, dst), mean, var
+
+
+def _rstd(var, eps):
+    return 1.0 / np.sqrt(var + eps)
+
+
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, out=None,
+               return_stats=False, num_threads=None):
+    """LayerNorm over the trailing `normalized_shape` dims, as torch.nn.functional.layer_norm.
+
+    Returns y, or (y, mean, rstd) with return_stats=True, the stats shaped
+    ``x.shape[:-k] + (1,)*k``."""
+    x = V.array_input(x, min_ndim=1)
+    shape = V.normalized_shape(normalized_shape, x.shape)
+    cdt = V.compute_dtype(x.dtype)
+    weight = V.param(weight, "weight", shape, cdt)
+    bias = V.param(bias, "bias", shape, cdt)
+    eps = V.eps(eps)
+    return_stats = V.flag(return_stats, "return_stats")
+    nt = _threads.resolve(V.num_threads(num_threads))
+    out, in_place = V.out(out, x)
+
+    k = len(shape)
+    row = math.prod(shape)
+    rows = math.prod(x.shape[:-k])
+    y, mean, var = _normalize_groups(x, out, in_place, rows, 1, row, 1, True, weight, bias,
+                                     eps, False, nt)
+    if not return_stats:
+        return y
+    stats_shape = x.shape[:-k] + (1,) * k
+    return (y, _stats_out(mean, stats_shape, x.dtype),
+            _stats_out(_rstd(var, eps), stats_shape, x.dtype))
+
+
+def rms_norm(x, normalized_shape, weight=None, eps=None, *, out=None, num_threads=None):
+    """RMSNorm, as torch.nn.functional.rms_norm: ``x / sqrt(mean(x**2) + eps) * weight``
+    over the trailing dims; eps=None means ``np.finfo(x.dtype).eps``."""
+    x = V.array_input(x, min_ndim=1)
+    shape = V.normalized_shape(normalized_shape, x.shape)
+    cdt = V.compute_dtype(x.dtype)
+    weight = V.param(weight, "weight", shape, cdt)
+    eps = float(np.finfo(x.dtype).eps) if eps is None else V.eps(eps)
+    nt = _threads.resolve(V.num_threads(num_threads))
+    out, in_place = V.out(out, x)
+
+    row = math.prod(shape)
+    rows = math.prod(x.shape[:-len(shape)])
+    return _normalize_groups(x, out, in_place, rows, 1, row, 1, True, weight, None, eps,
+                             True, nt)[0]
+
+
+def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None,
+               return_stats=False, num_threads=None):
+    """GroupNorm, as torch.nn.functional.group_norm; per-channel affine.
+
+    Returns y, or (y, mean, rstd) with return_stats=True, the stats shaped (N, num_groups)."""
+    x = V.array_input(x, min_ndim=2)
+    n, channels = x.shape[:2]
+    groups = V.num_groups(num_groups, channels)
+    cdt = V.compute_dtype(x.dtype)
+    weight = V.param(weight, "weight", (channels,), cdt)
+    bias = V.param(bias, "bias", (channels,), cdt)
+    eps = V.eps(eps)
+    return_stats = V.flag(return_stats, "return_stats")
+    nt = _threads.resolve(V.num_threads(num_threads))
+    out, in_place = V.out(out, x)
+
+    inner = math.prod(x.shape[2:])
+    y, mean, var = _normalize_groups(x, out, in_place, n * groups, channels // groups, inner,
+                                     groups, False, weight, bias, eps, False, nt)
+    if not return_stats:
+        return y
+    return (y, _stats_out(mean, (n, groups), x.dtype),
+            _stats_out(_rstd(var, eps), (n, groups), x.dtype))
+
+
+def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
+                  use_input_stats=True, momentum=0.1, eps=1e-5, *, out=None, num_threads=None):
+    """InstanceNorm, as torch.nn.functional.instance_norm.
+
+    With use_input_stats, statistics are per (sample, channel) over the spatial dims, and
+    given running stats are updated in place with the batch average of the per-instance
+    mean and unbiased variance. Otherwise the running stats normalize."""
+    x = V.array_input(x, min_ndim=2)
+    n, channels = x.shape[:2]
+    inner = math.prod(x.shape[2:])
+    use_input_stats = V.flag(use_input_stats, "use_input_stats")
+    V.running_pair(running_mean, running_var)
+    running_mean = V.running_stat(running_mean, "running_mean", channels, use_input_stats)
+    running_var = V.running_stat(running_var, "running_var", channels, use_input_stats)
+    cdt = V.compute_dtype(x.dtype)
+    weight = V.param(weight, "weight", (channels,), cdt)
+    bias = V.param(bias, "bias", (channels,), cdt)
+    momentum = V.momentum(momentum)
+    eps = V.eps(eps)
+    nt = _threads.resolve(V.num_threads(num_threads))
+    out, in_place = V.out(out, x)
+    if use_input_stats and inner < 2 and x.size:
+        raise ValueError(f"instance_norm needs more than 1 spatial element per channel with "
+                         f"use_input_stats=True, got x of shape {x.shape}")
+    if not use_input_stats:
+        if running_mean is None:
+            raise ValueError("instance_norm with use_input_stats=False needs running_mean "
+                             "and running_var")
+        src, dst = _buffers(x, out, in_place)
+        if x.size:
+            _apply_channels(src, dst, n, channels, inner, running_mean.astype(np.float64),
+                            running_var.astype(np.float64), weight, bias, eps, nt)
+        return _finish(x, out, dst)
+
+    y, mean, var = _normalize_groups(x, out, in_place, n * channels, 1, inner, channels,
+                                     False, weight, bias, eps, False, nt)
+    if running_mean is not None and n:
+        unbiased = var.reshape(n, channels) * (inner / (inner - 1))
+        _update_running(running_mean, running_var, mean.reshape(n, channels).mean(axis=0),
+                        unbiased.mean(axis=0), momentum)
+    return y
+
+
+def _update_running(running_mean, running_var, mean, unbiased_var, momentum):
+    """PyTorch's running-statistics update, in place on the caller's arrays."""
+    running_mean[...] = (1.0 - momentum) * running_mean + momentum * mean
+    running_var[...] = (1.0 - momentum) * running_var + momentum * unbiased_var
+
+
+# ---------------------------------------------------------------------------------------
+# BatchNorm and channels-first LayerNorm
+
+def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5, *, out=None, num_threads=None):
+    """BatchNorm, as torch.nn.functional.batch_norm.
+
+    Training (or no running stats): per-channel statistics over N and the spatial dims, the
+    biased variance normalizes, and given running stats are updated in place with the
+    unbiased one. Eval: the running stats normalize."""
+    x = V.array_input(x, min_ndim=2)
+    n, channels = x.shape[:2]
+    inner = math.prod(x.shape[2:])
+    training = V.flag(training, "training")
+    V.running_pair(running_mean, running_var)
+    running_mean = V.running_stat(running_mean, "running_mean", channels, training)
+    running_var = V.running_stat(running_var, "running_var", channels, training)
+    cdt = V.compute_dtype(x.dtype)
+    weight = V.param(weight, "weight", (channels,), cdt)
+    bias = V.param(bias, "bias", (channels,), cdt)
+    momentum = V.momentum(momentum)
+    eps = V.eps(eps)
+    nt = _threads.resolve(V.num_threads(num_threads))
+    out, in_place = V.out(out, x)
+    count = n * inner
+    if training and count < 2:
+        raise ValueError(f"batch_norm in training needs more than 1 value per channel, got "
+                         f"x of shape {x.shape}")
+
+    src, dst = _buffers(x, out, in_place)
+    if x.size == 0:
+        return _finish(x, out, dst)
+    if training or running_mean is None:
+        _, mean, m2 = raw_moments(src, (0,) + tuple(range(2, x.ndim)), nt)
+        var = m2 / count
+        if training and running_mean is not None:
+            _update_running(running_mean, running_var, mean, m2 / (count - 1), momentum)
+    else:
+        mean, var = running_mean.astype(np.float64), running_var.astype(np.float64)
+    _apply_channels(src, dst, n, channels, inner, mean, var, weight, bias, eps, nt)
+    return _finish(x, out, dst)
+
+
+def channel_layer_norm(x, weight=None, bias=None, eps=1e-6, *, out=None, num_threads=None):
+    """LayerNorm across the channel dim at every (n, *spatial) position: ConvNeXt's
+    channels_first LayerNorm (timm's LayerNorm2d); weight and bias of shape (C,)."""
+    x = V.array_input(x, min_ndim=2)
+    n, channels = x.shape[:2]
+    inner = math.prod(x.shape[2:])
+    cdt = V.compute_dtype(x.dtype)
+    weight = V.param(weight, "weight", (channels,), cdt)
+    bias = V.param(bias, "bias", (channels,), cdt)
+    eps = V.eps(eps)
+    nt = _threads.resolve(V.num_threads(num_threads))
+    out, in_place = V.out(out, x)
+
+    if inner == 1:      # (N, C): a LayerNorm over the last dim
+        return _normalize_groups(x, out, in_place, n, 1, channels, 1, True, weight, bias,
+                                 eps, False, nt)[0]
+    src, dst = _buffers(x, out, in_place)
+    if x.size:
+        mean = np.empty(n * inner)
+        var = np.empty(n * inner)
+        _dispatch.current.normalize_columns(src.reshape(-1), dst.reshape(-1), n, channels,
+                                            inner, weight, bias, eps, mean, var, nt)
+    return _finish(x, out, dst)

@@ -1,0 +1,35 @@
+"""Thread count of a call, resolved once and handed to the kernels; fork safety."""
+import os
+
+from ._openmp_helpers import get_max_threads
+
+_parallel_used = False      # this process has asked for a parallel region
+_forked_child = False       # ... and we are a child forked after that
+
+
+def _after_fork_in_child():
+    # GNU libgomp is not fork-safe: a child forked after the parent ran a parallel region
+    # hangs in its first parallel region. Serial kernels give the same bits, so use them.
+    global _forked_child
+    if _parallel_used:
+        _forked_child = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def resolve(num_threads):
+    """Number of threads for a kernel call: OpenMP's default at call time for None."""
+    global _parallel_used
+    n = get_max_threads() if num_threads is None else int(num_threads)
+    if _forked_child:
+        return 1
+    if n > 1:
+        _parallel_used = True
+    return n
+
+
+def forked_serial():
+    """True when this is a forked child that runs serial kernels for fork safety."""
+    return _forked_child

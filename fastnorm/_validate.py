@@ -1,0 +1,216 @@
+"""Validation of every public argument, in one place.
+
+Each function checks one argument and returns it in the form the plans use. All of them run
+before any buffer is written, so a failed call leaves everything the caller handed in as it
+was. Messages name the offending argument.
+"""
+import math
+import numbers
+import operator
+
+import numpy as np
+
+try:
+    from numpy.exceptions import AxisError
+except ImportError:  # NumPy < 1.25
+    from numpy import AxisError
+
+# dtypes the kernels compute in natively; float16 is computed in float32
+NATIVE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+FLOAT_DTYPES = (np.dtype(np.float16),) + NATIVE_DTYPES
+
+
+def compute_dtype(dtype):
+    """Kernel dtype for a supported input dtype."""
+    return np.dtype(np.float32) if dtype == np.float16 else np.dtype(dtype)
+
+
+def array_input(x, name="x", min_ndim=0):
+    """x as an ndarray of float16/32/64 with at least min_ndim dims (no copy for arrays)."""
+    if not isinstance(x, np.ndarray):
+        try:
+            x = np.asarray(x)
+        except Exception as exc:
+            raise TypeError(f"{name} must be an array of floats, got {type(x).__name__}") \
+                from exc
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} has dtype {x.dtype}; fastnorm supports float16, float32 "
+                        f"and float64")
+    if x.ndim < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} dimensions, got shape "
+                         f"{x.shape}")
+    return x
+
+
+def result_dtype(dtype, default):
+    """The `dtype=` argument of moments: a float dtype, default that of x."""
+    if dtype is None:
+        return np.dtype(default)
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"dtype must be a float dtype, got {dtype!r}") from exc
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"dtype must be float16, float32 or float64, got {dt}")
+    return dt
+
+
+def num_threads(value):
+    """None or a positive int."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"num_threads must be None or a positive int, "
+                        f"got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"num_threads must be a positive int, got {value}")
+    return int(value)
+
+
+def real_scalar(value, name):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    return float(value)
+
+
+def eps(value, name="eps"):
+    v = real_scalar(value, name)
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"{name} must be finite and >= 0, got {value}")
+    return v
+
+
+def momentum(value):
+    v = real_scalar(value, "momentum")
+    if not (0.0 <= v <= 1.0):
+        raise ValueError(f"momentum must be a number in [0, 1], got {value}")
+    return v
+
+
+def flag(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return bool(value)
+
+
+def positive_int(value, name):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be positive, got {value}")
+    return int(value)
+
+
+def param(value, name, shape, dtype):
+    """An affine parameter (weight, bias, running stats read-only): a float array of the
+    given shape, returned C-contiguous in the kernel dtype; None stays None."""
+    if value is None:
+        return None
+    arr = value if isinstance(value, np.ndarray) else np.asarray(value)
+    if arr.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} has dtype {arr.dtype}; it must be a float array")
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def running_stat(value, name, channels, updated):
+    """running_mean / running_var: float array of shape (channels,); must be a writable
+    ndarray when it is updated in place (training)."""
+    if value is None:
+        return None
+    if updated:
+        if not isinstance(value, np.ndarray):
+            raise TypeError(f"{name} is updated in place and must be a numpy array, "
+                            f"got {type(value).__name__}")
+        if not value.flags.writeable:
+            raise ValueError(f"{name} is updated in place and must be writable")
+    arr = value if isinstance(value, np.ndarray) else np.asarray(value)
+    if arr.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} has dtype {arr.dtype}; it must be a float array")
+    if arr.shape != (channels,):
+        raise ValueError(f"{name} must have shape ({channels},), got {arr.shape}")
+    return arr
+
+
+def running_pair(running_mean, running_var):
+    if (running_mean is None) != (running_var is None):
+        missing = "running_var" if running_var is None else "running_mean"
+        raise ValueError(f"running_mean and running_var go together: {missing} is None")
+
+
+def normalized_shape(value, x_shape):
+    """int or sequence of ints matching the trailing dims of x; returned as a tuple."""
+    if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, bool):
+        shape = (int(value),)
+    else:
+        try:
+            shape = tuple(operator.index(d) for d in value)
+        except TypeError as exc:
+            raise TypeError(f"normalized_shape must be an int or a sequence of ints, "
+                            f"got {value!r}") from exc
+    if len(shape) == 0:
+        raise ValueError("normalized_shape must not be empty")
+    if len(shape) > len(x_shape) or tuple(x_shape[len(x_shape) - len(shape):]) != shape:
+        raise ValueError(f"normalized_shape {shape} does not match the trailing dimensions "
+                         f"of x with shape {tuple(x_shape)}")
+    return shape
+
+
+def num_groups(value, channels):
+    g = positive_int(value, "num_groups")
+    if channels % g:
+        raise ValueError(f"num_groups={g} must divide the number of channels {channels}")
+    return g
+
+
+def out(value, x):
+    """The `out=` buffer: None, or a C-contiguous writable array of x's shape and dtype
+    that is x itself (in place) or does not overlap x. Returns (out, in_place)."""
+    if value is None:
+        return None, False
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"out must be a numpy array, got {type(value).__name__}")
+    if value.shape != x.shape:
+        raise ValueError(f"out must have the shape of x {x.shape}, got {value.shape}")
+    if value.dtype != x.dtype:
+        raise ValueError(f"out must have the dtype of x ({x.dtype}), got {value.dtype}")
+    if not value.flags.c_contiguous:
+        raise ValueError("out must be C-contiguous")
+    if not value.flags.writeable:
+        raise ValueError("out must be writable")
+    in_place = False
+    if value.size and np.may_share_memory(value, x):
+        same_view = (value.__array_interface__["data"][0] == x.__array_interface__["data"][0]
+                     and value.strides == x.strides)
+        if not same_view:
+            raise ValueError("out overlaps x without being x itself; pass out=x to "
+                             "normalize in place, or a separate buffer")
+        in_place = True
+    return value, in_place
+
+
+def axes(axis, ndim):
+    """axis (None, int or tuple of ints, negatives allowed) as a sorted tuple."""
+    if axis is None:
+        return tuple(range(ndim))
+    items = (axis,) if not isinstance(axis, (tuple, list)) else tuple(axis)
+    result = []
+    for a in items:
+        if isinstance(a, (bool, np.bool_)) or not isinstance(a, (numbers.Integral, np.integer)):
+            raise TypeError(f"axis must be None, an int or a tuple of ints, got {axis!r}")
+        a = int(a)
+        if not -ndim <= a < ndim:
+            raise AxisError(a, ndim, "axis")
+        result.append(a % ndim)
+    if len(set(result)) != len(result):
+        raise ValueError(f"axis contains a repeated axis: {axis!r}")
+    return tuple(sorted(result))
+
+
+def ddof(value, count):
+    d = real_scalar(value, "ddof")
+    if not (0 <= d < count):
+        raise ValueError(f"ddof must satisfy 0 <= ddof < number of reduced elements "
+                         f"({count}), got {value}")
+    return d

@@ -1,0 +1,124 @@
+"""Build of fastnorm's Cython/OpenMP extension modules.
+
+Environment switches (all optional):
+  FASTNORM_OPENMP=0   build without OpenMP (serial kernels, same results)
+  FASTNORM_NATIVE=1   also build a kernel variant with -march=native (a local, non-portable build)
+
+The kernels are compiled once per instruction-set level (baseline, x86-64-v3, x86-64-v4 on
+x86-64 with GCC/Clang) from one source; fastnorm picks the best one the CPU runs at import.
+"""
+import os
+import platform
+import shutil
+import sys
+import tempfile
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+DIRECTIVES = {
+    "language_level": 3,
+    "boundscheck": False,
+    "wraparound": False,
+    "initializedcheck": False,
+    "cdivision": True,
+}
+
+# variant module suffix -> extra GCC/Clang flags
+X86_VARIANTS = {
+    "x86_64_v3": ["-march=x86-64-v3"],
+    "x86_64_v4": ["-march=x86-64-v4", "-mprefer-vector-width=512"],
+}
+OPENMP_CANDIDATES = [  # (compile flags, link flags)
+    (["-fopenmp"], ["-fopenmp"]),
+    (["-Xpreprocessor", "-fopenmp"], ["-lomp"]),   # Apple clang with libomp
+]
+OPENMP_PROBE = """
+#include <omp.h>
+int main(void) { int n = 0;
+#pragma omp parallel reduction(+:n)
+  n += 1;
+  return n > 0 ? 0 : 1; }
+"""
+
+
+def env_flag(name, default):
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    return value not in ("0", "false", "no", "off")
+
+
+def is_x86_64():
+    return platform.machine().lower() in ("x86_64", "amd64", "x64")
+
+
+class BuildExt(build_ext):
+    """Probes the compiler once: OpenMP flags (or a serial build) and -march support."""
+
+    def _compiles(self, source, compile_flags, link_flags=(), link=False):
+        tmp = tempfile.mkdtemp(prefix="fastnorm-probe-")
+        try:
+            path = os.path.join(tmp, "probe.c")
+            with open(path, "w") as f:
+                f.write(source)
+            objs = self.compiler.compile([path], output_dir=tmp, extra_postargs=compile_flags)
+            if link:
+                self.compiler.link_executable(objs, os.path.join(tmp, "probe"),
+                                              extra_postargs=list(link_flags))
+            return True
+        except Exception:
+            return False
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _openmp_flags(self, msvc):
+        if not env_flag("FASTNORM_OPENMP", True):
+            print("fastnorm: FASTNORM_OPENMP=0, building serial kernels")
+            return [], []
+        candidates = [(["/openmp"], [])] if msvc else OPENMP_CANDIDATES
+        for cflags, lflags in candidates:
+            if self._compiles(OPENMP_PROBE, cflags, lflags, link=True):
+                print(f"fastnorm: OpenMP enabled with {' '.join(cflags)}")
+                return cflags, lflags
+        print("fastnorm: the compiler has no usable OpenMP, building serial kernels")
+        return [], []
+
+    def build_extensions(self):
+        msvc = self.compiler.compiler_type == "msvc"
+        omp_c, omp_l = self._openmp_flags(msvc)
+        base = ["/O2"] if msvc else ["-O3"]
+        native = env_flag("FASTNORM_NATIVE", False)
+        kept = []
+        for ext in self.extensions:
+            variant = ext.name.rsplit("_kernels_", 1)[-1] if "._kernels_" in ext.name else None
+            flags = list(base)
+            if variant in X86_VARIANTS:
+                flags += X86_VARIANTS[variant]
+            elif variant == "native":
+                flags += ["-march=native"]
+            if flags != base and not self._compiles("int main(void){return 0;}\n", flags):
+                print(f"fastnorm: the compiler lacks {' '.join(flags[1:])}, skipping {ext.name}")
+                continue
+            ext.extra_compile_args = flags + omp_c
+            ext.extra_link_args = list(omp_l)
+            kept.append(ext)
+        self.extensions = kept
+        super().build_extensions()
+
+
+def extensions():
+    names = ["_openmp_helpers", "_cpu", "_kernels_baseline"]
+    if is_x86_64() and sys.platform != "win32":
+        names += ["_kernels_" + v for v in X86_VARIANTS]
+    if env_flag("FASTNORM_NATIVE", False) and sys.platform != "win32":
+        names.append("_kernels_native")
+    return [Extension(f"fastnorm.{n}", [f"fastnorm/{n}.pyx"], include_dirs=["fastnorm"])
+            for n in names]
+
+
+setup(
+    ext_modules=cythonize(extensions(), compiler_directives=DIRECTIVES),
+    cmdclass={"build_ext": BuildExt},
+)

@@ -1,0 +1,280 @@
+"""Shared helpers for the fastnorm test-suite.
+
+* deterministic random generators (``rng_for``),
+* non-contiguous views with the same values (``noncontig``),
+* float64 NumPy reference implementations of the six normalizations (``ref_*``),
+* ``unchanged``: a context manager asserting arrays are not modified,
+* ``dtype_pattern``: a regex matching a message that names a dtype,
+* ``max_abs_err`` and ``assert_close_to_ref``: the float32/float64 comparison policy.
+"""
+
+import contextlib
+import re
+import zlib
+
+import numpy as np
+
+FLOAT_DTYPES = (np.float32, np.float64)
+
+# Every non-float dtype the contract says must raise TypeError naming the dtype.
+BAD_DTYPES = ("int32", "int64", "uint8", "bool", "complex64", "complex128", "object", "str")
+
+
+# --------------------------------------------------------------------------------------
+# random data
+# --------------------------------------------------------------------------------------
+
+def rng_for(*keys):
+    """A generator seeded deterministically from ``keys`` (independent of PYTHONHASHSEED)."""
+    return np.random.default_rng(zlib.crc32(repr(keys).encode("utf-8")))
+
+
+def random_data(rng, shape, dtype=np.float64, loc=None, scale=None):
+    """Normal data with a random offset and scale (no values near the float limits)."""
+    if loc is None:
+        loc = rng.uniform(-2.0, 2.0)
+    if scale is None:
+        scale = rng.uniform(0.5, 3.0)
+    return (rng.standard_normal(shape) * scale + loc).astype(dtype)
+
+
+def as_bad_dtype(x, name):
+    """``x`` converted to one of ``BAD_DTYPES``."""
+    if name == "str":
+        return x.astype(str)
+    if name == "object":
+        return x.astype(object)
+    if name == "bool":
+        return x > 0
+    if name.startswith("complex"):
+        return (x + 1j).astype(name)
+    if name == "uint8":
+        return np.abs(x).astype(name)
+    return x.astype(name)
+
+
+def dtype_pattern(arr_or_dtype):
+    """Regex that matches a message naming the dtype of ``arr_or_dtype``."""
+    dt = getattr(arr_or_dtype, "dtype", None)
+    dt = np.dtype(arr_or_dtype if dt is None else dt)
+    names = {str(dt), dt.name, repr(dt)}
+    if dt.kind == "U":
+        names |= {"str", "unicode", "string", "<U"}
+    if dt.kind == "O":
+        names |= {"object"}
+    if dt.kind == "b":
+        names |= {"bool"}
+    return "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+
+
+# --------------------------------------------------------------------------------------
+# non-contiguous views
+# --------------------------------------------------------------------------------------
+
+NONCONTIG_KINDS = ("transposed", "step_last", "step_first", "reversed", "sliced")
+
+
+def noncontig(arr, kind, fill=np.nan):
+    """A non-C-contiguous view equal to ``arr``.
+
+    The memory around the view (the parts of the base array it does not cover) is filled
+    with ``fill`` (NaN by default), so a kernel reading outside the view produces NaN.
+    """
+    arr = np.asarray(arr)
+    if kind == "transposed":
+        perm = tuple(reversed(range(arr.ndim)))
+        view = np.ascontiguousarray(arr.transpose(perm)).transpose(perm)
+    elif kind == "step_last":
+        base = np.full(arr.shape[:-1] + (2 * arr.shape[-1] + 1,), fill, dtype=arr.dtype)
+        view = base[..., 1::2]
+        view[...] = arr
+    elif kind == "step_first":
+        base = np.full((3 * arr.shape[0],) + arr.shape[1:], fill, dtype=arr.dtype)
+        view = base[::3]
+        view[...] = arr
+    elif kind == "reversed":
+        view = np.ascontiguousarray(arr[::-1])[::-1]
+    elif kind == "sliced":
+        pad = tuple((1, 2) for _ in range(arr.ndim))
+        base = np.pad(arr, pad, constant_values=fill)
+        sl = tuple(slice(1, 1 + n) for n in arr.shape)
+        if arr.ndim >= 1:
+            # additionally take every other element of the last axis
+            base = np.repeat(base, 2, axis=-1)
+            base[..., 1::2] = fill
+            sl = sl[:-1] + (slice(2, 2 + 2 * arr.shape[-1], 2),)
+        view = base[sl]
+    else:
+        raise ValueError(kind)
+    assert view.shape == arr.shape
+    np.testing.assert_array_equal(view, arr)
+    return view
+
+
+# --------------------------------------------------------------------------------------
+# comparison policy
+# --------------------------------------------------------------------------------------
+
+def max_abs_err(got, ref):
+    got = np.asarray(got, dtype=np.float64)
+    ref = np.asarray(ref, dtype=np.float64)
+    assert got.shape == ref.shape, (got.shape, ref.shape)
+    if got.size == 0:
+        return 0.0
+    assert np.array_equal(np.isnan(got), np.isnan(ref)), "NaN pattern differs"
+    both_nan = np.isnan(got) & np.isnan(ref)
+    diff = np.abs(got[~both_nan] - ref[~both_nan])
+    return float(diff.max()) if diff.size else 0.0
+
+
+def assert_close_to_ref(got, ref64, dtype, peer32=None, what="result"):
+    """Compare a fastnorm result with a float64 reference.
+
+    float64: rtol = atol = 1e-9.  float32: the max abs error must be no worse than the
+    peer's (PyTorch's) float32 error on the same case, with slack
+    ``max(1.5 * peer_err, 1e-6 * max(1, max|ref|))``; without a peer result the bound is the
+    slack floor times 4.
+    """
+    got = np.asarray(got)
+    ref64 = np.asarray(ref64, dtype=np.float64)
+    assert got.shape == ref64.shape, "%s: shape %s != %s" % (what, got.shape, ref64.shape)
+    if np.dtype(dtype) == np.float64:
+        np.testing.assert_allclose(got, ref64, rtol=1e-9, atol=1e-9, err_msg=what)
+        return
+    scale = max(1.0, float(np.max(np.abs(ref64)))) if ref64.size else 1.0
+    err = max_abs_err(got, ref64)
+    if peer32 is not None:
+        peer_err = max_abs_err(peer32, ref64)
+        bound = max(1.5 * peer_err, 1e-6 * scale)
+    else:
+        peer_err = None
+        bound = 4e-6 * scale
+    assert err <= bound, "%s: fastnorm float32 max abs error %.3g > bound %.3g (torch: %s)" % (
+        what, err, bound, peer_err)
+
+
+@contextlib.contextmanager
+def unchanged(*arrays):
+    """Assert that none of ``arrays`` (None entries are ignored) is modified in the block."""
+    arrays = [a for a in arrays if a is not None]
+    copies = [np.array(a, copy=True) for a in arrays]
+    try:
+        yield
+    finally:
+        for i, (a, c) in enumerate(zip(arrays, copies)):
+            assert a.shape == c.shape and a.dtype == c.dtype
+            np.testing.assert_array_equal(a, c, err_msg="argument #%d was modified" % i)
+
+
+# --------------------------------------------------------------------------------------
+# float64 reference implementations (NumPy), PyTorch semantics
+# --------------------------------------------------------------------------------------
+
+def _chan_shape(x):
+    return (1, x.shape[1]) + (1,) * (x.ndim - 2)
+
+
+def _f64(a):
+    return None if a is None else np.asarray(a, dtype=np.float64)
+
+
+def _affine(y, weight, bias, shape):
+    if weight is not None:
+        y = y * _f64(weight).reshape(shape)
+    if bias is not None:
+        y = y + _f64(bias).reshape(shape)
+    return y
+
+
+def ref_batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
+                   training=False, momentum=0.1, eps=1e-5):
+    """Returns (y, new_running_mean, new_running_var) in float64."""
+    x = _f64(x)
+    axes = (0,) + tuple(range(2, x.ndim))
+    rm, rv = _f64(running_mean), _f64(running_var)
+    if training or (rm is None and rv is None):
+        mean = x.mean(axis=axes)
+        var = x.var(axis=axes)
+        n = x.size // x.shape[1]
+        if training and rm is not None:
+            rm = (1 - momentum) * rm + momentum * mean
+        if training and rv is not None:
+            rv = (1 - momentum) * rv + momentum * var * n / (n - 1)
+    else:
+        mean, var = rm, rv
+    shape = _chan_shape(x)
+    y = (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps)
+    return _affine(y, weight, bias, shape), rm, rv
+
+
+def ref_instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
+                      use_input_stats=True, momentum=0.1, eps=1e-5):
+    """Returns (y, new_running_mean, new_running_var) in float64."""
+    x = _f64(x)
+    axes = tuple(range(2, x.ndim))
+    rm, rv = _f64(running_mean), _f64(running_var)
+    shape = _chan_shape(x)
+    if use_input_stats:
+        mean = x.mean(axis=axes, keepdims=True)
+        var = x.var(axis=axes, keepdims=True)
+        m = x[0, 0].size
+        if rm is not None:
+            rm = (1 - momentum) * rm + momentum * mean.reshape(x.shape[:2]).mean(axis=0)
+        if rv is not None:
+            unb = var.reshape(x.shape[:2]) * m / (m - 1)
+            rv = (1 - momentum) * rv + momentum * unb.mean(axis=0)
+    else:
+        mean, var = rm.reshape(shape), rv.reshape(shape)
+    y = (x - mean) / np.sqrt(var + eps)
+    return _affine(y, weight, bias, shape), rm, rv
+
+
+def ref_group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
+    """Returns (y, mean (N, G), rstd (N, G)) in float64."""
+    x = _f64(x)
+    n = x.shape[0]
+    g = x.reshape(n, num_groups, -1)
+    mean = g.mean(axis=2)
+    var = g.var(axis=2)
+    rstd = 1.0 / np.sqrt(var + eps)
+    y = ((g - mean[..., None]) * rstd[..., None]).reshape(x.shape)
+    return _affine(y, weight, bias, _chan_shape(x)), mean, rstd
+
+
+def _norm_axes(x, normalized_shape):
+    if isinstance(normalized_shape, (int, np.integer)):
+        normalized_shape = (int(normalized_shape),)
+    k = len(normalized_shape)
+    assert tuple(x.shape[x.ndim - k:]) == tuple(normalized_shape)
+    return tuple(range(x.ndim - k, x.ndim)), tuple(normalized_shape)
+
+
+def ref_layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Returns (y, mean, rstd) in float64; mean/rstd in keepdims shape."""
+    x = _f64(x)
+    axes, nshape = _norm_axes(x, normalized_shape)
+    mean = x.mean(axis=axes, keepdims=True)
+    var = x.var(axis=axes, keepdims=True)
+    rstd = 1.0 / np.sqrt(var + eps)
+    y = (x - mean) * rstd
+    return _affine(y, weight, bias, nshape), mean, rstd
+
+
+def ref_rms_norm(x, normalized_shape, weight=None, eps=None):
+    """float64 RMSNorm; ``eps=None`` means finfo(x.dtype).eps of the *input* dtype."""
+    x = np.asarray(x)
+    if eps is None:
+        eps = float(np.finfo(x.dtype).eps)
+    x = _f64(x)
+    axes, nshape = _norm_axes(x, normalized_shape)
+    ms = np.mean(x * x, axis=axes, keepdims=True)
+    y = x / np.sqrt(ms + eps)
+    return _affine(y, weight, None, nshape)
+
+
+def ref_channel_layer_norm(x, weight=None, bias=None, eps=1e-6):
+    x = _f64(x)
+    mean = x.mean(axis=1, keepdims=True)
+    var = x.var(axis=1, keepdims=True)
+    y = (x - mean) / np.sqrt(var + eps)
+    return _affine(y, weight, bias, _chan_shape(x))

@@ -1,0 +1,102 @@
+"""Argument validation of fastnorm.moments and fastnorm.Moments."""
+
+import numpy as np
+import pytest
+
+import fastnorm
+from _helpers import BAD_DTYPES, as_bad_dtype, dtype_pattern, rng_for
+
+
+def _x(shape=(3, 4, 5), dtype=np.float64):
+    return (rng_for("vstats", shape).standard_normal(shape) + 1.0).astype(dtype)
+
+
+@pytest.mark.parametrize("bad", BAD_DTYPES)
+def test_bad_dtype_raises_type_error_naming_dtype(bad):
+    x = as_bad_dtype(_x(), bad)
+    with pytest.raises(TypeError, match=dtype_pattern(x)):
+        fastnorm.moments(x)
+    with pytest.raises(TypeError, match=dtype_pattern(x)):
+        fastnorm.moments(x, axis=1)
+
+
+@pytest.mark.parametrize("bad", ["int64", "bool", "complex128", "object"])
+def test_moments_accumulator_bad_dtype(bad):
+    x = as_bad_dtype(_x(), bad)
+    acc = fastnorm.Moments(0)
+    with pytest.raises(TypeError, match=dtype_pattern(x)):
+        acc.update(x)
+
+
+def test_float16_supported_or_rejected():
+    x = _x().astype(np.float16)
+    try:
+        mean, var = fastnorm.moments(x, axis=0)
+    except TypeError as e:
+        assert "float16" in str(e)
+        return
+    assert np.asarray(mean).dtype == np.float16 and np.asarray(var).dtype == np.float16
+    x32 = x.astype(np.float64)
+    np.testing.assert_allclose(mean.astype(np.float64), x32.mean(axis=0), rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(var.astype(np.float64), x32.var(axis=0), rtol=2e-3, atol=2e-3)
+
+
+@pytest.mark.parametrize("axis", [3, -4, 10, (0, 3), (-4,), (1, 2, 3)])
+def test_axis_out_of_range(axis):
+    with pytest.raises((ValueError, IndexError), match="axis"):
+        fastnorm.moments(_x(), axis=axis)
+
+
+def test_axis_out_of_range_accumulator():
+    with pytest.raises((ValueError, IndexError), match="axis"):
+        fastnorm.Moments(2).update(_x((3, 4)))
+
+
+@pytest.mark.parametrize("axis", [(0, 0), (1, -2), (0, 1, 0), (-1, 2)])
+def test_duplicate_axes(axis):
+    with pytest.raises(ValueError, match="ax"):
+        fastnorm.moments(_x(), axis=axis)
+
+
+@pytest.mark.parametrize("nt", [0, -1, -8])
+def test_num_threads_non_positive(nt):
+    with pytest.raises(ValueError, match="num_threads"):
+        fastnorm.moments(_x(), axis=0, num_threads=nt)
+
+
+@pytest.mark.parametrize("nt", [1.5, "2", True, False, 2.0, [2]])
+def test_num_threads_wrong_type(nt):
+    with pytest.raises(TypeError, match="num_threads"):
+        fastnorm.moments(_x(), axis=0, num_threads=nt)
+
+
+def test_num_threads_valid_values_accepted():
+    x = _x()
+    ref = fastnorm.moments(x, axis=(0, 2))
+    for nt in (None, 1, 2, 3, 64):
+        m, v = fastnorm.moments(x, axis=(0, 2), num_threads=nt)
+        np.testing.assert_array_equal(m, ref[0])
+        np.testing.assert_array_equal(v, ref[1])
+
+
+@pytest.mark.parametrize("axis,ddof", [
+    (None, -1), (None, 60), (None, 61), (None, 100),
+    (0, 3), (0, 4), (0, -2), (1, 4), ((0, 2), 15), ((1, 2), 20), (-1, 5),
+])
+def test_ddof_out_of_range(axis, ddof):
+    # x has shape (3, 4, 5): 60 elements in all
+    with pytest.raises(ValueError, match="ddof"):
+        fastnorm.moments(_x(), axis=axis, ddof=ddof)
+
+
+@pytest.mark.parametrize("axis,ddof", [(None, 59), (0, 2), ((0, 2), 14), (-1, 4)])
+def test_ddof_largest_valid(axis, ddof):
+    x = _x()
+    _, var = fastnorm.moments(x, axis=axis, ddof=ddof)
+    np.testing.assert_allclose(var, np.var(x, axis=axis, ddof=ddof), rtol=1e-12)
+
+
+def test_empty_reduction_raises():
+    # zero reduced elements: ddof=0 >= 0 elements
+    with pytest.raises(ValueError, match="ddof|empty|zero|elements|size"):
+        fastnorm.moments(np.zeros((0, 3)), axis=0)
