@@ -1,0 +1,107 @@
+"""Thread-count independence and thread safety of the normalizations.
+
+API.md: results are bit-identical for every thread count; the GIL is released and
+concurrent calls from several Python threads are safe.
+"""
+
+import concurrent.futures
+
+import numpy as np
+import pytest
+
+import fastnorm
+from _helpers import ref_layer_norm, rng_for
+
+M = 1 << 21  # ~2 million elements: large enough to run in parallel
+
+CASES = [
+    ("batch_norm_train", np.float32, (32, 16, 64, 64)),
+    ("batch_norm_train", np.float32, (M // 4, 4)),
+    ("batch_norm_train", np.float64, (4, 2, M // 8)),
+    ("batch_norm_eval", np.float32, (32, 16, 64, 64)),
+    ("instance_norm", np.float32, (4, 8, 256, 256)),
+    ("instance_norm_stats", np.float64, (1, 2, M // 2)),
+    ("group_norm", np.float32, (2, 32, 128, 256)),
+    ("group_norm_1", np.float32, (1, 4, 512, 1024)),
+    ("layer_norm", np.float32, (2048, 1024)),
+    ("layer_norm", np.float64, (1, M)),
+    ("layer_norm_2d", np.float32, (2, 1024, 1024)),
+    ("rms_norm", np.float32, (2048, 1024)),
+    ("rms_norm", np.float32, (1, M)),
+    ("channel_layer_norm", np.float32, (8, 64, 64, 64)),
+    ("channel_layer_norm", np.float64, (M // 8, 8)),
+]
+
+
+def _run(name, x, nt):
+    """Returns the list of arrays the call produces (output and updated running stats)."""
+    C = x.shape[1]
+    w = np.linspace(0.5, 1.5, C).astype(x.dtype)
+    b = np.linspace(-1, 1, C).astype(x.dtype)
+    rm, rv = np.linspace(-1, 1, C).astype(x.dtype), np.linspace(0.5, 2, C).astype(x.dtype)
+    if name == "batch_norm_train":
+        y = fastnorm.batch_norm(x, rm, rv, w, b, True, 0.1, 1e-5, num_threads=nt)
+        return [y, rm, rv]
+    if name == "batch_norm_eval":
+        return [fastnorm.batch_norm(x, rm, rv, w, b, False, num_threads=nt)]
+    if name == "instance_norm":
+        return [fastnorm.instance_norm(x, None, None, w, b, num_threads=nt)]
+    if name == "instance_norm_stats":
+        y = fastnorm.instance_norm(x, rm, rv, w, b, True, 0.1, num_threads=nt)
+        return [y, rm, rv]
+    if name == "group_norm":
+        return list(fastnorm.group_norm(x, 8, w, b, return_stats=True, num_threads=nt))
+    if name == "group_norm_1":
+        return list(fastnorm.group_norm(x, 1, w, b, return_stats=True, num_threads=nt))
+    if name == "layer_norm":
+        return list(fastnorm.layer_norm(x, x.shape[-1], return_stats=True, num_threads=nt))
+    if name == "layer_norm_2d":
+        return list(fastnorm.layer_norm(x, x.shape[-2:], return_stats=True, num_threads=nt))
+    if name == "rms_norm":
+        return [fastnorm.rms_norm(x, x.shape[-1], num_threads=nt)]
+    if name == "channel_layer_norm":
+        return [fastnorm.channel_layer_norm(x, w, b, num_threads=nt)]
+    raise ValueError(name)
+
+
+@pytest.mark.parametrize("name,dtype,shape", CASES,
+                         ids=["%s-%s-%s" % (n, np.dtype(d).name, s) for n, d, s in CASES])
+def test_bit_identical_for_every_thread_count(name, dtype, shape):
+    x = (rng_for("nthreads", name, shape).standard_normal(shape, dtype=np.float32) * 3
+         + 10).astype(dtype)
+    base = [a.tobytes() for a in _run(name, x, 1)]
+    for nt in (2, 3, None):
+        got = [a.tobytes() for a in _run(name, x, nt)]
+        assert len(got) == len(base)
+        for i, (g, r) in enumerate(zip(got, base)):
+            assert g == r, "%s: result %d differs between num_threads=1 and %s" % (name, i, nt)
+
+
+def test_concurrent_calls_from_python_threads():
+    rng = rng_for("concurrent")
+    xs = [(rng.standard_normal((256, 1024)) * (i + 1) + i).astype(np.float32) for i in range(8)]
+    serial = [fastnorm.layer_norm(x, 1024) for x in xs]
+
+    def work(i):
+        res = []
+        for _ in range(5):
+            res.append(fastnorm.layer_norm(xs[i], 1024, num_threads=2))
+            fastnorm.moments(xs[i], axis=0, num_threads=2)
+        return res
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as ex:
+        results = list(ex.map(work, range(len(xs))))
+    for i, res in enumerate(results):
+        for y in res:
+            assert y.tobytes() == serial[i].tobytes()
+        ref = ref_layer_norm(xs[i], 1024)[0]
+        assert np.max(np.abs(serial[i] - ref)) < 1e-5
+
+
+def test_threadpoolctl_limit_gives_identical_results():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    x = rng_for("tpctl").standard_normal((1024, 2048)).astype(np.float32)
+    y_default = fastnorm.layer_norm(x, 2048)
+    with threadpoolctl.threadpool_limits(limits=1, user_api="openmp"):
+        y_limited = fastnorm.layer_norm(x, 2048)
+    assert y_default.tobytes() == y_limited.tobytes()
