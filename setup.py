@@ -86,6 +86,9 @@ class BuildExt(build_ext):
         return [], []
 
     def build_extensions(self):
+        # always recompile: an object left in build/ by an earlier build with other switches
+        # (FASTNORM_OPENMP, FASTNORM_NATIVE) must not be reused
+        self.force = True
         msvc = self.compiler.compiler_type == "msvc"
         omp_c, omp_l = self._openmp_flags(msvc)
         # no FMA contraction: every expression rounds as written, so all parallel strategies

@@ -64,6 +64,10 @@ def _apply_channels(src, dst, n, channels, inner, mean, var, weight, bias, eps, 
                                      hi, lo, a.astype(cdt), b, nt)
 
 
+def _flat(param):
+    return None if param is None else param.reshape(-1)
+
+
 def _stats_out(values, shape, dtype):
     return values.reshape(shape).astype(dtype)
 
@@ -79,8 +83,8 @@ def _normalize_groups(x, out, in_place, groups, runs, run_len, param_period, per
     src, dst = _buffers(x, out, in_place)
     if x.size:
         _dispatch.current.normalize_groups(src.reshape(-1), dst.reshape(-1), groups, runs,
-                                           run_len, param_period, per_element, weight, bias,
-                                           eps, rms, mean, var, nt)
+                                           run_len, param_period, per_element, _flat(weight),
+                                           _flat(bias), eps, rms, mean, var, nt)
     return _finish(x, out, dst), mean, var
 
 

@@ -105,3 +105,37 @@ def test_threadpoolctl_limit_gives_identical_results():
     with threadpoolctl.threadpool_limits(limits=1, user_api="openmp"):
         y_limited = fastnorm.layer_norm(x, 2048)
     assert y_default.tobytes() == y_limited.tobytes()
+
+
+def _child_work(x, conn):
+    y = fastnorm.layer_norm(x, x.shape[-1], num_threads=2)
+    m, v = fastnorm.moments(x, axis=0, num_threads=2)
+    conn.send((y.tobytes(), np.asarray(v).tobytes()))
+    conn.close()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork()")
+def test_forked_child_after_parallel_region_does_not_hang():
+    """DESIGN.md section 4: libgomp is not fork-safe; a child forked after the parent ran a
+    parallel region must still complete its calls (and give the same bits)."""
+    import multiprocessing as mp
+
+    x = rng_for("fork").standard_normal((2048, 1024)).astype(np.float32)
+    y_parent = fastnorm.layer_norm(x, 1024, num_threads=2)  # parent runs a parallel region
+    _, v_parent = fastnorm.moments(x, axis=0, num_threads=2)
+    ctx = mp.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child_work, args=(x, send))
+    proc.start()
+    send.close()
+    try:
+        got = recv.recv() if recv.poll(120) else None
+    finally:
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    assert got is not None, "forked child did not finish (deadlock in the OpenMP runtime?)"
+    assert proc.exitcode == 0
+    assert got[0] == y_parent.tobytes()
+    assert got[1] == np.asarray(v_parent).tobytes()
