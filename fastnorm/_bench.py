@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 DEFAULT_THREADS = 2
+NOISY = 0.2         # a case is flagged noisy when IQR/median of its times exceeds this
 DTYPE = np.float32
 EPS = 1e-5
 MOMENTUM = 0.1
@@ -525,7 +526,7 @@ class Setup:
         want = self.expected(impl)
         if got.shape != want.shape:
             raise AssertionError(f"{impl}: shape {got.shape}, expected {want.shape}")
-        err = float(np.max(np.abs(got.astype(np.float64) - want))) if want.size else 0.0
+        err = float(np.max(np.abs(got - want))) if want.size else 0.0
         if not np.isfinite(err):
             err = math.inf
         if runner.reset:
@@ -534,7 +535,7 @@ class Setup:
 
     def tolerance(self):
         """Max |error| accepted vs the float32 NumPy result (outputs are O(1))."""
-        return 2e-4 if self.dtype == np.float32 else 1e-9
+        return 1e-4 if self.dtype == np.float32 else 1e-9
 
 
 # ---------------------------------------------------------------------------------------
@@ -545,13 +546,13 @@ class Settings:
     sample_time: float = 0.02     # seconds of back-to-back calls per sample
     case_budget: float = 7.0      # seconds of timed rounds per case (all runners)
     min_rounds: int = 5
-    max_rounds: int = 25
+    max_rounds: int = 41
     warmup_time: float = 0.02     # seconds of calls (at least 2) estimating a call's time
 
 
 FULL = Settings()
-QUICK = Settings(sample_time=0.005, case_budget=2.0, min_rounds=3, max_rounds=9,
-                 warmup_time=0.005)
+QUICK = Settings(sample_time=0.01, case_budget=3.0, min_rounds=3, max_rounds=21,
+                 warmup_time=0.01)
 
 
 @dataclass
@@ -587,26 +588,32 @@ def measure(runners, settings=FULL):
     gc.collect()
     gc.disable()
     try:
-        # warm-up: a first call (untimed), then calls until warmup_time has passed
+        # warm-up: a first call (untimed), then calls until warmup_time has passed; the
+        # fastest call estimates the call time (a load spike must not set the repeat count)
         per_call = {}
         for name in names:
             r = runners[name]
             if r.reset:
                 r.reset()
             _timed(r, 1)
-            n, spent = 0, 0.0
-            while n < 2 or spent < settings.warmup_time:
-                spent += _timed(r, 1)
+            n, spent, best = 0, 0.0, math.inf
+            while n < 3 or spent < settings.warmup_time:
+                t = _timed(r, 1)
+                spent += t
+                best = min(best, t)
                 n += 1
                 if spent > 4 * settings.sample_time:   # slow runner: enough
                     break
-            per_call[name] = spent / n
+            per_call[name] = best
         reps = {name: max(1, round(settings.sample_time / per_call[name])) for name in names}
         round_time = sum(reps[name] * per_call[name] for name in names)
         rounds = int(settings.case_budget / max(round_time, 1e-9))
         rounds = max(settings.min_rounds, min(settings.max_rounds, rounds))
         samples = {name: [] for name in names}
+        deadline = time.perf_counter() + 2 * settings.case_budget
         for k in range(rounds):
+            if k >= settings.min_rounds and time.perf_counter() > deadline:
+                break           # a loaded machine: keep the run's length bounded
             shift = k % len(names)
             for name in names[shift:] + names[:shift]:
                 r = runners[name]
@@ -627,6 +634,7 @@ def measure(runners, settings=FULL):
 class CaseResult:
     case: Case
     times: dict = field(default_factory=dict)        # impl -> median seconds per call
+    samples: dict = field(default_factory=dict)      # impl -> seconds per call, each round
     errors: dict = field(default_factory=dict)       # impl -> max |error| vs NumPy
     unavailable: dict = field(default_factory=dict)  # impl -> reason
     wrong: dict = field(default_factory=dict)        # impl -> message (failed the check)
@@ -641,8 +649,26 @@ class CaseResult:
         return not any(impl in self.wrong for impl in ("fastnorm", "fastnorm_alloc"))
 
     def ratio(self, num, den):
-        a, b = self.times.get(num), self.times.get(den)
-        return a / b if a and b else None
+        """Time of `num` / time of `den`: the median over rounds of the ratio within a round
+        (robust to drifting load on a shared machine), None if either did not run."""
+        a, b = self.samples.get(num), self.samples.get(den)
+        if not a or not b or len(a) != len(b):
+            a, b = self.times.get(num), self.times.get(den)
+            return a / b if a and b else None
+        return float(np.median([x / y for x, y in zip(a, b)]))
+
+    def spread(self, impl):
+        """Interquartile range / median of `impl`'s per-round times (None if not timed)."""
+        a = self.samples.get(impl)
+        if not a:
+            return None
+        q1, med, q3 = np.percentile(a, [25, 50, 75])
+        return float((q3 - q1) / med) if med > 0 else None
+
+    @property
+    def noisy(self):
+        """The in-place or roof times varied by more than NOISY between rounds."""
+        return any((self.spread(i) or 0) > NOISY for i in ("fastnorm", "roof"))
 
     @property
     def gbps(self):
@@ -665,10 +691,13 @@ class CaseResult:
         return {
             "id": c.id, "label": c.label, "op": c.op, "shape": list(c.shape),
             "dtype": np.dtype(DTYPE).name, "nbytes": c.nbytes(), "tiny": c.tiny,
-            "times_s": dict(self.times), "max_abs_error": dict(self.errors),
+            "times_s": dict(self.times), "samples_s": dict(self.samples),
+            "max_abs_error": dict(self.errors),
             "unavailable": dict(self.unavailable), "wrong": dict(self.wrong),
             "notes": {k: v for k, v in self.notes.items() if v},
             "rounds": self.rounds, "reps": dict(self.reps), "seconds": self.seconds,
+            "spread_iqr_over_median": {k: self.spread(k) for k in self.samples},
+            "noisy": self.noisy,
             **self.summary(),
         }
 
@@ -700,6 +729,7 @@ def run_case(case, threads=DEFAULT_THREADS, settings=FULL, implementations=None)
         runners[impl] = r
     timings = measure(runners, settings)
     res.times = {k: t.median for k, t in timings.items()}
+    res.samples = {k: list(t.samples) for k, t in timings.items()}
     res.reps = {k: t.reps for k, t in timings.items()}
     res.rounds = len(next(iter(timings.values())).samples) if timings else 0
     res.seconds = time.perf_counter() - t0
@@ -754,7 +784,8 @@ def table_columns(impls):
         ("x numpy", 8, lambda r: _fmt(r.ratio("numpy", "fastnorm"), ".1f", "x")),
         ("GB/s", 6, lambda r: _fmt(r.gbps, ".1f")),
         ("roof", 9, lambda r: fmt_time(r.times.get("roof"))),
-        ("/roof", 6, lambda r: _fmt(r.ratio("fastnorm", "roof"), ".2f")),
+        ("/roof", 6, lambda r: _fmt(r.ratio("fastnorm", "roof"), ".2f",
+                                    "*" if r.noisy else "")),
     ]
     if "torch" in impls:
         cols += [("torch", 9, lambda r: fmt_time(r.times.get("torch"))),
@@ -783,6 +814,9 @@ def table_row(result, impls):
 def table_notes(results):
     """Lines under the table: unavailable or wrong peers, how composite peers run."""
     lines = []
+    if any(r.noisy for r in results):
+        lines.append(f"* noisy: in-place or roof times varied by more than {NOISY:.0%} "
+                     "(IQR / median) between rounds; other work competed for the CPUs")
     for r in results:
         for impl, why in r.wrong.items():
             lines.append(f"{r.case.label} {r.case.shape_str}: {impl} WRONG, not timed ({why})")

@@ -26,7 +26,6 @@ cdef enum:
     ROW_CHUNK = 256           # rows per chunk in column statistics
     COL_BLOCK = 512           # widest column block (cache blocking only, no effect on results)
     MIN_COL_BLOCK = 64
-    LANES = 16                # independent accumulators: breaks the add latency chain, vectorizes
     APPLY_BLOCK = 32768       # elements per task when few large groups are applied in parallel
     PARALLEL_MIN_ELEMENTS = 32768  # below this a call runs serially (a parallel region costs us)
 
@@ -70,35 +69,23 @@ cdef inline void stat_merge(Stat* acc, Stat b) noexcept nogil:
     acc.n = n
 
 
-cdef inline Stat chunk_stat(const floating* x, Py_ssize_t n) noexcept nogil:
-    """(n, mean, M2) of x[0:n], 0 < n <= CHUNK.
+cdef extern from "_simd.h" nogil:
+    void fn_chunk_sums_f32(const float* x, Py_ssize_t n, double* shift,
+                           double* s1, double* s2) noexcept
+    void fn_chunk_sums_f64(const double* x, Py_ssize_t n, double* shift,
+                           double* s1, double* s2) noexcept
 
-    The shift is the chunk's first value, so |shift - mean|^2 <= M2 and the float64 sums
-    lose at most ~n ulps relative to M2 (no catastrophic cancellation); squares are taken
-    in float64, so float32 data never overflows them.
-    """
-    cdef double shift = x[0]
-    cdef double s1[LANES]
-    cdef double s2[LANES]
-    cdef double d, t1 = 0.0, t2 = 0.0
-    cdef Py_ssize_t i, k
-    cdef Py_ssize_t nfull = n - n % LANES
-    for k in range(LANES):
-        s1[k] = 0.0
-        s2[k] = 0.0
-    for i in range(nfull // LANES):
-        for k in range(LANES):
-            d = <double>x[i * LANES + k] - shift
-            s1[k] += d
-            s2[k] += d * d
-    for i in range(nfull, n):
-        d = <double>x[i] - shift
-        t1 += d
-        t2 += d * d
-    for k in range(LANES):
-        t1 += s1[k]
-        t2 += s2[k]
-    return stat_from_sums(<double>n, shift, t1, t2)
+
+cdef inline Stat chunk_stat(const floating* x, Py_ssize_t n) noexcept nogil:
+    """(n, mean, M2) of x[0:n], 0 < n <= CHUNK, from sums of deviations from a shift near
+    the mean (_simd.h): no catastrophic cancellation, and squares are accumulated in float64,
+    so float32 data never overflows them."""
+    cdef double shift, s1, s2
+    if floating is float:
+        fn_chunk_sums_f32(x, n, &shift, &s1, &s2)
+    else:
+        fn_chunk_sums_f64(x, n, &shift, &s1, &s2)
+    return stat_from_sums(<double>n, shift, s1, s2)
 
 
 cdef inline void segment_fold(const floating* x, Py_ssize_t n, Stat* acc) noexcept nogil:
@@ -526,6 +513,76 @@ def normalize_columns(const floating[::1] x,      # IN  flat (outer, rows, cols)
             normalize_column_block(xp + o * rows * cols + j0, yp + o * rows * cols + j0,
                                    rows, cols, min(width, cols - j0), w, b, eps,
                                    mp + o * cols + j0, vp + o * cols + j0)
+
+
+cdef inline Stat normalize_channel(const floating* x, floating* y,  # IN/OUT channel origin
+                                   Py_ssize_t n, Py_ssize_t stride, Py_ssize_t inner,
+                                   double w, floating b, double eps) noexcept nogil:
+    """BatchNorm of one channel (n runs of `inner` values, `stride` apart): statistics, then
+    the apply while the channel's data is still in cache."""
+    cdef Stat st = group_stat(x, n, inner, stride)
+    cdef GroupParams p = group_params(st, eps, False)
+    cdef floating hi = <floating>p.mean
+    cdef floating lo = <floating>(p.mean - <double>hi)
+    cdef floating a = <floating>(p.rstd * w)
+    cdef Py_ssize_t i
+    for i in range(n):
+        apply_run(x + i * stride, y + i * stride, inner, hi, lo, a, b)
+    return st
+
+
+def normalize_channels(const floating[::1] x,      # IN  flat (n, channels, inner) buffer
+                       floating[::1] out,          # OUT same size; may be x itself
+                       Py_ssize_t n, Py_ssize_t channels, Py_ssize_t inner,
+                       const floating[::1] weight, # IN  (channels,) or None
+                       const floating[::1] bias,   # IN  (channels,) or None
+                       double eps,
+                       double[::1] mean_out,       # OUT (channels,)
+                       double[::1] var_out,        # OUT (channels,) biased variance
+                       int num_threads):
+    """BatchNorm with batch statistics: per channel over n and inner, channel by channel so
+    that each channel is normalized from cache right after its statistics."""
+    cdef int nt = effective_threads(n * channels * inner, num_threads)
+    cdef const floating* xp = &x[0]
+    cdef floating* yp = &out[0]
+    cdef const floating* w = optional_ptr(weight)
+    cdef const floating* b = optional_ptr(bias)
+    cdef Py_ssize_t c, t
+    cdef Stat st
+    cdef Stat* sts = NULL
+    cdef Stat* buf = NULL
+    cdef GroupParams p
+    cdef floating hi, lo
+    if nt == 1 or channels >= 2 * nt:
+        with nogil:
+            for c in prange(channels, schedule='static', num_threads=nt, use_threads_if=nt > 1):
+                st = normalize_channel(xp + c * inner, yp + c * inner, n, channels * inner,
+                                       inner, w[c] if w != NULL else 1.0,
+                                       b[c] if b != NULL else 0, eps)
+                mean_out[c] = st.mean
+                var_out[c] = st.m2 / st.n
+        return
+    # few channels: chunk-parallel statistics, then run-parallel apply (same bits)
+    sts = alloc_stats(channels)
+    buf = <Stat*>malloc(channels * n * ceil_div(inner, CHUNK) * sizeof(Stat))
+    if buf == NULL:
+        free(sts)
+        raise MemoryError()
+    with nogil:
+        grouped_stats(xp, channels, n, inner, inner, channels * inner, sts, buf, nt)
+        for c in range(channels):
+            mean_out[c] = sts[c].mean
+            var_out[c] = sts[c].m2 / sts[c].n
+        for t in prange(n * channels, schedule='static', num_threads=nt, use_threads_if=nt > 1):
+            c = t % channels
+            p = group_params(sts[c], eps, False)
+            hi = <floating>p.mean
+            lo = <floating>(p.mean - <double>hi)
+            apply_run(xp + t * inner, yp + t * inner, inner, hi, lo,
+                      <floating>(p.rstd * (w[c] if w != NULL else 1.0)),
+                      b[c] if b != NULL else 0)
+    free(buf)
+    free(sts)
 
 
 def apply_channels(const floating[::1] x,     # IN  flat (n, channels, inner) buffer

@@ -243,14 +243,20 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
     src, dst = _buffers(x, out, in_place)
     if x.size == 0:
         return _finish(x, out, dst)
-    if training or running_mean is None:
-        _, mean, m2 = raw_moments(src, (0,) + tuple(range(2, x.ndim)), nt)
+    if not (training or running_mean is None):
+        _apply_channels(src, dst, n, channels, inner, running_mean.astype(np.float64),
+                        running_var.astype(np.float64), weight, bias, eps, nt)
+        return _finish(x, out, dst)
+    if inner > 1:       # channel by channel: statistics, then apply from cache
+        mean, var = np.empty(channels), np.empty(channels)
+        _dispatch.current.normalize_channels(src.reshape(-1), dst.reshape(-1), n, channels,
+                                             inner, weight, bias, eps, mean, var, nt)
+    else:               # (N, C): column statistics, then a row-vector apply
+        _, mean, m2 = raw_moments(src.reshape(n, channels), (0,), nt)
         var = m2 / count
-        if training and running_mean is not None:
-            _update_running(running_mean, running_var, mean, m2 / (count - 1), momentum)
-    else:
-        mean, var = running_mean.astype(np.float64), running_var.astype(np.float64)
-    _apply_channels(src, dst, n, channels, inner, mean, var, weight, bias, eps, nt)
+        _apply_channels(src, dst, n, channels, inner, mean, var, weight, bias, eps, nt)
+    if training and running_mean is not None:
+        _update_running(running_mean, running_var, mean, var * (count / (count - 1)), momentum)
     return _finish(x, out, dst)
 
 

@@ -1,0 +1,56 @@
+"""pytest-benchmark suite over fastnorm's benchmark case set (fastnorm._bench).
+
+One benchmark per (case, implementation), grouped by case:
+
+    pytest benchmarks/ --benchmark-only        # the comparison (groups = cases)
+    pytest benchmarks/ --benchmark-disable     # each once, as plain tests (CI)
+
+Every test first checks its implementation's result against the NumPy reference on fresh
+data, so a benchmark never times a wrong kernel and the CI run catches a broken runner.
+PyTorch and ONNX Runtime tests are skipped when those packages are not installed, and an
+ONNX op this ONNX Runtime cannot run is skipped with the reason.
+"""
+import functools
+
+import pytest
+
+from fastnorm import _bench as B
+
+THREADS = B.DEFAULT_THREADS
+
+# case-major order, so the one cached Setup below serves all implementations of a case
+PARAMS = [pytest.param(case, impl, id=f"{case.id}-{impl}")
+          for case in B.CASES for impl in B.IMPLEMENTATIONS]
+
+
+@functools.lru_cache(maxsize=1)      # one case's data at a time (the largest are 100 MB)
+def _setup(case):
+    return B.Setup(case, THREADS)
+
+
+@pytest.mark.parametrize("case, impl", PARAMS)
+def test_benchmark(benchmark, case, impl):
+    if impl in B.PEERS:
+        pytest.importorskip(B.PEERS[impl])
+        if impl == "onnxruntime":
+            pytest.importorskip("onnx")
+    setup = _setup(case)
+    try:
+        runner = setup.runner(impl)
+    except B.Unavailable as exc:
+        pytest.skip(str(exc))
+
+    err, tol = setup.check(impl, runner)       # one call on fresh data vs NumPy
+    assert err <= tol, f"{impl} on {case.id}: max |error| {err:.3g} vs NumPy exceeds {tol:g}"
+
+    benchmark.group = f"{case.label} {case.shape_str}"
+    benchmark.name = impl
+    benchmark.extra_info.update(case=case.id, impl=impl, threads=THREADS,
+                                nbytes=case.nbytes())
+    if runner.reset:
+        runner.reset()
+    if runner.context:
+        with runner.context():
+            benchmark(runner.call)
+    else:
+        benchmark(runner.call)
