@@ -160,7 +160,7 @@ cdef void column_block_stats(const floating* x,   # IN  matrix of `rows` rows, r
     cdef double shift[COL_BLOCK]
     cdef double s1[COL_BLOCK]
     cdef double s2[COL_BLOCK]
-    cdef double d
+    cdef double d, d0, d1, d2, d3
     cdef Py_ssize_t rc, r0, r, j, nr
     cdef const floating* row
     for rc in range(ceil_div(rows, ROW_CHUNK)):
@@ -171,12 +171,24 @@ cdef void column_block_stats(const floating* x,   # IN  matrix of `rows` rows, r
             shift[j] = row[j]
             s1[j] = 0.0
             s2[j] = 0.0
-        for r in range(r0 + 1, r0 + nr):
+        r = r0 + 1
+        while r + 4 <= r0 + nr:           # four rows per sweep: fewer loads/stores of s1, s2
+            row = x + r * ld
+            for j in range(width):
+                d0 = <double>row[j] - shift[j]
+                d1 = <double>row[j + ld] - shift[j]
+                d2 = <double>row[j + 2 * ld] - shift[j]
+                d3 = <double>row[j + 3 * ld] - shift[j]
+                s1[j] += (d0 + d1) + (d2 + d3)
+                s2[j] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+            r += 4
+        while r < r0 + nr:
             row = x + r * ld
             for j in range(width):
                 d = <double>row[j] - shift[j]
                 s1[j] += d
                 s2[j] += d * d
+            r += 1
         for j in range(width):
             stat_merge(&out[j], stat_from_sums(<double>nr, shift[j], s1[j], s2[j]))
 
@@ -404,8 +416,8 @@ def normalize_groups(const floating[::1] x,       # IN  flat (groups, runs*run_l
                      const floating[::1] weight,  # IN  or None
                      const floating[::1] bias,    # IN  or None
                      double eps, bint rms,
-                     double[::1] mean_out,        # OUT (groups,) mean
-                     double[::1] var_out,         # OUT (groups,) biased variance
+                     double[::1] mean_out,        # OUT (groups,) mean, or None
+                     double[::1] var_out,         # OUT (groups,) biased variance, or None
                      int num_threads):
     """Row-local normalization (LayerNorm, RMSNorm, InstanceNorm, GroupNorm): statistics of
     each contiguous group and its normalization while the group is in cache."""
@@ -415,6 +427,8 @@ def normalize_groups(const floating[::1] x,       # IN  flat (groups, runs*run_l
     cdef floating* yp = &out[0]
     cdef const floating* w = optional_ptr(weight)
     cdef const floating* b = optional_ptr(bias)
+    cdef double* mp = &mean_out[0] if mean_out is not None else NULL
+    cdef double* vp = &var_out[0] if var_out is not None else NULL
     cdef Py_ssize_t g, t, blocks, begin
     cdef Stat sg
     cdef Stat* st = NULL
@@ -424,8 +438,9 @@ def normalize_groups(const floating[::1] x,       # IN  flat (groups, runs*run_l
             for g in prange(groups, schedule='static', num_threads=nt, use_threads_if=nt > 1):
                 sg = normalize_group(xp + g * glen, yp + g * glen, glen, run_len,
                                      (g % param_period) * runs, per_element, w, b, eps, rms)
-                mean_out[g] = sg.mean
-                var_out[g] = sg.m2 / sg.n
+                if mp != NULL:
+                    mp[g] = sg.mean
+                    vp[g] = sg.m2 / sg.n
         return
     # few large groups: chunk-parallel statistics, then block-parallel apply (same bits)
     st = alloc_stats(groups)
@@ -436,9 +451,10 @@ def normalize_groups(const floating[::1] x,       # IN  flat (groups, runs*run_l
     blocks = ceil_div(glen, APPLY_BLOCK)
     with nogil:
         grouped_stats(xp, groups, 1, glen, glen, 0, st, buf, nt)
-        for g in range(groups):
-            mean_out[g] = st[g].mean
-            var_out[g] = st[g].m2 / st[g].n
+        if mp != NULL:
+            for g in range(groups):
+                mp[g] = st[g].mean
+                vp[g] = st[g].m2 / st[g].n
         for t in prange(groups * blocks, schedule='static', num_threads=nt,
                         use_threads_if=nt > 1):
             g = t // blocks

@@ -65,7 +65,7 @@ def _apply_channels(src, dst, n, channels, inner, mean, var, weight, bias, eps, 
 
 
 def _flat(param):
-    return None if param is None else param.reshape(-1)
+    return param if param is None or param.ndim == 1 else param.reshape(-1)
 
 
 def _stats_out(values, shape, dtype):
@@ -76,10 +76,11 @@ def _stats_out(values, shape, dtype):
 # row-local normalizations
 
 def _normalize_groups(x, out, in_place, groups, runs, run_len, param_period, per_element,
-                      weight, bias, eps, rms, nt):
-    """Run normalize_groups; returns (y, mean, rstd) with float64 stats per group."""
-    mean = np.zeros(groups)
-    var = np.zeros(groups)
+                      weight, bias, eps, rms, nt, want_stats=True):
+    """Run normalize_groups; returns (y, mean, var), float64 stats per group (None unless
+    want_stats)."""
+    mean = np.zeros(groups) if want_stats else None
+    var = np.zeros(groups) if want_stats else None
     src, dst = _buffers(x, out, in_place)
     if x.size:
         _dispatch.current.normalize_groups(src.reshape(-1), dst.reshape(-1), groups, runs,
@@ -112,7 +113,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, out=Non
     row = math.prod(shape)
     rows = math.prod(x.shape[:-k])
     y, mean, var = _normalize_groups(x, out, in_place, rows, 1, row, 1, True, weight, bias,
-                                     eps, False, nt)
+                                     eps, False, nt, return_stats)
     if not return_stats:
         return y
     stats_shape = x.shape[:-k] + (1,) * k
@@ -134,7 +135,7 @@ def rms_norm(x, normalized_shape, weight=None, eps=None, *, out=None, num_thread
     row = math.prod(shape)
     rows = math.prod(x.shape[:-len(shape)])
     return _normalize_groups(x, out, in_place, rows, 1, row, 1, True, weight, None, eps,
-                             True, nt)[0]
+                             True, nt, False)[0]
 
 
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None,
@@ -155,7 +156,7 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None,
 
     inner = math.prod(x.shape[2:])
     y, mean, var = _normalize_groups(x, out, in_place, n * groups, channels // groups, inner,
-                                     groups, False, weight, bias, eps, False, nt)
+                                     groups, False, weight, bias, eps, False, nt, return_stats)
     if not return_stats:
         return y
     return (y, _stats_out(mean, (n, groups), x.dtype),
@@ -197,7 +198,8 @@ def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None
         return _finish(x, out, dst)
 
     y, mean, var = _normalize_groups(x, out, in_place, n * channels, 1, inner, channels,
-                                     False, weight, bias, eps, False, nt)
+                                     False, weight, bias, eps, False, nt,
+                                     running_mean is not None)
     if running_mean is not None and n:
         unbiased = var.reshape(n, channels) * (inner / (inner - 1))
         _update_running(running_mean, running_var, mean.reshape(n, channels).mean(axis=0),
@@ -275,7 +277,7 @@ def channel_layer_norm(x, weight=None, bias=None, eps=1e-6, *, out=None, num_thr
 
     if inner == 1:      # (N, C): a LayerNorm over the last dim
         return _normalize_groups(x, out, in_place, n, 1, channels, 1, True, weight, bias,
-                                 eps, False, nt)[0]
+                                 eps, False, nt, False)[0]
     src, dst = _buffers(x, out, in_place)
     if x.size:
         mean = np.empty(n * inner)

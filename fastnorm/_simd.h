@@ -132,6 +132,18 @@ static inline void fn_chunk_sums_f32(const float *x, ptrdiff_t n, double *shift,
         w1 += fn_widen_sum((a1[0] + a1[1]) + (a1[2] + a1[3]));
         w2 += fn_widen_sum((a2[0] + a2[1]) + (a2[2] + a2[3]));
     }
+    if (i + 16 <= n) {   /* remaining whole vectors (short rows), at most FN_FLUSH*FN_ACCS-1 */
+        fn_v16f a1 = cv - cv, a2 = cv - cv;
+        for (; i + 16 <= n; i += 16) {
+            fn_v16f v, d;
+            memcpy(&v, x + i, sizeof v);
+            d = v - cv;
+            a1 += d;
+            a2 += d * d;
+        }
+        w1 += fn_widen_sum(a1);
+        w2 += fn_widen_sum(a2);
+    }
     for (; i < n; i++) {
         double d = (double)x[i] - c64;
         t1 += d;

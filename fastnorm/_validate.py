@@ -20,9 +20,12 @@ NATIVE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 FLOAT_DTYPES = (np.dtype(np.float16),) + NATIVE_DTYPES
 
 
+_FLOAT32 = np.dtype(np.float32)
+
+
 def compute_dtype(dtype):
-    """Kernel dtype for a supported input dtype."""
-    return np.dtype(np.float32) if dtype == np.float16 else np.dtype(dtype)
+    """Kernel dtype for a supported input dtype (float16 computes in float32)."""
+    return _FLOAT32 if dtype.itemsize == 2 else dtype
 
 
 def array_input(x, name="x", min_ndim=0):
@@ -68,6 +71,8 @@ def num_threads(value):
 
 
 def real_scalar(value, name):
+    if type(value) is float:             # the common case, without the ABC check
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     return float(value)
@@ -111,6 +116,8 @@ def param(value, name, shape, dtype):
         raise TypeError(f"{name} has dtype {arr.dtype}; it must be a float array")
     if arr.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
+    if arr.dtype == dtype and arr.flags.c_contiguous:
+        return arr
     return np.ascontiguousarray(arr, dtype=dtype)
 
 
@@ -141,7 +148,8 @@ def running_pair(running_mean, running_var):
 
 def normalized_shape(value, x_shape):
     """int or sequence of ints matching the trailing dims of x; returned as a tuple."""
-    if isinstance(value, (numbers.Integral, np.integer)) and not isinstance(value, bool):
+    if type(value) is int or (isinstance(value, (numbers.Integral, np.integer))
+                              and not isinstance(value, (bool, np.bool_))):
         shape = (int(value),)
     else:
         try:
@@ -169,6 +177,12 @@ def out(value, x):
     that is x itself (in place) or does not overlap x. Returns (out, in_place)."""
     if value is None:
         return None, False
+    if value is x:                       # in place: the common fast path
+        if not x.flags.c_contiguous:
+            raise ValueError("out=x normalizes in place and needs x C-contiguous")
+        if not x.flags.writeable:
+            raise ValueError("out=x normalizes in place and needs x writable")
+        return value, True
     if not isinstance(value, np.ndarray):
         raise TypeError(f"out must be a numpy array, got {type(value).__name__}")
     if value.shape != x.shape:
