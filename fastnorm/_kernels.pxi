@@ -640,3 +640,143 @@ def roof(floating[::1] x,          # IN/OUT flat buffer
             begin = t * APPLY_BLOCK
             apply_run(xp + begin, xp + begin, min(<Py_ssize_t>APPLY_BLOCK, n - begin),
                       <floating>0, <floating>0, <floating>a, <floating>b)
+
+
+# ---------------------------------------------------------------------------------------
+# fast paths for tiny calls: a short, serial path with no NumPy temporaries. They only
+# *recognize* simple arguments; anything else returns None and the general path (which
+# validates and raises the errors) runs instead.
+
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS
+from cpython.buffer cimport PyBUF_WRITABLE
+from libc.math cimport isfinite
+import numpy as _np
+
+cdef object _NDARRAY = _np.ndarray
+cdef object _F32 = _np.dtype(_np.float32)
+cdef object _F64 = _np.dtype(_np.float64)
+cdef double _F32_EPS = _np.finfo(_np.float32).eps
+cdef double _F64_EPS = _np.finfo(_np.float64).eps
+
+
+cdef inline bint tiny_param(object p, object dtype, Py_ssize_t n):
+    """p is None, or a 1-D ndarray of `dtype` and length n (contiguity is checked when the
+    buffer is taken)."""
+    return p is None or (type(p) is _NDARRAY and p.dtype is dtype and p.shape == (n,))
+
+
+cdef inline int take_buffer(object obj, Py_buffer* view, int flags):
+    """1 and a filled view; 0 for None (view.buf = NULL); -1 when obj cannot give that
+    buffer (not C-contiguous, read-only for a write, ...)."""
+    view.buf = NULL
+    if obj is None:
+        return 0
+    try:
+        PyObject_GetBuffer(obj, view, flags)
+    except Exception:      # NumPy raises ValueError or BufferError, by case
+        return -1
+    return 1
+
+
+cdef enum:
+    OP_LAYER = 0    # LayerNorm over the last dim: a0 = row length; p0 weight, p1 bias
+    OP_RMS = 1      # RMSNorm over the last dim: a0 = row length; p0 weight
+    OP_CHANNELS = 2 # BatchNorm eval: a0 = channels, a1 = inner; p0..p3 = mean, var, w, b
+
+
+cdef void tiny_op(const floating* x, floating* y, Py_ssize_t n,
+                  const floating* p0, const floating* p1, const floating* p2,
+                  const floating* p3, int op, Py_ssize_t a0, Py_ssize_t a1,
+                  double eps) noexcept nogil:
+    """The serial computation of a fast-path call: the same kernels, so the same bits as the
+    general path."""
+    cdef Py_ssize_t g, c, i, samples
+    cdef double a
+    if op == OP_LAYER or op == OP_RMS:
+        for g in range(n // a0):
+            normalize_group(x + g * a0, y + g * a0, a0, a0, 0, True, p0,
+                            p1 if op == OP_LAYER else NULL, eps, op == OP_RMS)
+        return
+    samples = n // (a0 * a1)
+    for c in range(a0):
+        a = 1.0 / sqrt(<double>p1[c] + eps)
+        if p2 != NULL:
+            a = a * <double>p2[c]
+        for i in range(samples):
+            apply_run(x + (i * a0 + c) * a1, y + (i * a0 + c) * a1, a1, p0[c], 0,
+                      <floating>a, p3[c] if p3 != NULL else 0)
+
+
+cdef object tiny_call(object x, object out, object p0, object p1, object p2, object p3,
+                      object dtype, int op, Py_ssize_t a0, Py_ssize_t a1, double eps):
+    """Take the buffers of x, out and up to four parameters, run `op` serially, release
+    them. None when a buffer cannot be had as needed (the general path then explains)."""
+    cdef Py_buffer views[6]
+    cdef int taken[6]
+    cdef int i, ok = 1
+    cdef bint in_place = out is x
+    cdef object y = _np.empty(x.shape, dtype) if out is None else out
+    objs = (x, None if in_place else y, p0, p1, p2, p3)
+    for i in range(6):
+        taken[i] = 0
+    for i in range(6):
+        flags = PyBUF_C_CONTIGUOUS
+        if i == 1 or (i == 0 and in_place):
+            flags = flags | PyBUF_WRITABLE
+        taken[i] = take_buffer(objs[i], &views[i], flags)
+        if taken[i] < 0:
+            ok = 0
+            break
+    if ok:
+        if dtype is _F32:
+            tiny_op[float](<float*>views[0].buf,
+                           <float*>(views[0].buf if in_place else views[1].buf),
+                           views[0].len // 4, <float*>views[2].buf, <float*>views[3].buf,
+                           <float*>views[4].buf, <float*>views[5].buf, op, a0, a1, eps)
+        else:
+            tiny_op[double](<double*>views[0].buf,
+                            <double*>(views[0].buf if in_place else views[1].buf),
+                            views[0].len // 8, <double*>views[2].buf, <double*>views[3].buf,
+                            <double*>views[4].buf, <double*>views[5].buf, op, a0, a1, eps)
+    for i in range(6):
+        if taken[i] > 0:
+            PyBuffer_Release(&views[i])
+    return y if ok else None
+
+
+cdef inline bint tiny_x(object x):
+    """x is a float32/float64 ndarray small enough for the serial fast path."""
+    return (type(x) is _NDARRAY and (x.dtype is _F32 or x.dtype is _F64)
+            and 0 < x.size < PARALLEL_MIN_ELEMENTS)
+
+
+def rows_tiny(x, Py_ssize_t row_len, weight, bias, object eps, bint rms, out):
+    """Fast path of layer_norm / rms_norm over the last dim (None: use the general path)."""
+    cdef double e
+    if not tiny_x(x) or x.shape[x.ndim - 1] != row_len or not (out is None or out is x):
+        return None
+    dtype = x.dtype
+    if eps is None and rms:
+        e = _F32_EPS if dtype is _F32 else _F64_EPS
+    elif type(eps) is float and isfinite(<double>eps) and <double>eps >= 0:
+        e = eps
+    else:
+        return None
+    if not (tiny_param(weight, dtype, row_len) and tiny_param(bias, dtype, row_len)):
+        return None
+    return tiny_call(x, out, weight, bias, None, None, dtype,
+                     OP_RMS if rms else OP_LAYER, row_len, 0, e)
+
+
+def batch_norm_eval_tiny(x, running_mean, running_var, weight, bias, double eps, out):
+    """Fast path of batch_norm in eval mode with running statistics (None: general path)."""
+    if not tiny_x(x) or x.ndim < 2 or not (out is None or out is x) or running_mean is None \
+            or running_var is None or not (isfinite(eps) and eps >= 0):
+        return None
+    dtype = x.dtype
+    channels = x.shape[1]
+    if not (tiny_param(running_mean, dtype, channels) and tiny_param(running_var, dtype, channels)
+            and tiny_param(weight, dtype, channels) and tiny_param(bias, dtype, channels)):
+        return None
+    return tiny_call(x, out, running_mean, running_var, weight, bias, dtype, OP_CHANNELS,
+                     channels, x.size // (x.shape[0] * channels), eps)

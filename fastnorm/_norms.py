@@ -99,6 +99,10 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, out=Non
 
     Returns y, or (y, mean, rstd) with return_stats=True, the stats shaped
     ``x.shape[:-k] + (1,)*k``."""
+    if not return_stats and num_threads is None and type(normalized_shape) is int:
+        y = _dispatch.current.rows_tiny(x, normalized_shape, weight, bias, eps, False, out)
+        if y is not None:
+            return y
     x = V.array_input(x, min_ndim=1)
     shape = V.normalized_shape(normalized_shape, x.shape)
     cdt = V.compute_dtype(x.dtype)
@@ -124,6 +128,10 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, out=Non
 def rms_norm(x, normalized_shape, weight=None, eps=None, *, out=None, num_threads=None):
     """RMSNorm, as torch.nn.functional.rms_norm: ``x / sqrt(mean(x**2) + eps) * weight``
     over the trailing dims; eps=None means ``np.finfo(x.dtype).eps``."""
+    if num_threads is None and type(normalized_shape) is int:
+        y = _dispatch.current.rows_tiny(x, normalized_shape, weight, None, eps, True, out)
+        if y is not None:
+            return y
     x = V.array_input(x, min_ndim=1)
     shape = V.normalized_shape(normalized_shape, x.shape)
     cdt = V.compute_dtype(x.dtype)
@@ -223,6 +231,12 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
     Training (or no running stats): per-channel statistics over N and the spatial dims, the
     biased variance normalizes, and given running stats are updated in place with the
     unbiased one. Eval: the running stats normalize."""
+    if (training is False and num_threads is None and type(eps) is float
+            and type(momentum) is float and 0.0 <= momentum <= 1.0):
+        y = _dispatch.current.batch_norm_eval_tiny(x, running_mean, running_var, weight, bias,
+                                                   eps, out)
+        if y is not None:
+            return y
     x = V.array_input(x, min_ndim=2)
     n, channels = x.shape[:2]
     inner = math.prod(x.shape[2:])
