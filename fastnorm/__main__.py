@@ -217,7 +217,7 @@ def main(argv=None):
             print()
             for line in notes:
                 print(line)
-        print(f"\n{len(results)} cases in {elapsed:.0f} s")
+        print(f"\n{len(results)} case{'s' if len(results) != 1 else ''} in {elapsed:.0f} s")
         if not bench_ok:
             print("FAILED: fastnorm's result differs from NumPy's in: " + ", ".join(
                 f"{r.case.label} {r.case.shape_str}" for r in results if not r.ok))

@@ -14,7 +14,7 @@
 # Validation happens in Python before these run; nothing here can fail half way.
 
 from cython.parallel cimport prange
-from libc.math cimport sqrt
+from libc.math cimport isfinite, sqrt
 from libc.stdlib cimport malloc, free
 
 ctypedef fused floating:
@@ -70,34 +70,36 @@ cdef inline void stat_merge(Stat* acc, Stat b) noexcept nogil:
 
 
 cdef extern from "_simd.h" nogil:
-    void fn_chunk_sums_f32(const float* x, Py_ssize_t n, double* shift,
+    void fn_chunk_sums_f32(const float* x, Py_ssize_t n, int precise, double* shift,
                            double* s1, double* s2) noexcept
-    void fn_chunk_sums_f64(const double* x, Py_ssize_t n, double* shift,
+    void fn_chunk_sums_f64(const double* x, Py_ssize_t n, int precise, double* shift,
                            double* s1, double* s2) noexcept
 
 
-cdef inline Stat chunk_stat(const floating* x, Py_ssize_t n) noexcept nogil:
+cdef inline Stat chunk_stat(const floating* x, Py_ssize_t n, bint precise) noexcept nogil:
     """(n, mean, M2) of x[0:n], 0 < n <= CHUNK, from sums of deviations from a shift near
-    the mean (_simd.h): no catastrophic cancellation, and squares are accumulated in float64,
-    so float32 data never overflows them."""
+    the mean (_simd.h): no catastrophic cancellation, and squares that cannot overflow.
+    precise: float64 lanes for float32 data too (moments); else float32 lanes where safe
+    (normalizations, whose float32 output cannot show the difference)."""
     cdef double shift, s1, s2
     if floating is float:
-        fn_chunk_sums_f32(x, n, &shift, &s1, &s2)
+        fn_chunk_sums_f32(x, n, precise, &shift, &s1, &s2)
     else:
-        fn_chunk_sums_f64(x, n, &shift, &s1, &s2)
+        fn_chunk_sums_f64(x, n, precise, &shift, &s1, &s2)
     return stat_from_sums(<double>n, shift, s1, s2)
 
 
-cdef inline void segment_fold(const floating* x, Py_ssize_t n, Stat* acc) noexcept nogil:
+cdef inline void segment_fold(const floating* x, Py_ssize_t n, bint precise,
+                              Stat* acc) noexcept nogil:
     """Merge the chunks of the contiguous segment x[0:n] into acc, in order."""
     cdef Py_ssize_t k, start
     for k in range(ceil_div(n, CHUNK)):
         start = k * CHUNK
-        stat_merge(acc, chunk_stat(x + start, min(<Py_ssize_t>CHUNK, n - start)))
+        stat_merge(acc, chunk_stat(x + start, min(<Py_ssize_t>CHUNK, n - start), precise))
 
 
 cdef inline Stat group_stat(const floating* x, Py_ssize_t nseg, Py_ssize_t seg_len,
-                            Py_ssize_t seg_stride) noexcept nogil:
+                            Py_ssize_t seg_stride, bint precise) noexcept nogil:
     """Statistics of one group of nseg segments, chunks folded in order."""
     cdef Stat acc
     cdef Py_ssize_t s
@@ -105,7 +107,7 @@ cdef inline Stat group_stat(const floating* x, Py_ssize_t nseg, Py_ssize_t seg_l
     acc.mean = 0
     acc.m2 = 0
     for s in range(nseg):
-        segment_fold(x + s * seg_stride, seg_len, &acc)
+        segment_fold(x + s * seg_stride, seg_len, precise, &acc)
     return acc
 
 
@@ -123,7 +125,7 @@ cdef inline Stat fold_stats(const Stat* parts, Py_ssize_t n, Py_ssize_t stride) 
 
 cdef void grouped_stats(const floating* x,        # IN  buffer
                         Py_ssize_t groups, Py_ssize_t nseg, Py_ssize_t seg_len,
-                        Py_ssize_t group_stride, Py_ssize_t seg_stride,
+                        Py_ssize_t group_stride, Py_ssize_t seg_stride, bint precise,
                         Stat* out,                # OUT one Stat per group
                         Stat* chunk_buf,          # scratch of groups*nseg*ceil(seg_len/CHUNK), or NULL
                         int num_threads) noexcept nogil:
@@ -136,7 +138,7 @@ cdef void grouped_stats(const floating* x,        # IN  buffer
     if chunk_buf == NULL:
         for g in prange(groups, nogil=True, schedule='static', num_threads=num_threads,
                         use_threads_if=num_threads > 1):
-            out[g] = group_stat(x + g * group_stride, nseg, seg_len, seg_stride)
+            out[g] = group_stat(x + g * group_stride, nseg, seg_len, seg_stride, precise)
         return
     for t in prange(groups * per_group, nogil=True, schedule='static',
                     num_threads=num_threads, use_threads_if=num_threads > 1):
@@ -146,7 +148,7 @@ cdef void grouped_stats(const floating* x,        # IN  buffer
         k = rem - s * cps
         start = k * CHUNK
         chunk_buf[t] = chunk_stat(x + g * group_stride + s * seg_stride + start,
-                                  min(<Py_ssize_t>CHUNK, seg_len - start))
+                                  min(<Py_ssize_t>CHUNK, seg_len - start), precise)
     for g in range(groups):
         out[g] = fold_stats(chunk_buf + g * per_group, per_group, 1)
 
@@ -300,6 +302,21 @@ cdef inline GroupParams group_params(Stat st, double eps, bint rms) noexcept nog
     return p
 
 
+cdef inline GroupParams row_group_params(Stat st, const floating* xg, Py_ssize_t glen,
+                                         double eps, bint rms) noexcept nogil:
+    """group_params of a contiguous group. With an infinite value (and no NaN) mean(x^2) is
+    inf although M2 is NaN: for RMS norm that case is summed directly, as the formula does
+    (finite values then normalize to 0, infinite ones to NaN)."""
+    cdef GroupParams p = group_params(st, eps, rms)
+    cdef double ms = 0.0
+    cdef Py_ssize_t i
+    if rms and not isfinite(p.rstd):
+        for i in range(glen):
+            ms += <double>xg[i] * <double>xg[i]
+        p.rstd = 1.0 / sqrt(ms / glen + eps)
+    return p
+
+
 cdef inline void apply_group_span(const floating* xg, floating* yg,   # IN/OUT one group
                                   Py_ssize_t begin, Py_ssize_t end,   # span within the group
                                   Py_ssize_t run_len, Py_ssize_t channel0,
@@ -369,7 +386,8 @@ def segment_moments(const floating[::1] x,    # IN  flat buffer
             free(out)
             raise MemoryError()
     with nogil:
-        grouped_stats(&x[0], groups, nseg, seg_len, group_stride, seg_stride, out, buf, nt)
+        grouped_stats(&x[0], groups, nseg, seg_len, group_stride, seg_stride, True, out, buf,
+                      nt)
         store_stats(out, groups, mean, m2)
     free(buf)
     free(out)
@@ -402,9 +420,9 @@ cdef inline Stat normalize_group(const floating* xg, floating* yg, Py_ssize_t gl
                                  bint per_element, const floating* w, const floating* b,
                                  double eps, bint rms) noexcept nogil:
     """Statistics of one contiguous group, then its normalization while it is in cache."""
-    cdef Stat st = group_stat(xg, 1, glen, 0)
+    cdef Stat st = group_stat(xg, 1, glen, 0, False)
     apply_group_span(xg, yg, 0, glen, run_len, channel0, per_element,
-                     group_params(st, eps, rms), w, b)
+                     row_group_params(st, xg, glen, eps, rms), w, b)
     return st
 
 
@@ -450,7 +468,7 @@ def normalize_groups(const floating[::1] x,       # IN  flat (groups, runs*run_l
         raise MemoryError()
     blocks = ceil_div(glen, APPLY_BLOCK)
     with nogil:
-        grouped_stats(xp, groups, 1, glen, glen, 0, st, buf, nt)
+        grouped_stats(xp, groups, 1, glen, glen, 0, False, st, buf, nt)
         if mp != NULL:
             for g in range(groups):
                 mp[g] = st[g].mean
@@ -462,7 +480,7 @@ def normalize_groups(const floating[::1] x,       # IN  flat (groups, runs*run_l
             apply_group_span(xp + g * glen, yp + g * glen, begin,
                              min(begin + APPLY_BLOCK, glen), run_len,
                              (g % param_period) * runs, per_element,
-                             group_params(st[g], eps, rms), w, b)
+                             row_group_params(st[g], xp + g * glen, glen, eps, rms), w, b)
     free(buf)
     free(st)
 
@@ -536,7 +554,7 @@ cdef inline Stat normalize_channel(const floating* x, floating* y,  # IN/OUT cha
                                    double w, floating b, double eps) noexcept nogil:
     """BatchNorm of one channel (n runs of `inner` values, `stride` apart): statistics, then
     the apply while the channel's data is still in cache."""
-    cdef Stat st = group_stat(x, n, inner, stride)
+    cdef Stat st = group_stat(x, n, inner, stride, False)
     cdef GroupParams p = group_params(st, eps, False)
     cdef floating hi = <floating>p.mean
     cdef floating lo = <floating>(p.mean - <double>hi)
@@ -585,7 +603,7 @@ def normalize_channels(const floating[::1] x,      # IN  flat (n, channels, inne
         free(sts)
         raise MemoryError()
     with nogil:
-        grouped_stats(xp, channels, n, inner, inner, channels * inner, sts, buf, nt)
+        grouped_stats(xp, channels, n, inner, inner, channels * inner, False, sts, buf, nt)
         for c in range(channels):
             mean_out[c] = sts[c].mean
             var_out[c] = sts[c].m2 / sts[c].n
@@ -649,7 +667,6 @@ def roof(floating[::1] x,          # IN/OUT flat buffer
 
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS
 from cpython.buffer cimport PyBUF_WRITABLE
-from libc.math cimport isfinite
 import numpy as _np
 
 cdef object _NDARRAY = _np.ndarray

@@ -1,21 +1,22 @@
 /* Chunk sums for the statistics kernels (the hot loop of fastnorm's statistics engine).
  *
- * Written with GCC/Clang vector extensions so that the reductions vectorize at every target
- * width without reassociation flags. Lanes and their merge order are fixed in the source, so
- * every instruction set and every thread count gives the same bits. Other compilers get the
- * same method in plain scalar C.
+ * fn_chunk_sums_{f32,f64}(x, n, precise, &shift, &s1, &s2), 0 < n <= 2048 (the chunk size):
+ * s1 = sum(x - shift) and s2 = sum((x - shift)^2) for a shift near the mean, from which the
+ * caller takes mean = shift + s1/n and M2 = s2 - s1^2/n in float64.
  *
- * fn_chunk_sums_f64(x, n, &shift, &s1, &s2): shift = x[0]; s1 = sum(x - shift) and
- *     s2 = sum((x - shift)^2), in float64 lanes.
- * fn_chunk_sums_f32(x, n, &shift, &s1, &s2): shift = a float32 estimate of the mean (from
- *     the first FN_SHIFT_SAMPLE values), so x - shift is small and, for data whose spread is
- *     small against its mean, exact (Sterbenz). Deviations and their squares are summed in
- *     float32 lanes for FN_FLUSH vectors at a time, then added into float64. With the shift
- *     near the mean, M2 = s2 - s1^2/n keeps its float32 round-off relative to M2 itself, and
- *     the float32 work runs at twice the width of float64. Chunks whose squares leave
- *     float32's comfortable range (spread beyond ~1e18 or below ~1e-15, constant chunks,
- *     NaN/Inf) are summed again in float64 lanes.
- * 0 < n; callers use n <= 2048 (the chunk size).
+ * - The shift starts as the mean of the first FN_SHIFT_SAMPLE values (rounded to the data's
+ *   type, so that x - shift is exact for data whose spread is small against its mean). The
+ *   round-off of M2 grows with s2/M2 = 1 + k^2, k = |shift - mean|/std; when k^2 > 1/2
+ *   (outliers where the shift was sampled) the chunk is summed again around its mean.
+ * - float64 data: float64 lanes. float32 data: deviations and squares in float32 lanes for
+ *   FN_FLUSH vectors at a time, then float64 (twice the width of float64 lanes); with
+ *   `precise` (moments), or where float32 squares would overflow (spread beyond ~1e18),
+ *   underflow, or for NaN/Inf, float64 lanes.
+ *
+ * Written with GCC/Clang vector extensions so the reductions vectorize at every target width
+ * without reassociation flags: lanes and their merge order are fixed in the source, so every
+ * instruction set and every thread count gives the same bits. Other compilers get the same
+ * method in scalar C with float64 accumulators.
  */
 #ifndef FASTNORM_SIMD_H
 #define FASTNORM_SIMD_H
@@ -28,6 +29,10 @@
 #define FN_FLUSH 4         /* float32 vectors per lane before the float64 add */
 #define FN_F32_MEAN_SQUARE_MIN 1e-30
 #define FN_F32_SUM_SQUARES_MAX 1e36   /* below FLT_MAX: no lane sum of squares overflowed */
+/* The round-off of M2 = s2 - s1^2/n grows with s2/M2 = 1 + k^2, k = |shift - mean|/std. When
+ * k^2 > 1/2 (outliers where the shift was sampled), sum again around this pass's mean. */
+#define FN_MAX_RECENTRE 2
+#define FN_FAR_SHIFT(s1, s2, n) ((s1) * (s1) > (s2) * (double)(n) / 3.0)
 
 static inline double fn_shift_f32(const float *x, ptrdiff_t n) {
     ptrdiff_t m = n < FN_SHIFT_SAMPLE ? n : FN_SHIFT_SAMPLE, i;
@@ -42,9 +47,9 @@ typedef double fn_v8d __attribute__((vector_size(64)));
 typedef float fn_v8f __attribute__((vector_size(32)));
 typedef float fn_v16f __attribute__((vector_size(64)));
 
-static inline void fn_chunk_sums_f64(const double *x, ptrdiff_t n, double *shift,
-                                     double *s1, double *s2) {
-    double c = x[0], t1 = 0.0, t2 = 0.0;
+static inline void fn_chunk_sums_f64_at(const double *x, ptrdiff_t n, double c,
+                                        double *s1, double *s2) {
+    double t1 = 0.0, t2 = 0.0;
     fn_v8d cv = {c, c, c, c, c, c, c, c};
     fn_v8d a1[FN_ACCS], a2[FN_ACCS];
     ptrdiff_t i = 0;
@@ -66,10 +71,10 @@ static inline void fn_chunk_sums_f64(const double *x, ptrdiff_t n, double *shift
     }
     for (k = 0; k < FN_ACCS; k++)
         for (l = 0; l < 8; l++) { t1 += a1[k][l]; t2 += a2[k][l]; }
-    *shift = c;
     *s1 = t1;
     *s2 = t2;
 }
+
 
 static inline fn_v8d fn_widen_sum(fn_v16f v) {
     fn_v8f lo, hi;
@@ -109,9 +114,11 @@ static inline void fn_chunk_sums_f32_wide(const float *x, ptrdiff_t n, double c,
     *s2 = t2;
 }
 
-static inline void fn_chunk_sums_f32(const float *x, ptrdiff_t n, double *shift,
-                                     double *s1, double *s2) {
-    double c64 = fn_shift_f32(x, n), t1 = 0.0, t2 = 0.0;
+/* float32 lanes: deviations and squares summed in float32 for FN_FLUSH vectors, then in
+ * float64 */
+static inline void fn_chunk_sums_f32_lanes(const float *x, ptrdiff_t n, double c64,
+                                           double *s1, double *s2) {
+    double t1 = 0.0, t2 = 0.0;
     float c = (float)c64;
     fn_v16f cv = {c, c, c, c, c, c, c, c, c, c, c, c, c, c, c, c};
     fn_v8d w1 = {0, 0, 0, 0, 0, 0, 0, 0}, w2 = w1;
@@ -150,23 +157,19 @@ static inline void fn_chunk_sums_f32(const float *x, ptrdiff_t n, double *shift,
         t2 += d * d;
     }
     for (l = 0; l < 8; l++) { t1 += w1[l]; t2 += w2[l]; }
-    *shift = c64;
     *s1 = t1;
     *s2 = t2;
-    /* squares past float32's range (spread beyond ~1e18), or so small that they were
-     * subnormal (and NaN/Inf data): redo the chunk in float64 lanes */
-    if (!(t2 >= FN_F32_MEAN_SQUARE_MIN * (double)n && t2 <= FN_F32_SUM_SQUARES_MAX))
-        fn_chunk_sums_f32_wide(x, n, c64, s1, s2);
 }
 
-#else  /* portable scalar C: the same method with float64 accumulators */
+
+#else  /* portable scalar C: float64 accumulators */
 
 #define FN_SCALAR_LANES 32
 
-#define FN_DEFINE_CHUNK_SUMS(NAME, T, SHIFT)                                          \
-static inline void NAME(const T *x, ptrdiff_t n, double *shift, double *s1, double *s2) \
+#define FN_DEFINE_SUMS_AT(NAME, T)                                                    \
+static inline void NAME(const T *x, ptrdiff_t n, double c, double *s1, double *s2)    \
 {                                                                                     \
-    double c = SHIFT, a1[FN_SCALAR_LANES], a2[FN_SCALAR_LANES], t1 = 0.0, t2 = 0.0;   \
+    double a1[FN_SCALAR_LANES], a2[FN_SCALAR_LANES], t1 = 0.0, t2 = 0.0;              \
     ptrdiff_t i = 0;                                                                  \
     int k;                                                                            \
     for (k = 0; k < FN_SCALAR_LANES; k++) { a1[k] = 0.0; a2[k] = 0.0; }               \
@@ -182,12 +185,46 @@ static inline void NAME(const T *x, ptrdiff_t n, double *shift, double *s1, doub
         t2 += d * d;                                                                  \
     }                                                                                 \
     for (k = 0; k < FN_SCALAR_LANES; k++) { t1 += a1[k]; t2 += a2[k]; }               \
-    *shift = c;                                                                       \
     *s1 = t1;                                                                         \
     *s2 = t2;                                                                         \
 }
-FN_DEFINE_CHUNK_SUMS(fn_chunk_sums_f64, double, x[0])
-FN_DEFINE_CHUNK_SUMS(fn_chunk_sums_f32, float, fn_shift_f32(x, n))
+FN_DEFINE_SUMS_AT(fn_chunk_sums_f64_at, double)
+FN_DEFINE_SUMS_AT(fn_chunk_sums_f32_wide, float)
+#define fn_chunk_sums_f32_lanes fn_chunk_sums_f32_wide
 
 #endif
+
+static inline void fn_chunk_sums_f32(const float *x, ptrdiff_t n, int precise, double *shift,
+                                     double *s1, double *s2) {
+    double c = fn_shift_f32(x, n);
+    int pass;
+    for (pass = 0; ; pass++) {
+        if (precise)
+            fn_chunk_sums_f32_wide(x, n, c, s1, s2);
+        else {
+            fn_chunk_sums_f32_lanes(x, n, c, s1, s2);
+            if (!(*s2 >= FN_F32_MEAN_SQUARE_MIN * (double)n && *s2 <= FN_F32_SUM_SQUARES_MAX))
+                fn_chunk_sums_f32_wide(x, n, c, s1, s2);
+        }
+        if (!FN_FAR_SHIFT(*s1, *s2, n) || pass == FN_MAX_RECENTRE)
+            break;
+        c = (double)(float)(c + *s1 / (double)n);
+    }
+    *shift = c;
+}
+
+static inline void fn_chunk_sums_f64(const double *x, ptrdiff_t n, int precise, double *shift,
+                                     double *s1, double *s2) {
+    double c = x[0];
+    int pass;
+    (void)precise;       /* float64 data is always summed in float64 */
+    for (pass = 0; ; pass++) {
+        fn_chunk_sums_f64_at(x, n, c, s1, s2);
+        if (!FN_FAR_SHIFT(*s1, *s2, n) || pass == FN_MAX_RECENTRE)
+            break;
+        c = c + *s1 / (double)n;
+    }
+    *shift = c;
+}
+
 #endif

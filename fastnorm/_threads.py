@@ -19,10 +19,15 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+# More threads than this give the same bits and no speed; a runaway count (say 10**9) would
+# make the OpenMP runtime fail to create its threads and abort the process.
+MAX_THREADS = max(64, 4 * (os.cpu_count() or 1))
+
+
 def resolve(num_threads):
     """Number of threads for a kernel call: OpenMP's default at call time for None."""
     global _parallel_used
-    n = get_max_threads() if num_threads is None else int(num_threads)
+    n = get_max_threads() if num_threads is None else min(int(num_threads), MAX_THREADS)
     if _forked_child:
         return 1
     if n > 1:

@@ -293,3 +293,65 @@ def test_eval_paths_are_accurate_too(op):
         y = fastnorm.instance_norm(x, rm, rv, w, b, False)
         ref = ref_instance_norm(x, rm, rv, w, b, False)[0]
     assert max_abs_err(y, ref) <= 1e-5
+
+
+# --------------------------------------------------------------------------------------
+# adversarial: bursts of outliers at regular positions (e.g. at the start of every block
+# of 2048 values). A shifted-sums kernel whose shift comes from the first values of a block
+# then sums large deviations and cancels; float32 round-off in those sums is amplified.
+# --------------------------------------------------------------------------------------
+
+BURSTS = [(period, burst, loc, off)
+          for period in (256, 2048)
+          for burst in (4, 16)
+          for loc, off in ((1e7, 3000.0), (1e6, 300.0))]
+BURST_IDS = ["p%d-b%d-mean%g-off%g" % b for b in BURSTS]
+
+
+def bursty(rng, shape, axis, period, burst, loc, off):
+    """float32 data ~ N(loc, 1) along `axis`, with `burst` values loc+off at the start of
+    every `period` values along that axis."""
+    x = loc + rng.standard_normal(shape)
+    xm = np.moveaxis(x, axis, -1)
+    n = xm.shape[-1]
+    assert n % period == 0
+    xm.reshape(xm.shape[:-1] + (n // period, period))[..., :burst] = loc + off
+    return x.astype(np.float32)
+
+
+@pytest.mark.parametrize("period,burst,loc,off", BURSTS, ids=BURST_IDS)
+@pytest.mark.parametrize("shape,axis", [((16384,), None), ((4, 8192), 1), ((8192, 4), 0)])
+def test_moments_variance_with_outlier_bursts(shape, axis, period, burst, loc, off):
+    rng = rng_for("bursty-moments", shape, axis, period, burst, loc)
+    x = bursty(rng, shape, 0 if axis is None else axis, period, burst, loc, off)
+    ref = x.astype(np.float64).var(axis=axis)
+    assert np.all(loc / np.sqrt(ref) <= 1e6)  # within the contract's ill-conditioning range
+    for dtype in (None, np.float64):
+        _, var = fastnorm.moments(x, axis=axis, dtype=dtype)
+        rel = float(np.max(np.abs(np.asarray(var, np.float64) - ref) / ref))
+        assert rel <= 1e-6, "variance relative error %.3g (dtype=%s)" % (rel, dtype)
+
+
+BURST_OPS = [
+    ("batch_norm", (2, 3, 8192), 2),
+    ("batch_norm", (8192, 3), 0),
+    ("instance_norm", (2, 3, 8192), 2),
+    ("group_norm", (2, 6, 4096), 2),
+    ("layer_norm", (4, 8192), 1),
+    ("rms_norm", (4, 8192), 1),
+    ("channel_layer_norm", (2, 8192, 3), 1),
+]
+
+
+@pytest.mark.parametrize("period,burst,loc,off", BURSTS, ids=BURST_IDS)
+@pytest.mark.parametrize("op,shape,axis", BURST_OPS,
+                         ids=["%s-%s" % (o, len(s)) for o, s, _ in BURST_OPS])
+def test_float32_accuracy_with_outlier_bursts(op, shape, axis, period, burst, loc, off):
+    rng = rng_for("bursty", op, shape, period, burst, loc)
+    x = bursty(rng, shape, axis, period, burst, loc, off)
+    w, b = _params(op, x, True, rng)
+    y = run_op(op, x, w, b)
+    ref = ref_op(op, x, w, b)
+    err = max_abs_err(y, ref)
+    assert err <= 1e-5, "%s: max abs error %.3g > 1e-5 (max |y| %.3g)" % (
+        op, err, float(np.max(np.abs(ref))))
