@@ -8,9 +8,9 @@ The kernels are compiled once per instruction-set level (baseline, x86-64-v3, x8
 x86-64 with GCC/Clang) from one source; fastnorm picks the best one the CPU runs at import.
 """
 import os
-import platform
 import shutil
 import sys
+import sysconfig
 import tempfile
 
 from Cython.Build import cythonize
@@ -51,7 +51,13 @@ def env_flag(name, default):
 
 
 def is_x86_64():
-    return platform.machine().lower() in ("x86_64", "amd64", "x64")
+    """Whether the *target* is x86-64: sysconfig honours cross builds (_PYTHON_HOST_PLATFORM),
+    and on macOS ARCHFLAGS names the architecture cibuildwheel builds for."""
+    archflags = os.environ.get("ARCHFLAGS", "")
+    target = sysconfig.get_platform().lower()
+    if target.startswith("macosx") and archflags:
+        return "x86_64" in archflags and "arm64" not in archflags
+    return target.endswith(("x86_64", "amd64"))
 
 
 class BuildExt(build_ext):
