@@ -152,17 +152,13 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None,
 
     Returns y, or (y, mean, rstd) with return_stats=True, the stats shaped (N, num_groups)."""
     x = V.array_input(x, min_ndim=2)
-    n, channels = x.shape[:2]
+    n, channels, inner, weight, bias = V.channel_affine(x, weight, bias)
     groups = V.num_groups(num_groups, channels)
-    cdt = V.compute_dtype(x.dtype)
-    weight = V.param(weight, "weight", (channels,), cdt)
-    bias = V.param(bias, "bias", (channels,), cdt)
     eps = V.eps(eps)
     return_stats = V.flag(return_stats, "return_stats")
     nt = _threads.resolve(V.num_threads(num_threads))
     out, in_place = V.out(out, x)
 
-    inner = math.prod(x.shape[2:])
     y, mean, var = _normalize_groups(x, out, in_place, n * groups, channels // groups, inner,
                                      groups, False, weight, bias, eps, False, nt, return_stats)
     if not return_stats:
@@ -179,15 +175,10 @@ def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None
     given running stats are updated in place with the batch average of the per-instance
     mean and unbiased variance. Otherwise the running stats normalize."""
     x = V.array_input(x, min_ndim=2)
-    n, channels = x.shape[:2]
-    inner = math.prod(x.shape[2:])
     use_input_stats = V.flag(use_input_stats, "use_input_stats")
-    V.running_pair(running_mean, running_var)
-    running_mean = V.running_stat(running_mean, "running_mean", channels, use_input_stats)
-    running_var = V.running_stat(running_var, "running_var", channels, use_input_stats)
-    cdt = V.compute_dtype(x.dtype)
-    weight = V.param(weight, "weight", (channels,), cdt)
-    bias = V.param(bias, "bias", (channels,), cdt)
+    n, channels, inner, weight, bias = V.channel_affine(x, weight, bias)
+    running_mean, running_var = V.running_stats(running_mean, running_var, channels,
+                                                use_input_stats)
     momentum = V.momentum(momentum)
     eps = V.eps(eps)
     nt = _threads.resolve(V.num_threads(num_threads))
@@ -238,15 +229,9 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
         if y is not None:
             return y
     x = V.array_input(x, min_ndim=2)
-    n, channels = x.shape[:2]
-    inner = math.prod(x.shape[2:])
     training = V.flag(training, "training")
-    V.running_pair(running_mean, running_var)
-    running_mean = V.running_stat(running_mean, "running_mean", channels, training)
-    running_var = V.running_stat(running_var, "running_var", channels, training)
-    cdt = V.compute_dtype(x.dtype)
-    weight = V.param(weight, "weight", (channels,), cdt)
-    bias = V.param(bias, "bias", (channels,), cdt)
+    n, channels, inner, weight, bias = V.channel_affine(x, weight, bias)
+    running_mean, running_var = V.running_stats(running_mean, running_var, channels, training)
     momentum = V.momentum(momentum)
     eps = V.eps(eps)
     nt = _threads.resolve(V.num_threads(num_threads))
@@ -280,11 +265,7 @@ def channel_layer_norm(x, weight=None, bias=None, eps=1e-6, *, out=None, num_thr
     """LayerNorm across the channel dim at every (n, *spatial) position: ConvNeXt's
     channels_first LayerNorm (timm's LayerNorm2d); weight and bias of shape (C,)."""
     x = V.array_input(x, min_ndim=2)
-    n, channels = x.shape[:2]
-    inner = math.prod(x.shape[2:])
-    cdt = V.compute_dtype(x.dtype)
-    weight = V.param(weight, "weight", (channels,), cdt)
-    bias = V.param(bias, "bias", (channels,), cdt)
+    n, channels, inner, weight, bias = V.channel_affine(x, weight, bias)
     eps = V.eps(eps)
     nt = _threads.resolve(V.num_threads(num_threads))
     out, in_place = V.out(out, x)

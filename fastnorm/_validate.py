@@ -140,10 +140,23 @@ def running_stat(value, name, channels, updated):
     return arr
 
 
-def running_pair(running_mean, running_var):
+def running_stats(running_mean, running_var, channels, updated):
+    """running_mean and running_var: both None or both float arrays of shape (channels,)
+    (writable ndarrays when `updated` in place)."""
     if (running_mean is None) != (running_var is None):
         missing = "running_var" if running_var is None else "running_mean"
         raise ValueError(f"running_mean and running_var go together: {missing} is None")
+    return (running_stat(running_mean, "running_mean", channels, updated),
+            running_stat(running_var, "running_var", channels, updated))
+
+
+def channel_affine(x, weight, bias):
+    """For an (N, C, *spatial) op with per-channel weight/bias: (n, channels, inner, weight,
+    bias), the parameters in the kernel dtype."""
+    n, channels = x.shape[:2]
+    cdt = compute_dtype(x.dtype)
+    return (n, channels, math.prod(x.shape[2:]), param(weight, "weight", (channels,), cdt),
+            param(bias, "bias", (channels,), cdt))
 
 
 def normalized_shape(value, x_shape):
