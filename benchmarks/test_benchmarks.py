@@ -31,9 +31,9 @@ def _setup(case):
 @pytest.mark.parametrize("case, impl", PARAMS)
 def test_benchmark(benchmark, case, impl):
     if impl in B.PEERS:
-        pytest.importorskip(B.PEERS[impl])
+        pytest.importorskip(B.PEERS[impl], exc_type=ImportError)
         if impl == "onnxruntime":
-            pytest.importorskip("onnx")
+            pytest.importorskip("onnx", exc_type=ImportError)
     setup = _setup(case)
     try:
         runner = setup.runner(impl)

@@ -107,7 +107,8 @@ def _header_lines(info, threads, quick, versions, impls, load):
         "over the same bytes,",
         "GB/s = 2 * tensor bytes / in-place time, /roof = in-place / roof time, "
         "x numpy, x torch, x ORT = peer / in-place time",
-        "(times: medians over rounds; ratios: medians of the per-round ratios)",
+        "others = CPUs used by other processes meanwhile (times: medians over rounds; ratios: "
+        "medians of the per-round ratios)",
     ]
     if load is not None:
         lines.append(f"load average (1 min) before the run: {load:.2f} on {os.cpu_count()} "

@@ -15,19 +15,24 @@ PyTorch, ONNX Runtime and onnx are optional and imported lazily: a peer that is 
 installed (or an ONNX op that this ONNX Runtime cannot run) is reported as unavailable.
 
 `measure` times all runners of one case in one process: a warm-up that also estimates each
-runner's call time, then rounds interleaved (A B C A B C ..., the order rotating each round),
-each sample the mean of enough back-to-back calls to last a few milliseconds, and the median
-over the rounds. `run` does that for a list of cases after checking every runner's result
-against the NumPy result (a benchmark never times a wrong kernel).
+runner's call time, then rounds interleaved (A B C, C A B, ..., the order shuffled each
+round), each sample the mean of enough back-to-back calls to last a few milliseconds followed
+by a short pause (other runtimes' idle threads spin for a while after a call), and the median
+over the rounds; ratios are medians of the per-round ratios. `run` does that for a list of
+cases after checking every runner's result against the NumPy result (a benchmark never times
+a wrong kernel).
 """
 import gc
 import math
+import os
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 DEFAULT_THREADS = 2
+ORT_SETTLE = 0.04   # pause after ONNX Runtime samples (its threads spin ~30 ms after a run)
+BUSY = 0.25         # ... or when other processes used more than this many CPUs meanwhile
 NOISY = 0.2         # a case is flagged noisy when IQR/median of its times exceeds this
 DTYPE = np.float32
 EPS = 1e-5
@@ -163,13 +168,16 @@ def _np_normalize(x, axes, eps, weight=None, bias=None):
 class Runner:
     """One implementation of one case: `call()` runs it once; `reset()` (may be None) restores
     its input buffer between rounds (not timed); `output()` the result of the last call;
-    `context` a context manager factory entered around timed calls (torch inference mode)."""
+    `context` a context manager factory entered around timed calls (torch inference mode);
+    `settle` seconds to pause after its samples (None: Settings.settle) so that its idle
+    worker threads stop spinning before the next runner is timed."""
 
-    def __init__(self, call, output=None, reset=None, context=None, note=""):
+    def __init__(self, call, output=None, reset=None, context=None, note="", settle=None):
         self.call = call
         self.reset = reset
         self.context = context
         self.note = note
+        self.settle = settle
         self._output = output
 
     def output(self, last):
@@ -473,7 +481,9 @@ class Setup:
         except Exception as exc:
             first = str(exc).strip().splitlines()[0]
             raise Unavailable(f"ONNX Runtime failed on this model: {first[:160]}")
-        return Runner(call, note=note)
+        # ONNX Runtime's pool keeps spinning ~30 ms after a run (measured here): the pause
+        # keeps that spinning out of the next runner's time, without changing ORT's defaults
+        return Runner(call, note=note, settle=ORT_SETTLE)
 
     # -- all runners -------------------------------------------------------------------
 
@@ -544,14 +554,18 @@ class Setup:
 @dataclass
 class Settings:
     sample_time: float = 0.02     # seconds of back-to-back calls per sample
-    case_budget: float = 7.0      # seconds of timed rounds per case (all runners)
+    case_budget: float = 5.0      # seconds of rounds per case (all runners, with pauses)
     min_rounds: int = 5
-    max_rounds: int = 41
-    warmup_time: float = 0.02     # seconds of calls (at least 2) estimating a call's time
+    max_rounds: int = 25
+    warmup_time: float = 0.02     # seconds of calls (at least 3) estimating a call's time
+    settle: float = 0.008         # pause after each sample: OpenMP runtimes (libgomp: ours,
+                                  # PyTorch's) spin ~6 ms after a parallel region
+    presample_below: float = 0.002  # one untimed call before each sample of a runner
+                                  # faster than this (caches, sleeping threads)
 
 
 FULL = Settings()
-QUICK = Settings(sample_time=0.01, case_budget=3.0, min_rounds=3, max_rounds=21,
+QUICK = Settings(sample_time=0.01, case_budget=2.5, min_rounds=3, max_rounds=15,
                  warmup_time=0.01)
 
 
@@ -580,7 +594,13 @@ def _timed(runner, reps):
 
 
 def measure(runners, settings=FULL):
-    """Time every runner (dict name -> Runner) interleaved; returns dict name -> Timing."""
+    """Time every runner (dict name -> Runner) interleaved; returns dict name -> Timing.
+
+    Each round runs every runner once, in an order shuffled per round (so that no runner
+    always follows the same one); each sample is preceded by an untimed call for fast runners
+    and followed by a pause (Runner.settle or settings.settle) in which the idle threads of
+    the runtime just used stop spinning, so one runner's background work is not charged to
+    the next."""
     names = list(runners)
     if not names:
         return {}
@@ -605,26 +625,65 @@ def measure(runners, settings=FULL):
                 if spent > 4 * settings.sample_time:   # slow runner: enough
                     break
             per_call[name] = best
+            time.sleep(settings.settle if r.settle is None else r.settle)
         reps = {name: max(1, round(settings.sample_time / per_call[name])) for name in names}
-        round_time = sum(reps[name] * per_call[name] for name in names)
+        settle = {name: settings.settle if runners[name].settle is None
+                  else runners[name].settle for name in names}
+        presample = {name: per_call[name] < settings.presample_below for name in names}
+        round_time = sum((reps[name] + presample[name]) * per_call[name] + settle[name]
+                         for name in names)
         rounds = int(settings.case_budget / max(round_time, 1e-9))
         rounds = max(settings.min_rounds, min(settings.max_rounds, rounds))
         samples = {name: [] for name in names}
         deadline = time.perf_counter() + 2 * settings.case_budget
+        order = list(names)
+        shuffle = np.random.default_rng(12345).shuffle
         for k in range(rounds):
             if k >= settings.min_rounds and time.perf_counter() > deadline:
                 break           # a loaded machine: keep the run's length bounded
-            shift = k % len(names)
-            for name in names[shift:] + names[:shift]:
+            shuffle(order)
+            for name in order:
                 r = runners[name]
                 if r.reset:
                     r.reset()
+                if presample[name]:
+                    _timed(r, 1)
                 samples[name].append(_timed(r, reps[name]))
+                time.sleep(settle[name])
     finally:
         if gc_was_enabled:
             gc.enable()
     return {name: Timing(float(np.median(s)), float(min(s)), s, reps[name])
             for name, s in samples.items()}
+
+
+# ---------------------------------------------------------------------------------------
+# how busy the machine is
+
+def _cpu_snapshot():
+    """(wall, busy CPU seconds of the whole machine, CPU seconds of this process); busy is None
+    where /proc/stat is not available."""
+    wall = time.perf_counter()
+    t = os.times()
+    own = t.user + t.system
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        # user nice system idle iowait irq softirq steal (guest time is inside user)
+        v = [int(x) for x in fields[1:9]]
+        busy = (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        busy = None
+    return wall, busy, own
+
+
+def other_cpu(before, after):
+    """CPUs (1.0 = one CPU fully) used by other processes, or stolen by the hypervisor,
+    between two _cpu_snapshot()s; None if unknown."""
+    (w0, b0, o0), (w1, b1, o1) = before, after
+    if b0 is None or b1 is None or w1 <= w0:
+        return None
+    return max(0.0, ((b1 - b0) - (o1 - o0)) / (w1 - w0))
 
 
 # ---------------------------------------------------------------------------------------
@@ -642,6 +701,7 @@ class CaseResult:
     rounds: int = 0
     reps: dict = field(default_factory=dict)
     seconds: float = 0.0                             # wall time spent on the case
+    others: float = None     # CPUs used by other processes while the case was timed
 
     @property
     def ok(self):
@@ -667,8 +727,10 @@ class CaseResult:
 
     @property
     def noisy(self):
-        """The in-place or roof times varied by more than NOISY between rounds."""
-        return any((self.spread(i) or 0) > NOISY for i in ("fastnorm", "roof"))
+        """The in-place or roof times varied by more than NOISY between rounds, or other
+        processes used more than BUSY CPUs meanwhile: the figures are not to be trusted."""
+        return ((self.others or 0) > BUSY
+                or any((self.spread(i) or 0) > NOISY for i in ("fastnorm", "roof")))
 
     @property
     def gbps(self):
@@ -697,7 +759,7 @@ class CaseResult:
             "notes": {k: v for k, v in self.notes.items() if v},
             "rounds": self.rounds, "reps": dict(self.reps), "seconds": self.seconds,
             "spread_iqr_over_median": {k: self.spread(k) for k in self.samples},
-            "noisy": self.noisy,
+            "noisy": self.noisy, "other_processes_cpus": self.others,
             **self.summary(),
         }
 
@@ -727,7 +789,9 @@ def run_case(case, threads=DEFAULT_THREADS, settings=FULL, implementations=None)
             continue
         res.notes[impl] = r.note
         runners[impl] = r
+    before = _cpu_snapshot()
     timings = measure(runners, settings)
+    res.others = other_cpu(before, _cpu_snapshot())
     res.times = {k: t.median for k, t in timings.items()}
     res.samples = {k: list(t.samples) for k, t in timings.items()}
     res.reps = {k: t.reps for k, t in timings.items()}
@@ -794,6 +858,7 @@ def table_columns(impls):
         cols += [("ORT", 9, lambda r: fmt_time(r.times.get("onnxruntime"))
                   if "onnxruntime" not in r.unavailable else "n/a"),
                  ("x ORT", 7, lambda r: _fmt(r.ratio("onnxruntime", "fastnorm"), ".1f", "x"))]
+    cols.append(("others", 6, lambda r: _fmt(r.others, ".2f")))
     return cols
 
 
@@ -816,7 +881,8 @@ def table_notes(results):
     lines = []
     if any(r.noisy for r in results):
         lines.append(f"* noisy: in-place or roof times varied by more than {NOISY:.0%} "
-                     "(IQR / median) between rounds; other work competed for the CPUs")
+                     f"(IQR / median) between rounds, or other processes used more than "
+                     f"{BUSY} CPUs meanwhile; rerun on a quieter machine")
     for r in results:
         for impl, why in r.wrong.items():
             lines.append(f"{r.case.label} {r.case.shape_str}: {impl} WRONG, not timed ({why})")

@@ -64,6 +64,11 @@ def _apply_channels(src, dst, n, channels, inner, mean, var, weight, bias, eps, 
                                      hi, lo, a.astype(cdt), b, nt)
 
 
+def _tiny_threads(num_threads):
+    """num_threads is one the serial fast path may ignore (a valid value)."""
+    return num_threads is None or (type(num_threads) is int and num_threads > 0)
+
+
 def _flat(param):
     return param if param is None or param.ndim == 1 else param.reshape(-1)
 
@@ -99,7 +104,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, out=Non
 
     Returns y, or (y, mean, rstd) with return_stats=True, the stats shaped
     ``x.shape[:-k] + (1,)*k``."""
-    if not return_stats and num_threads is None and type(normalized_shape) is int:
+    if not return_stats and _tiny_threads(num_threads) and type(normalized_shape) is int:
         y = _dispatch.current.rows_tiny(x, normalized_shape, weight, bias, eps, False, out)
         if y is not None:
             return y
@@ -128,7 +133,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, out=Non
 def rms_norm(x, normalized_shape, weight=None, eps=None, *, out=None, num_threads=None):
     """RMSNorm, as torch.nn.functional.rms_norm: ``x / sqrt(mean(x**2) + eps) * weight``
     over the trailing dims; eps=None means ``np.finfo(x.dtype).eps``."""
-    if num_threads is None and type(normalized_shape) is int:
+    if _tiny_threads(num_threads) and type(normalized_shape) is int:
         y = _dispatch.current.rows_tiny(x, normalized_shape, weight, None, eps, True, out)
         if y is not None:
             return y
@@ -222,7 +227,7 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
     Training (or no running stats): per-channel statistics over N and the spatial dims, the
     biased variance normalizes, and given running stats are updated in place with the
     unbiased one. Eval: the running stats normalize."""
-    if (training is False and num_threads is None and type(eps) is float
+    if (training is False and _tiny_threads(num_threads) and type(eps) is float
             and type(momentum) is float and 0.0 <= momentum <= 1.0):
         y = _dispatch.current.batch_norm_eval_tiny(x, running_mean, running_var, weight, bias,
                                                    eps, out)

@@ -23,13 +23,14 @@ def test_layer_and_rms_norm_match_general_path(shape, affine, dtype):
     n = shape[-1]
     w = rng.random(n).astype(dtype) if affine else None
     b = rng.random(n).astype(dtype) if affine else None
-    # num_threads=1 takes the general (validated, planned) path
-    np.testing.assert_array_equal(fn.layer_norm(x, n, w, b),
-                                  fn.layer_norm(x, n, w, b, num_threads=1))
-    np.testing.assert_array_equal(fn.rms_norm(x, n, w), fn.rms_norm(x, n, w, num_threads=1))
+    # a separate out= buffer takes the general (validated, planned) path
+    general = fn.layer_norm(x, n, w, b, out=np.empty_like(x))
+    np.testing.assert_array_equal(fn.layer_norm(x, n, w, b), general)
+    np.testing.assert_array_equal(fn.layer_norm(x, n, w, b, num_threads=2), general)
+    np.testing.assert_array_equal(fn.rms_norm(x, n, w), fn.rms_norm(x, n, w, out=np.empty_like(x)))
     inplace = x.copy()
     assert fn.layer_norm(inplace, n, w, b, out=inplace) is inplace
-    np.testing.assert_array_equal(inplace, fn.layer_norm(x, n, w, b, num_threads=1))
+    np.testing.assert_array_equal(inplace, general)
 
 
 @pytest.mark.parametrize("shape", [(1, 64, 8, 8), (4, 3), (2, 5, 7)])
@@ -41,7 +42,7 @@ def test_batch_norm_eval_matches_general_path(shape, affine, dtype):
     rm, rv = rng.normal(size=c).astype(dtype), (rng.random(c) + 0.5).astype(dtype)
     w = rng.random(c).astype(dtype) if affine else None
     b = rng.random(c).astype(dtype) if affine else None
-    expected = fn.batch_norm(x, rm, rv, w, b, num_threads=1)
+    expected = fn.batch_norm(x, rm, rv, w, b, out=np.empty_like(x))   # the general path
     np.testing.assert_array_equal(fn.batch_norm(x, rm, rv, w, b), expected)
     inplace = x.copy()
     assert fn.batch_norm(inplace, rm, rv, w, b, out=inplace) is inplace
@@ -52,6 +53,8 @@ def test_unusual_arguments_reach_the_general_path():
     x = np.ones((2, 4), np.float32)
     with pytest.raises(ValueError, match="eps"):
         fn.layer_norm(x, 4, eps=float("nan"))
+    with pytest.raises(ValueError, match="num_threads"):
+        fn.layer_norm(x, 4, num_threads=0)
     with pytest.raises(ValueError, match="momentum"):
         fn.batch_norm(x, np.zeros(4, np.float32), np.ones(4, np.float32),
                       momentum=float("nan"))
@@ -65,3 +68,18 @@ def test_unusual_arguments_reach_the_general_path():
     xt = np.arange(8.0, dtype=np.float32).reshape(4, 2).T
     np.testing.assert_array_equal(fn.layer_norm(xt, 4, np.ones(4)),
                                   fn.layer_norm(np.ascontiguousarray(xt), 4, np.ones(4)))
+
+
+def test_fast_path_is_taken_for_simple_tiny_calls():
+    from fastnorm import _dispatch
+    x = np.ones((2, 8), np.float32)
+    w = np.ones(8, np.float32)
+    kernels = _dispatch.current
+    assert kernels.rows_tiny(x, 8, w, None, 1e-5, False, None) is not None
+    assert kernels.rows_tiny(x, 8, w, None, None, True, x) is x
+    rm, rv = np.zeros(2, np.float32), np.ones(2, np.float32)
+    assert kernels.batch_norm_eval_tiny(x, rm, rv, None, None, 1e-5, None) is not None
+    # what it does not take: non-contiguous x in place, a parameter of another dtype
+    assert kernels.rows_tiny(np.ones((8, 2), np.float32).T, 8, None, None, 1e-5, False,
+                             None) is None
+    assert kernels.rows_tiny(x, 8, w.astype(np.float64), None, 1e-5, False, None) is None
