@@ -34,6 +34,16 @@
 #define FN_MAX_RECENTRE 2
 #define FN_FAR_SHIFT(s1, s2, n) ((s1) * (s1) > (s2) * (double)(n) / 3.0)
 
+/* a*b + c in one rounding where the target has FMA (x86-64-v3 and up, aarch64), else as
+ * written; the apply loops vectorize either form */
+#if defined(__FMA__) || defined(__aarch64__)
+#define fn_fmaf(a, b, c) __builtin_fmaf((a), (b), (c))
+#define fn_fma(a, b, c) __builtin_fma((a), (b), (c))
+#else
+#define fn_fmaf(a, b, c) ((a) * (b) + (c))
+#define fn_fma(a, b, c) ((a) * (b) + (c))
+#endif
+
 static inline double fn_shift_f32(const float *x, ptrdiff_t n) {
     ptrdiff_t m = n < FN_SHIFT_SAMPLE ? n : FN_SHIFT_SAMPLE, i;
     double t = 0.0;
