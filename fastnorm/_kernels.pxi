@@ -14,7 +14,7 @@
 # Validation happens in Python before these run; nothing here can fail half way.
 
 from cython.parallel cimport prange
-from libc.math cimport fabs, isfinite, sqrt
+from libc.math cimport INFINITY, fabs, isfinite, sqrt
 from libc.stdlib cimport malloc, free
 
 ctypedef fused floating:
@@ -54,6 +54,8 @@ cdef inline Stat stat_from_sums(double n, double shift, double s1, double s2) no
     r.m2 = s2 - s1 * (s1 / n)
     if r.m2 < 0:               # rounding guard; NaN stays NaN
         r.m2 = 0
+    elif s2 == INFINITY and s1 == s1:   # finite data whose squares overflow: inf, not inf-inf
+        r.m2 = INFINITY
     return r
 
 
@@ -524,7 +526,7 @@ cdef void normalize_column_block(const floating* x, floating* y,   # IN/OUT bloc
                                  Py_ssize_t rows, Py_ssize_t ld, Py_ssize_t width,
                                  const floating* w, const floating* b,  # (rows,) or NULL
                                  double eps,
-                                 double* mean_out, double* var_out) noexcept nogil:  # OUT (width,)
+                                 double* mean_out, double* var_out) noexcept nogil:  # OUT (width,) or NULL
     """Statistics of `width` columns over `rows` rows, then their normalization."""
     cdef Stat st[COL_BLOCK]
     cdef floating hi[COL_BLOCK]
@@ -540,8 +542,9 @@ cdef void normalize_column_block(const floating* x, floating* y,   # IN/OUT bloc
     column_block_stats(x, rows, ld, width, st)
     for j in range(width):
         p = group_params(st[j], eps, False)
-        mean_out[j] = st[j].mean
-        var_out[j] = st[j].m2 / st[j].n
+        if mean_out != NULL:
+            mean_out[j] = st[j].mean
+            var_out[j] = st[j].m2 / st[j].n
         rstd[j] = p.rstd
         hi[j] = <floating>p.mean
         lo[j] = mean_low_part(p.mean, hi[j], p.rstd)
@@ -560,8 +563,8 @@ def normalize_columns(const floating[::1] x,      # IN  flat (outer, rows, cols)
                       const floating[::1] weight, # IN  (rows,) or None
                       const floating[::1] bias,   # IN  (rows,) or None
                       double eps,
-                      double[::1] mean_out,       # OUT (outer*cols,)
-                      double[::1] var_out,        # OUT (outer*cols,) biased variance
+                      double[::1] mean_out,       # OUT (outer*cols,), or None
+                      double[::1] var_out,        # OUT (outer*cols,) biased variance, or None
                       int num_threads):
     """Normalization across the rows at every (outer, column): channels-first LayerNorm."""
     cdef int nt = effective_threads(outer * rows * cols, num_threads)
@@ -569,8 +572,8 @@ def normalize_columns(const floating[::1] x,      # IN  flat (outer, rows, cols)
     cdef floating* yp = &out[0]
     cdef const floating* w = optional_ptr(weight)
     cdef const floating* b = optional_ptr(bias)
-    cdef double* mp = &mean_out[0]
-    cdef double* vp = &var_out[0]
+    cdef double* mp = &mean_out[0] if mean_out is not None else NULL
+    cdef double* vp = &var_out[0] if var_out is not None else NULL
     cdef Py_ssize_t width = column_block_width(outer, cols, nt)
     cdef Py_ssize_t nblocks = ceil_div(cols, width)
     cdef Py_ssize_t t, o, j0
@@ -581,7 +584,8 @@ def normalize_columns(const floating[::1] x,      # IN  flat (outer, rows, cols)
             j0 = (t - o * nblocks) * width
             normalize_column_block(xp + o * rows * cols + j0, yp + o * rows * cols + j0,
                                    rows, cols, min(width, cols - j0), w, b, eps,
-                                   mp + o * cols + j0, vp + o * cols + j0)
+                                   (mp + o * cols + j0) if mp != NULL else NULL,
+                                   (vp + o * cols + j0) if vp != NULL else NULL)
 
 
 cdef inline Stat normalize_channel(const floating* x, floating* y,  # IN/OUT channel origin
@@ -759,6 +763,12 @@ cdef void tiny_op(const floating* x, floating* y, Py_ssize_t n,
                       <floating>a, p3[c] if p3 != NULL else 0)
 
 
+cdef inline bint overlaps(const Py_buffer* a, const Py_buffer* b) noexcept:
+    cdef const char* pa = <const char*>a.buf
+    cdef const char* pb = <const char*>b.buf
+    return pa < pb + b.len and pb < pa + a.len
+
+
 cdef object tiny_call(object x, object out, object p0, object p1, object p2, object p3,
                       object dtype, int op, Py_ssize_t a0, Py_ssize_t a1, double eps):
     """Take the buffers of x, out and up to four parameters, run `op` serially, release
@@ -779,6 +789,10 @@ cdef object tiny_call(object x, object out, object p0, object p1, object p2, obj
         if taken[i] < 0:
             ok = 0
             break
+    if ok and in_place:   # a parameter inside x would change while x is written
+        for i in range(2, 6):
+            if taken[i] > 0 and overlaps(&views[i], &views[0]):
+                ok = 0
     if ok:
         if dtype is _F32:
             tiny_op[float](<float*>views[0].buf,
@@ -802,11 +816,14 @@ cdef inline bint tiny_x(object x):
             and 0 < x.size < PARALLEL_MIN_ELEMENTS)
 
 
-def rows_tiny(x, Py_ssize_t row_len, weight, bias, object eps, bint rms, out):
+def rows_tiny(x, object normalized_shape, weight, bias, object eps, bint rms, out):
     """Fast path of layer_norm / rms_norm over the last dim (None: use the general path)."""
     cdef double e
-    if not tiny_x(x) or x.shape[x.ndim - 1] != row_len or not (out is None or out is x):
+    cdef Py_ssize_t row_len
+    if not tiny_x(x) or x.shape[x.ndim - 1] != normalized_shape \
+            or not (out is None or out is x):
         return None
+    row_len = x.shape[x.ndim - 1]
     dtype = x.dtype
     if eps is None and rms:
         e = _F32_EPS if dtype is _F32 else _F64_EPS

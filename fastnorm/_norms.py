@@ -117,7 +117,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, out=Non
     eps = V.eps(eps)
     return_stats = V.flag(return_stats, "return_stats")
     nt = _threads.resolve(V.num_threads(num_threads))
-    out, in_place = V.out(out, x)
+    out, in_place = V.out(out, x, weight=weight, bias=bias)
 
     k = len(shape)
     row = math.prod(shape)
@@ -144,7 +144,7 @@ def rms_norm(x, normalized_shape, weight=None, eps=None, *, out=None, num_thread
     weight = V.param(weight, "weight", shape, cdt)
     eps = float(np.finfo(x.dtype).eps) if eps is None else V.eps(eps)
     nt = _threads.resolve(V.num_threads(num_threads))
-    out, in_place = V.out(out, x)
+    out, in_place = V.out(out, x, weight=weight)
 
     row = math.prod(shape)
     rows = math.prod(x.shape[:-len(shape)])
@@ -163,7 +163,7 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None,
     eps = V.eps(eps)
     return_stats = V.flag(return_stats, "return_stats")
     nt = _threads.resolve(V.num_threads(num_threads))
-    out, in_place = V.out(out, x)
+    out, in_place = V.out(out, x, weight=weight, bias=bias)
 
     y, mean, var = _normalize_groups(x, out, in_place, n * groups, channels // groups, inner,
                                      groups, False, weight, bias, eps, False, nt, return_stats)
@@ -188,7 +188,8 @@ def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None
     momentum = V.momentum(momentum)
     eps = V.eps(eps)
     nt = _threads.resolve(V.num_threads(num_threads))
-    out, in_place = V.out(out, x)
+    out, in_place = V.out(out, x, weight=weight, bias=bias, running_mean=running_mean,
+                           running_var=running_var)
     if use_input_stats and inner < 2 and x.size:
         raise ValueError(f"instance_norm needs more than 1 spatial element per channel with "
                          f"use_input_stats=True, got x of shape {x.shape}")
@@ -241,7 +242,8 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
     momentum = V.momentum(momentum)
     eps = V.eps(eps)
     nt = _threads.resolve(V.num_threads(num_threads))
-    out, in_place = V.out(out, x)
+    out, in_place = V.out(out, x, weight=weight, bias=bias, running_mean=running_mean,
+                           running_var=running_var)
     count = n * inner
     if training and count < 2:
         raise ValueError(f"batch_norm in training needs more than 1 value per channel, got "
@@ -274,15 +276,13 @@ def channel_layer_norm(x, weight=None, bias=None, eps=1e-6, *, out=None, num_thr
     n, channels, inner, weight, bias = V.channel_affine(x, weight, bias)
     eps = V.eps(eps)
     nt = _threads.resolve(V.num_threads(num_threads))
-    out, in_place = V.out(out, x)
+    out, in_place = V.out(out, x, weight=weight, bias=bias)
 
     if inner == 1:      # (N, C): a LayerNorm over the last dim
         return _normalize_groups(x, out, in_place, n, 1, channels, 1, True, weight, bias,
                                  eps, False, nt, False)[0]
     src, dst = _buffers(x, out, in_place)
     if x.size:
-        mean = np.empty(n * inner)
-        var = np.empty(n * inner)
         _dispatch.current.normalize_columns(src.reshape(-1), dst.reshape(-1), n, channels,
-                                            inner, weight, bias, eps, mean, var, nt)
+                                            inner, weight, bias, eps, None, None, nt)
     return _finish(x, out, dst)

@@ -30,7 +30,7 @@ def compute_dtype(dtype):
 
 def array_input(x, name="x", min_ndim=0):
     """x as an ndarray of float16/32/64 with at least min_ndim dims (no copy for arrays)."""
-    if not isinstance(x, np.ndarray):
+    if type(x) is not np.ndarray:       # array-likes, and subclasses (np.matrix) as plain arrays
         try:
             x = np.asarray(x)
         except Exception as exc:
@@ -75,7 +75,10 @@ def real_scalar(value, name):
         return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError as exc:
+        raise ValueError(f"{name} is out of range: {value}") from exc
 
 
 def eps(value, name="eps"):
@@ -106,12 +109,22 @@ def positive_int(value, name):
     return int(value)
 
 
+def _as_array(value, name):
+    if isinstance(value, np.ndarray):
+        return value
+    try:
+        return np.asarray(value)
+    except Exception as exc:          # ragged nesting and other things NumPy refuses
+        raise TypeError(f"{name} must be an array of floats, got {type(value).__name__}: "
+                        f"{exc}") from exc
+
+
 def param(value, name, shape, dtype):
     """An affine parameter (weight, bias, running stats read-only): a float array of the
     given shape, returned C-contiguous in the kernel dtype; None stays None."""
     if value is None:
         return None
-    arr = value if isinstance(value, np.ndarray) else np.asarray(value)
+    arr = _as_array(value, name)
     if arr.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} has dtype {arr.dtype}; it must be a float array")
     if arr.shape != tuple(shape):
@@ -132,7 +145,7 @@ def running_stat(value, name, channels, updated):
                             f"got {type(value).__name__}")
         if not value.flags.writeable:
             raise ValueError(f"{name} is updated in place and must be writable")
-    arr = value if isinstance(value, np.ndarray) else np.asarray(value)
+    arr = _as_array(value, name)
     if arr.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} has dtype {arr.dtype}; it must be a float array")
     if arr.shape != (channels,):
@@ -185,9 +198,16 @@ def num_groups(value, channels):
     return g
 
 
-def out(value, x):
+def out(value, x, **params):
     """The `out=` buffer: None, or a C-contiguous writable array of x's shape and dtype
-    that is x itself (in place) or does not overlap x. Returns (out, in_place)."""
+    that is x itself (in place) or does not overlap x, and overlaps none of the `params`
+    (read, or for running stats written, while out is written). Returns (out, in_place)."""
+    result = _out_buffer(value, x)
+    _out_apart(value, params)
+    return result
+
+
+def _out_buffer(value, x):
     if value is None:
         return None, False
     if value is x:                       # in place: the common fast path
@@ -215,6 +235,15 @@ def out(value, x):
                              "normalize in place, or a separate buffer")
         in_place = True
     return value, in_place
+
+
+def _out_apart(out, arrays):
+    if out is None:
+        return
+    for name, arr in arrays.items():
+        if isinstance(arr, np.ndarray) and np.may_share_memory(out, arr):
+            raise ValueError(f"out overlaps {name}; pass a separate buffer or a copy of "
+                             f"{name}")
 
 
 def axes(axis, ndim):
