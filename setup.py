@@ -117,7 +117,20 @@ class BuildExt(build_ext):
             ext.extra_link_args = list(omp_l)
             kept.append(ext)
         self.extensions = kept
+        self._remove_stale_variants({ext.name for ext in kept})
         super().build_extensions()
+
+    def _remove_stale_variants(self, built):
+        """A kernel variant left in build/ by an earlier build with other switches (say
+        FASTNORM_NATIVE=1) must not be packaged by this one."""
+        folder = os.path.join(self.build_lib, "fastnorm")
+        if not os.path.isdir(folder):
+            return
+        for name in os.listdir(folder):
+            module = "fastnorm." + name.split(".", 1)[0]
+            if name.startswith("_kernels_") and not name.endswith((".pyx", ".pxi", ".py")) \
+                    and module not in built:
+                os.remove(os.path.join(folder, name))
 
 
 def extensions():

@@ -718,7 +718,12 @@ cdef double _F64_EPS = _np.finfo(_np.float64).eps
 cdef inline bint tiny_param(object p, object dtype, Py_ssize_t n):
     """p is None, or a 1-D ndarray of `dtype` and length n (contiguity is checked when the
     buffer is taken)."""
-    return p is None or (type(p) is _NDARRAY and p.dtype is dtype and p.shape == (n,))
+    if p is None:
+        return True
+    if type(p) is not _NDARRAY or p.dtype is not dtype:
+        return False
+    shape = p.shape
+    return len(shape) == 1 and shape[0] == n
 
 
 cdef inline int take_buffer(object obj, Py_buffer* view, int flags):
@@ -816,14 +821,25 @@ cdef inline bint tiny_x(object x):
             and 0 < x.size < PARALLEL_MIN_ELEMENTS)
 
 
-def rows_tiny(x, object normalized_shape, weight, bias, object eps, bint rms, out):
-    """Fast path of layer_norm / rms_norm over the last dim (None: use the general path)."""
+def rows_tiny(x, object normalized_shape, weight, bias, object eps, bint rms, out,
+              object num_threads):
+    """Fast path of layer_norm / rms_norm over the last dim (None: use the general path).
+    normalized_shape: an int or a 1-tuple; num_threads: None or a positive int (serial
+    here)."""
     cdef double e
     cdef Py_ssize_t row_len
-    if not tiny_x(x) or x.shape[x.ndim - 1] != normalized_shape \
-            or not (out is None or out is x):
+    if not (num_threads is None or num_threads > 0) or not (out is None or out is x):
         return None
-    row_len = x.shape[x.ndim - 1]
+    if type(normalized_shape) is tuple:
+        if len(normalized_shape) != 1:
+            return None
+        normalized_shape = normalized_shape[0]
+    if type(normalized_shape) is not int or not tiny_x(x):
+        return None
+    shape = x.shape
+    if shape[len(shape) - 1] != normalized_shape:
+        return None
+    row_len = shape[len(shape) - 1]
     dtype = x.dtype
     if eps is None and rms:
         e = _F32_EPS if dtype is _F32 else _F64_EPS

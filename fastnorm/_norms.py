@@ -105,8 +105,9 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, out=Non
 
     Returns y, or (y, mean, rstd) with return_stats=True, the stats shaped
     ``x.shape[:-k] + (1,)*k``."""
-    if not return_stats and _tiny_threads(num_threads) and type(normalized_shape) is int:
-        y = _dispatch.current.rows_tiny(x, normalized_shape, weight, bias, eps, False, out)
+    if not return_stats and (num_threads is None or type(num_threads) is int):
+        y = _dispatch.current.rows_tiny(x, normalized_shape, weight, bias, eps, False, out,
+                                        num_threads)
         if y is not None:
             return y
     x = V.array_input(x, min_ndim=1)
@@ -134,8 +135,9 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, out=Non
 def rms_norm(x, normalized_shape, weight=None, eps=None, *, out=None, num_threads=None):
     """RMSNorm, as torch.nn.functional.rms_norm: ``x / sqrt(mean(x**2) + eps) * weight``
     over the trailing dims; eps=None means ``np.finfo(x.dtype).eps``."""
-    if _tiny_threads(num_threads) and type(normalized_shape) is int:
-        y = _dispatch.current.rows_tiny(x, normalized_shape, weight, None, eps, True, out)
+    if num_threads is None or type(num_threads) is int:
+        y = _dispatch.current.rows_tiny(x, normalized_shape, weight, None, eps, True, out,
+                                        num_threads)
         if y is not None:
             return y
     x = V.array_input(x, min_ndim=1)
