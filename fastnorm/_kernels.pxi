@@ -387,6 +387,14 @@ cdef inline const floating* optional_ptr(const floating[::1] v) noexcept:
     return &v[0] if v is not None and v.shape[0] > 0 else NULL
 
 
+cdef inline int check_extent(Py_ssize_t needed, Py_ssize_t have_x, Py_ssize_t have_out) except -1:
+    """The plans pass consistent shapes; this keeps a wrong call from touching memory it
+    does not own."""
+    if needed < 0 or needed > have_x or needed > have_out:
+        raise ValueError(f"kernel extent {needed} exceeds the buffers ({have_x}, {have_out})")
+    return 0
+
+
 cdef inline int effective_threads(Py_ssize_t elements, int num_threads) noexcept:
     return num_threads if elements >= PARALLEL_MIN_ELEMENTS else 1
 
@@ -413,6 +421,9 @@ def segment_moments(const floating[::1] x,    # IN  flat buffer
                     double[::1] m2,             # OUT (groups,)
                     int num_threads):
     """Mean and M2 of groups of nseg contiguous segments of seg_len (see grouped_stats)."""
+    check_extent((groups - 1) * group_stride + (nseg - 1) * seg_stride + seg_len if groups and nseg else 0,
+                 x.shape[0], x.shape[0])
+    check_extent(groups, mean.shape[0], m2.shape[0])
     cdef int nt = effective_threads(groups * nseg * seg_len, num_threads)
     cdef Stat* out = alloc_stats(groups)
     cdef Stat* buf = NULL
@@ -436,6 +447,8 @@ def column_moments(const floating[::1] x,     # IN  flat (outer, rows, cols) buf
                    double[::1] m2,              # OUT (outer*cols,)
                    int num_threads):
     """Mean and M2 over the rows of each (outer, column)."""
+    check_extent(outer * rows * cols, x.shape[0], x.shape[0])
+    check_extent(outer * cols, mean.shape[0], m2.shape[0])
     cdef int nt = effective_threads(outer * rows * cols, num_threads)
     cdef Stat* out = alloc_stats(outer * cols)
     cdef Stat* buf = NULL
@@ -477,6 +490,7 @@ def normalize_groups(const floating[::1] x,       # IN  flat (groups, runs*run_l
     """Row-local normalization (LayerNorm, RMSNorm, InstanceNorm, GroupNorm): statistics of
     each contiguous group and its normalization while the group is in cache."""
     cdef Py_ssize_t glen = runs * run_len
+    check_extent(groups * glen, x.shape[0], out.shape[0])
     cdef int nt = effective_threads(groups * glen, num_threads)
     cdef const floating* xp = &x[0]
     cdef floating* yp = &out[0]
@@ -485,6 +499,8 @@ def normalize_groups(const floating[::1] x,       # IN  flat (groups, runs*run_l
     cdef double* mp = &mean_out[0] if mean_out is not None else NULL
     cdef double* vp = &var_out[0] if var_out is not None else NULL
     cdef Py_ssize_t g, t, blocks, begin
+    if mean_out is not None:
+        check_extent(groups, mean_out.shape[0], var_out.shape[0])
     cdef Stat sg
     cdef Stat* st = NULL
     cdef Stat* buf = NULL
@@ -567,6 +583,7 @@ def normalize_columns(const floating[::1] x,      # IN  flat (outer, rows, cols)
                       double[::1] var_out,        # OUT (outer*cols,) biased variance, or None
                       int num_threads):
     """Normalization across the rows at every (outer, column): channels-first LayerNorm."""
+    check_extent(outer * rows * cols, x.shape[0], out.shape[0])
     cdef int nt = effective_threads(outer * rows * cols, num_threads)
     cdef const floating* xp = &x[0]
     cdef floating* yp = &out[0]
@@ -575,6 +592,8 @@ def normalize_columns(const floating[::1] x,      # IN  flat (outer, rows, cols)
     cdef double* mp = &mean_out[0] if mean_out is not None else NULL
     cdef double* vp = &var_out[0] if var_out is not None else NULL
     cdef Py_ssize_t width = column_block_width(outer, cols, nt)
+    if mean_out is not None:
+        check_extent(outer * cols, mean_out.shape[0], var_out.shape[0])
     cdef Py_ssize_t nblocks = ceil_div(cols, width)
     cdef Py_ssize_t t, o, j0
     with nogil:
@@ -615,6 +634,8 @@ def normalize_channels(const floating[::1] x,      # IN  flat (n, channels, inne
                        int num_threads):
     """BatchNorm with batch statistics: per channel over n and inner, channel by channel so
     that each channel is normalized from cache right after its statistics."""
+    check_extent(n * channels * inner, x.shape[0], out.shape[0])
+    check_extent(channels, mean_out.shape[0], var_out.shape[0])
     cdef int nt = effective_threads(n * channels * inner, num_threads)
     cdef const floating* xp = &x[0]
     cdef floating* yp = &out[0]
@@ -667,6 +688,8 @@ def apply_channels(const floating[::1] x,     # IN  flat (n, channels, inner) bu
                    const floating[::1] b,     # IN  (channels,) bias
                    int num_threads):
     """Per-channel apply with given statistics (BatchNorm, InstanceNorm on running stats)."""
+    check_extent(n * channels * inner, x.shape[0], out.shape[0])
+    check_extent(channels, hi.shape[0], min(lo.shape[0], a.shape[0], b.shape[0]))
     cdef int nt = effective_threads(n * channels * inner, num_threads)
     cdef const floating* xp = &x[0]
     cdef floating* yp = &out[0]

@@ -45,10 +45,18 @@
 #endif
 
 static inline double fn_shift_f32(const float *x, ptrdiff_t n) {
-    ptrdiff_t m = n < FN_SHIFT_SAMPLE ? n : FN_SHIFT_SAMPLE, i;
-    double t = 0.0;
-    for (i = 0; i < m; i++) t += (double)x[i];
-    return (double)(float)(t / (double)m);
+    double t[FN_SHIFT_SAMPLE];
+    ptrdiff_t m = n < FN_SHIFT_SAMPLE ? n : FN_SHIFT_SAMPLE, i, w;
+    if (m < FN_SHIFT_SAMPLE) {          /* short chunk: plain sum */
+        double s = 0.0;
+        for (i = 0; i < m; i++) s += (double)x[i];
+        return (double)(float)(s / (double)m);
+    }
+    /* a pairwise tree: a short dependency chain, this runs once per chunk of every row */
+    for (i = 0; i < FN_SHIFT_SAMPLE; i++) t[i] = (double)x[i];
+    for (w = FN_SHIFT_SAMPLE / 2; w > 0; w /= 2)
+        for (i = 0; i < w; i++) t[i] += t[i + w];
+    return (double)(float)(t[0] / (double)FN_SHIFT_SAMPLE);
 }
 
 #if defined(__GNUC__) || defined(__clang__)
