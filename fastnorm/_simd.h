@@ -133,12 +133,23 @@ static inline void fn_chunk_sums_f32_wide(const float *x, ptrdiff_t n, double c,
 }
 
 /* float32 lanes: deviations and squares summed in float32 for FN_FLUSH vectors, then in
- * float64 */
+ * float64. Squares are accumulated with fused multiply-adds where the target has them (this
+ * one function is the only place chunk sums are formed, so every thread count and every
+ * parallel path still gives the same bits). */
+#if defined(__clang__)
+#define FN_CONTRACT_FMA _Pragma("clang fp contract(fast)")
+#define FN_FMA_FUNCTION
+#else
+#define FN_CONTRACT_FMA
+#define FN_FMA_FUNCTION __attribute__((optimize("fp-contract=fast")))
+#endif
+FN_FMA_FUNCTION
 static inline void fn_chunk_sums_f32_lanes(const float *x, ptrdiff_t n, double c64,
                                            double *s1, double *s2) {
     double t1 = 0.0, t2 = 0.0;
     float c = (float)c64;
     fn_v16f cv = {c, c, c, c, c, c, c, c, c, c, c, c, c, c, c, c};
+    FN_CONTRACT_FMA
     fn_v8d w1 = {0, 0, 0, 0, 0, 0, 0, 0}, w2 = w1;
     ptrdiff_t i = 0;
     int k, l, f;
