@@ -28,6 +28,7 @@ cdef enum:
     MIN_COL_BLOCK = 64
     APPLY_BLOCK = 32768       # elements per task when few large groups are applied in parallel
     PARALLEL_MIN_ELEMENTS = 32768  # below this a call runs serially (a parallel region costs us)
+    PREFETCH_BYTES = 16384    # of the next segment of a group, while folding this one
 
 
 cdef double LOW_PART_NEGLIGIBLE = 2.0 ** -26
@@ -79,6 +80,7 @@ cdef extern from "_simd.h" nogil:
                            double* s1, double* s2) noexcept
     void fn_chunk_sums_f64(const double* x, Py_ssize_t n, int precise, double* shift,
                            double* s1, double* s2) noexcept
+    void fn_prefetch(const void* p, Py_ssize_t nbytes) noexcept
 
 
 cdef inline Stat chunk_stat(const floating* x, Py_ssize_t n, bint precise) noexcept nogil:
@@ -112,6 +114,9 @@ cdef inline Stat group_stat(const floating* x, Py_ssize_t nseg, Py_ssize_t seg_l
     acc.mean = 0
     acc.m2 = 0
     for s in range(nseg):
+        if s + 1 < nseg:
+            fn_prefetch(x + (s + 1) * seg_stride, min(seg_len * <Py_ssize_t>sizeof(floating),
+                                                      PREFETCH_BYTES))
         segment_fold(x + s * seg_stride, seg_len, precise, &acc)
     return acc
 

@@ -44,6 +44,18 @@
 #define fn_fma(a, b, c) ((a) * (b) + (c))
 #endif
 
+/* ask for the first `bytes` of a region that is about to be read (the next segment of a
+ * BatchNorm channel: hardware prefetchers stop at the strided jump between segments) */
+static inline void fn_prefetch(const void *p, ptrdiff_t bytes) {
+#if defined(__GNUC__) || defined(__clang__)
+    const char *c = (const char *)p;
+    ptrdiff_t i;
+    for (i = 0; i < bytes; i += 64) __builtin_prefetch(c + i, 0, 3);
+#else
+    (void)p; (void)bytes;
+#endif
+}
+
 static inline double fn_shift_f32(const float *x, ptrdiff_t n) {
     double t[FN_SHIFT_SAMPLE];
     ptrdiff_t m = n < FN_SHIFT_SAMPLE ? n : FN_SHIFT_SAMPLE, i, w;
