@@ -552,11 +552,9 @@ cdef void normalize_column_block(const floating* x, floating* y,   # IN/OUT bloc
     cdef Stat st[COL_BLOCK]
     cdef floating hi[COL_BLOCK]
     cdef floating lo[COL_BLOCK]
-    cdef floating a[COL_BLOCK]
-    cdef double rstd[COL_BLOCK]
+    cdef floating rstd[COL_BLOCK]
     cdef GroupParams p
-    cdef double wr
-    cdef floating br
+    cdef floating wr, br
     cdef Py_ssize_t j, r
     for j in range(width):
         st[j].n = 0
@@ -566,16 +564,14 @@ cdef void normalize_column_block(const floating* x, floating* y,   # IN/OUT bloc
         if mean_out != NULL:
             mean_out[j] = st[j].mean
             var_out[j] = st[j].m2 / st[j].n
-        rstd[j] = p.rstd
+        rstd[j] = <floating>p.rstd
         hi[j] = <floating>p.mean
         lo[j] = mean_low_part(p.mean, hi[j], p.rstd)
-    for r in range(rows):
+    for r in range(rows):      # one pass per row: the row's weight/bias are scalars
         wr = w[r] if w != NULL else 1
         br = b[r] if b != NULL else 0
         for j in range(width):
-            a[j] = <floating>(rstd[j] * wr)
-        for j in range(width):
-            y[r * ld + j] = ((x[r * ld + j] - hi[j]) - lo[j]) * a[j] + br
+            y[r * ld + j] = fmadd(((x[r * ld + j] - hi[j]) - lo[j]) * rstd[j], wr, br)
 
 
 def normalize_columns(const floating[::1] x,      # IN  flat (outer, rows, cols) buffer
