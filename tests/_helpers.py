@@ -153,6 +153,17 @@ def assert_close_to_ref(got, ref64, dtype, peer32=None, what="result"):
         what, err, bound, peer_err)
 
 
+def arrays_in(*objs):
+    """The ndarrays among objs and the values of dicts among them (arguments to watch)."""
+    found = []
+    for o in objs:
+        if isinstance(o, np.ndarray):
+            found.append(o)
+        elif isinstance(o, dict):
+            found.extend(v for v in o.values() if isinstance(v, np.ndarray))
+    return found
+
+
 @contextlib.contextmanager
 def unchanged(*arrays):
     """Assert that none of ``arrays`` (None entries are ignored) is modified in the block."""

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 import fastnorm
-from _helpers import (ref_batch_norm, ref_channel_layer_norm, ref_group_norm,
+from _helpers import (arrays_in, ref_batch_norm, ref_channel_layer_norm, ref_group_norm,
                       ref_instance_norm, ref_layer_norm, ref_rms_norm, rng_for)
 
 OPS = ["batch_norm", "instance_norm", "group_norm", "layer_norm", "rms_norm",
@@ -597,16 +597,6 @@ def valid_call(op, dtype=np.float32, shape=HSHAPE):
     return x, kw
 
 
-def _all_arrays(*objs):
-    found = []
-    for o in objs:
-        if isinstance(o, np.ndarray):
-            found.append(o)
-        elif isinstance(o, dict):
-            found.extend(v for v in o.values() if isinstance(v, np.ndarray))
-    return found
-
-
 def expect_rejected(op, x, kw, name, exc=(TypeError, ValueError), modes=("new", "out",
                                                                          "inplace")):
     """op(x, **kw) raises exc with a message naming `name`, in every out mode, and leaves
@@ -624,7 +614,7 @@ def expect_rejected(op, x, kw, name, exc=(TypeError, ValueError), modes=("new", 
                 continue
             x = x.copy()
             call_kw["out"] = x
-        arrays = _all_arrays(x, call_kw)
+        arrays = arrays_in(x, call_kw)
         copies = [a.copy() for a in arrays]
         with pytest.raises(exc) as info:
             FN[op](x, **call_kw)
@@ -851,7 +841,7 @@ def test_num_threads_beyond_c_int(op, nt):
     test_reliability_processes.py: a runaway count can abort the process.)"""
     x, kw = valid_call(op, shape=(8, 4, 64, 64))
     expect = FN[op](x, **dict(valid_call(op, shape=(8, 4, 64, 64))[1], num_threads=1))
-    snap = [(a, a.copy()) for a in _all_arrays(x, kw)]
+    snap = [(a, a.copy()) for a in arrays_in(x, kw)]
     try:
         y = FN[op](x, num_threads=nt, **kw)
     except (TypeError, ValueError, OverflowError) as exc:

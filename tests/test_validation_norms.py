@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fastnorm
-from _helpers import BAD_DTYPES, as_bad_dtype, dtype_pattern, noncontig, rng_for
+from _helpers import BAD_DTYPES, arrays_in, as_bad_dtype, dtype_pattern, noncontig, rng_for
 
 OPS = ["batch_norm", "instance_norm", "group_norm", "layer_norm", "rms_norm",
        "channel_layer_norm"]
@@ -44,16 +44,6 @@ def valid_kwargs(op, dtype=np.float32, shape=SHAPE):
     return x, kw
 
 
-def _arrays(*objs):
-    out = []
-    for o in objs:
-        if isinstance(o, np.ndarray):
-            out.append(o)
-        elif isinstance(o, dict):
-            out.extend(v for v in o.values() if isinstance(v, np.ndarray))
-    return out
-
-
 def expect_error(op, x, kw, exc, match, out_modes=("none", "buffer", "inplace"), watch=()):
     """Call op with each out mode; it must raise and leave every array untouched."""
     ran = 0
@@ -67,7 +57,7 @@ def expect_error(op, x, kw, exc, match, out_modes=("none", "buffer", "inplace"),
                 continue
             x = x.copy()
             call_kw["out"] = x
-        arrays = _arrays(x, call_kw, *watch)
+        arrays = arrays_in(x, call_kw, *watch)
         copies = [a.copy() for a in arrays]
         with pytest.raises(exc, match=match):
             FN[op](x, **call_kw)
