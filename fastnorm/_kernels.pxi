@@ -2,16 +2,18 @@
 # `include` of this file, compiled with its own -march flags (see setup.py).
 #
 # Two engines (DESIGN.md section 1):
-#   statistics: (count, mean, M2) of fixed-size chunks by shifted sums in float64 lanes,
-#               merged with Chan's formula in a fixed order;
+#   statistics: (count, mean, M2) of fixed-size chunks from shifted sums (_simd.h), merged
+#               with Chan's formula in float64 in a fixed order;
 #   apply:      y = ((x - hi) - lo) * a + b, hi/lo the float64 mean split in two.
-# Every public op is a plan (fastnorm/_plans.py) over the def functions at the bottom.
+# Every public op is a plan (fastnorm/_norms.py, fastnorm/_stats.py) over the def functions
+# below; the tiny-call fast paths at the end reuse the same kernels.
 #
 # Determinism: chunk boundaries are fixed constants and chunk results are always folded
 # left to right, so results are bit-identical whatever the thread count or the parallel
 # strategy (over groups, or over chunks of few groups).
 #
-# Validation happens in Python before these run; nothing here can fail half way.
+# Validation happens in Python before these run (the entry points only re-check extents);
+# nothing here can fail half way.
 
 from cython.parallel cimport prange
 from libc.math cimport INFINITY, fabs, isfinite, sqrt

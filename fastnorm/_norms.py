@@ -7,8 +7,13 @@ A plan validates its arguments (fastnorm._validate), maps the shape of x onto a 
   instance_norm             groups = (n, c), per-channel affine         normalize_groups
   group_norm                groups = (n, g), per-channel affine         normalize_groups
   channel_layer_norm        columns of each sample's (C, H*W) matrix    normalize_columns
-  batch_norm (training)     segment/column statistics, then per-channel apply_channels
+  batch_norm (training)     channel by channel, statistics then apply   normalize_channels
+                            ((N, C) input: column statistics, then      apply_channels)
   batch_norm (eval), instance_norm on running stats                     apply_channels
+
+Tiny calls with plain arguments first try a serial fast path (rows_tiny,
+batch_norm_eval_tiny) that runs the same kernels; it returns None for anything it does not
+recognize, and the general path below validates it.
 """
 import math
 
