@@ -334,6 +334,13 @@ def _torch_layer_norm(x, nshape, w, b, eps, td):
     return _np(y), _np(mean), _np(rstd)
 
 
+def _trailing_case(rng, rank, k, dtype):
+    """A random x of the given rank (batch >= 2) and its trailing k dims to normalize."""
+    shape = tuple(int(s) for s in rng.integers(1, 6, size=rank))
+    shape = (max(shape[0], 2),) + shape[1:]
+    return shape, shape[rank - k:], random_data(rng, shape, dtype)
+
+
 @pytest.mark.parametrize("out_mode", OUT_MODES)
 @pytest.mark.parametrize("return_stats", [False, True], ids=["y", "stats"])
 @pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
@@ -341,10 +348,7 @@ def _torch_layer_norm(x, nshape, w, b, eps, td):
 @pytest.mark.parametrize("rank,k", LN_CASES, ids=["r%d-k%d" % c for c in LN_CASES])
 def test_layer_norm(rank, k, dtype, affine, return_stats, out_mode):
     rng = rng_for("ln", rank, k, np.dtype(dtype).name, affine, return_stats, out_mode)
-    shape = tuple(int(s) for s in rng.integers(1, 6, size=rank))
-    shape = (max(shape[0], 2),) + shape[1:]
-    nshape = shape[rank - k:]
-    x = random_data(rng, shape, dtype)
+    shape, nshape, x = _trailing_case(rng, rank, k, dtype)
     w, b = _params(rng, nshape, dtype, affine)
     eps = float(rng.choice([1e-5, 1e-3]))
     ns_arg = _normalized_shape_arg(rng, nshape)
@@ -389,10 +393,7 @@ def test_layer_norm_normalized_shape_forms_agree():
 @pytest.mark.parametrize("rank,k", LN_CASES, ids=["r%d-k%d" % c for c in LN_CASES])
 def test_rms_norm(rank, k, dtype, affine, eps_kind, out_mode):
     rng = rng_for("rms", rank, k, np.dtype(dtype).name, affine, eps_kind, out_mode)
-    shape = tuple(int(s) for s in rng.integers(1, 6, size=rank))
-    shape = (max(shape[0], 2),) + shape[1:]
-    nshape = shape[rank - k:]
-    x = random_data(rng, shape, dtype)
+    shape, nshape, x = _trailing_case(rng, rank, k, dtype)
     w, _ = _params(rng, nshape, dtype, affine, bias=False)
     ns_arg = _normalized_shape_arg(rng, nshape)
     if eps_kind == "default":
