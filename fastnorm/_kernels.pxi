@@ -31,6 +31,8 @@ cdef enum:
     APPLY_BLOCK = 32768       # elements per task when few large groups are applied in parallel
     PARALLEL_MIN_ELEMENTS = 32768  # below this a call runs serially (a parallel region costs us)
     PREFETCH_BYTES = 16384    # of the next segment of a group, while folding this one
+    PREFETCH_BLOCK = 1024     # elements applied per prefetch of the next group's same span
+    PREFETCH_GROUP_MAX = 524288   # bytes: larger groups, with the next one, would overflow L2
 
 
 cdef double LOW_PART_NEGLIGIBLE = 2.0 ** -26
@@ -83,6 +85,7 @@ cdef extern from "_simd.h" nogil:
     void fn_chunk_sums_f64(const double* x, Py_ssize_t n, int precise, double* shift,
                            double* s1, double* s2) noexcept
     void fn_prefetch(const void* p, Py_ssize_t nbytes) noexcept
+    void fn_prefetch_l2(const void* p, Py_ssize_t nbytes) noexcept
 
 
 cdef inline Stat chunk_stat(const floating* x, Py_ssize_t n, bint precise) noexcept nogil:
@@ -269,8 +272,8 @@ cdef inline floating fmadd(floating a, floating b, floating c) noexcept nogil:
         return fn_fma(a, b, c)
 
 
-cdef inline void apply_run(const floating* x, floating* y, Py_ssize_t n,
-                           floating hi, floating lo, floating a, floating b) noexcept nogil:
+cdef inline void apply_run_span(const floating* x, floating* y, Py_ssize_t n,
+                                floating hi, floating lo, floating a, floating b) noexcept nogil:
     """y = ((x - hi) - lo) * a + b with scalar parameters; x may be y. lo == 0 (float64 data,
     or a mean low part too small to show, see mean_low_part) saves the subtraction."""
     cdef Py_ssize_t i
@@ -282,9 +285,27 @@ cdef inline void apply_run(const floating* x, floating* y, Py_ssize_t n,
             y[i] = fmadd((x[i] - hi) - lo, a, b)
 
 
-cdef inline void apply_row(const floating* x, floating* y, Py_ssize_t n,
-                           floating hi, floating lo, floating r,
-                           const floating* w, const floating* b) noexcept nogil:
+cdef inline Py_ssize_t aligned_head(const void* y, Py_ssize_t n,
+                                    Py_ssize_t itemsize) noexcept nogil:
+    """Elements before y + head is 64-byte aligned (at most n). NumPy's large buffers start
+    16 bytes past a cache line, so without this peel every 512-bit access of an apply loop
+    splits two lines (up to twice the time on cache-resident data); in place, x and y align
+    together. Elementwise loops give the same bits whatever the split."""
+    cdef Py_ssize_t head = <Py_ssize_t>((<size_t>0 - <size_t>y) & 63) // itemsize
+    return min(head, n)
+
+
+cdef inline void apply_run(const floating* x, floating* y, Py_ssize_t n,
+                           floating hi, floating lo, floating a, floating b) noexcept nogil:
+    """apply_run_span from the first 64-byte boundary of y on (aligned_head)."""
+    cdef Py_ssize_t h = aligned_head(y, n, sizeof(floating))
+    apply_run_span(x, y, h, hi, lo, a, b)
+    apply_run_span(x + h, y + h, n - h, hi, lo, a, b)
+
+
+cdef inline void apply_row_span(const floating* x, floating* y, Py_ssize_t n,
+                                floating hi, floating lo, floating r,
+                                const floating* w, const floating* b) noexcept nogil:
     """y = ((x - hi) - lo) * r * w[i] + b[i]; w and/or b may be NULL."""
     cdef Py_ssize_t i
     if w != NULL and b != NULL:
@@ -303,6 +324,16 @@ cdef inline void apply_row(const floating* x, floating* y, Py_ssize_t n,
     else:
         for i in range(n):
             y[i] = ((x[i] - hi) - lo) * r
+
+
+cdef inline void apply_row(const floating* x, floating* y, Py_ssize_t n,
+                           floating hi, floating lo, floating r,
+                           const floating* w, const floating* b) noexcept nogil:
+    """apply_row_span from the first 64-byte boundary of y on (aligned_head)."""
+    cdef Py_ssize_t h = aligned_head(y, n, sizeof(floating))
+    apply_row_span(x, y, h, hi, lo, r, w, b)
+    apply_row_span(x + h, y + h, n - h, hi, lo, r, (w + h) if w != NULL else NULL,
+                   (b + h) if b != NULL else NULL)
 
 
 cdef inline void apply_columns(const floating* x, floating* y, Py_ssize_t n,
@@ -365,25 +396,31 @@ cdef inline void apply_group_span(const floating* xg, floating* yg,   # IN/OUT o
                                   Py_ssize_t begin, Py_ssize_t end,   # span within the group
                                   Py_ssize_t run_len, Py_ssize_t channel0,
                                   bint per_element, GroupParams p,
-                                  const floating* w, const floating* b) noexcept nogil:
+                                  const floating* w, const floating* b,
+                                  const floating* next_xg) noexcept nogil:
     """Normalize xg[begin:end] of one group. per_element: w/b indexed by position in the
-    group (LayerNorm); else by channel channel0 + position // run_len."""
+    group (LayerNorm); else by channel channel0 + position // run_len. next_xg (or NULL):
+    the group normalized next, whose same span is prefetched PREFETCH_BLOCK elements at a
+    time meanwhile, so that its statistics pass reads from cache: the apply's compute then
+    overlaps the memory traffic instead of following it."""
     cdef floating hi = <floating>p.mean
     cdef floating lo = mean_low_part(p.mean, hi, p.rstd)
-    cdef Py_ssize_t pos, stop, k
+    cdef Py_ssize_t pos = begin, stop, k
     cdef double a
-    cdef floating bk
-    if per_element:
-        apply_row(xg + begin, yg + begin, end - begin, hi, lo, <floating>p.rstd,
-                  (w + begin) if w != NULL else NULL, (b + begin) if b != NULL else NULL)
-        return
-    pos = begin
     while pos < end:
-        k = pos // run_len
-        stop = min((k + 1) * run_len, end)
-        a = p.rstd * w[channel0 + k] if w != NULL else p.rstd
-        bk = b[channel0 + k] if b != NULL else 0
-        apply_run(xg + pos, yg + pos, stop - pos, hi, lo, <floating>a, bk)
+        stop = min(pos + PREFETCH_BLOCK, end)
+        if not per_element:
+            k = pos // run_len
+            stop = min((k + 1) * run_len, stop)
+        if next_xg != NULL:
+            fn_prefetch_l2(next_xg + pos, (stop - pos) * <Py_ssize_t>sizeof(floating))
+        if per_element:
+            apply_row(xg + pos, yg + pos, stop - pos, hi, lo, <floating>p.rstd,
+                      (w + pos) if w != NULL else NULL, (b + pos) if b != NULL else NULL)
+        else:
+            a = p.rstd * w[channel0 + k] if w != NULL else p.rstd
+            apply_run(xg + pos, yg + pos, stop - pos, hi, lo, <floating>a,
+                      b[channel0 + k] if b != NULL else 0)
         pos = stop
 
 
@@ -475,11 +512,13 @@ def column_moments(const floating[::1] x,     # IN  flat (outer, rows, cols) buf
 cdef inline Stat normalize_group(const floating* xg, floating* yg, Py_ssize_t glen,
                                  Py_ssize_t run_len, Py_ssize_t channel0,
                                  bint per_element, const floating* w, const floating* b,
-                                 double eps, bint rms) noexcept nogil:
-    """Statistics of one contiguous group, then its normalization while it is in cache."""
+                                 double eps, bint rms,
+                                 const floating* next_xg) noexcept nogil:
+    """Statistics of one contiguous group, then its normalization while it is in cache (and
+    the prefetch of next_xg, the group normalized next, or NULL)."""
     cdef Stat st = group_stat(xg, 1, glen, 0, False)
     apply_group_span(xg, yg, 0, glen, run_len, channel0, per_element,
-                     row_group_params(st, xg, glen, eps, rms), w, b)
+                     row_group_params(st, xg, glen, eps, rms), w, b, next_xg)
     return st
 
 
@@ -511,11 +550,14 @@ def normalize_groups(const floating[::1] x,       # IN  flat (groups, runs*run_l
     cdef Stat sg
     cdef Stat* st = NULL
     cdef Stat* buf = NULL
+    cdef bint prefetch = glen * <Py_ssize_t>sizeof(floating) <= PREFETCH_GROUP_MAX
     if nt == 1 or groups >= 2 * nt:
         with nogil:
             for g in prange(groups, schedule='static', num_threads=nt, use_threads_if=nt > 1):
                 sg = normalize_group(xp + g * glen, yp + g * glen, glen, run_len,
-                                     (g % param_period) * runs, per_element, w, b, eps, rms)
+                                     (g % param_period) * runs, per_element, w, b, eps, rms,
+                                     (xp + (g + 1) * glen) if prefetch and g + 1 < groups
+                                     else NULL)
                 if mp != NULL:
                     mp[g] = sg.mean
                     vp[g] = sg.m2 / sg.n
@@ -540,7 +582,8 @@ def normalize_groups(const floating[::1] x,       # IN  flat (groups, runs*run_l
             apply_group_span(xp + g * glen, yp + g * glen, begin,
                              min(begin + APPLY_BLOCK, glen), run_len,
                              (g % param_period) * runs, per_element,
-                             row_group_params(st[g], xp + g * glen, glen, eps, rms), w, b)
+                             row_group_params(st[g], xp + g * glen, glen, eps, rms), w, b,
+                             NULL)
     free(buf)
     free(st)
 
@@ -612,17 +655,29 @@ def normalize_columns(const floating[::1] x,      # IN  flat (outer, rows, cols)
 
 cdef inline Stat normalize_channel(const floating* x, floating* y,  # IN/OUT channel origin
                                    Py_ssize_t n, Py_ssize_t stride, Py_ssize_t inner,
-                                   double w, floating b, double eps) noexcept nogil:
+                                   double w, floating b, double eps,
+                                   bint prefetch_next) noexcept nogil:
     """BatchNorm of one channel (n runs of `inner` values, `stride` apart): statistics, then
-    the apply while the channel's data is still in cache."""
+    the apply while the channel's data is still in cache. prefetch_next: the next channel
+    (run i of which follows run i of this one) is prefetched meanwhile, as in
+    normalize_group."""
     cdef Stat st = group_stat(x, n, inner, stride, False)
     cdef GroupParams p = group_params(st, eps, False)
     cdef floating hi = <floating>p.mean
     cdef floating lo = mean_low_part(p.mean, hi, p.rstd)
     cdef floating a = <floating>(p.rstd * w)
-    cdef Py_ssize_t i
+    cdef Py_ssize_t i, begin, end
     for i in range(n):
-        apply_run(x + i * stride, y + i * stride, inner, hi, lo, a, b)
+        if not prefetch_next:
+            apply_run(x + i * stride, y + i * stride, inner, hi, lo, a, b)
+            continue
+        begin = 0
+        while begin < inner:
+            end = min(begin + PREFETCH_BLOCK, inner)
+            fn_prefetch_l2(x + i * stride + inner + begin,
+                           (end - begin) * <Py_ssize_t>sizeof(floating))
+            apply_run(x + i * stride + begin, y + i * stride + begin, end - begin, hi, lo, a, b)
+            begin = end
     return st
 
 
@@ -650,12 +705,13 @@ def normalize_channels(const floating[::1] x,      # IN  flat (n, channels, inne
     cdef Stat* buf = NULL
     cdef GroupParams p
     cdef floating hi, lo
+    cdef bint prefetch = n * inner * <Py_ssize_t>sizeof(floating) <= PREFETCH_GROUP_MAX
     if nt == 1 or channels >= 2 * nt:
         with nogil:
             for c in prange(channels, schedule='static', num_threads=nt, use_threads_if=nt > 1):
                 st = normalize_channel(xp + c * inner, yp + c * inner, n, channels * inner,
                                        inner, w[c] if w != NULL else 1.0,
-                                       b[c] if b != NULL else 0, eps)
+                                       b[c] if b != NULL else 0, eps, prefetch and c + 1 < channels)
                 mean_out[c] = st.mean
                 var_out[c] = st.m2 / st.n
         return
@@ -782,7 +838,8 @@ cdef void tiny_op(const floating* x, floating* y, Py_ssize_t n,
     if op == OP_LAYER or op == OP_RMS:
         for g in range(n // a0):
             normalize_group(x + g * a0, y + g * a0, a0, a0, 0, True, p0,
-                            p1 if op == OP_LAYER else NULL, eps, op == OP_RMS)
+                            p1 if op == OP_LAYER else NULL, eps, op == OP_RMS,
+                            (x + (g + 1) * a0) if g + 1 < n // a0 else NULL)
         return
     samples = n // (a0 * a1)
     for c in range(a0):

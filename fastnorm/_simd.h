@@ -56,6 +56,18 @@ static inline void fn_prefetch(const void *p, ptrdiff_t bytes) {
 #endif
 }
 
+/* the same into L2 only: for the next group, fetched while this one is normalized from L1,
+ * so that its statistics pass reads from cache instead of waiting on L3/DRAM */
+static inline void fn_prefetch_l2(const void *p, ptrdiff_t bytes) {
+#if defined(__GNUC__) || defined(__clang__)
+    const char *c = (const char *)p;
+    ptrdiff_t i;
+    for (i = 0; i < bytes; i += 64) __builtin_prefetch(c + i, 0, 2);
+#else
+    (void)p; (void)bytes;
+#endif
+}
+
 static inline double fn_shift_f32(const float *x, ptrdiff_t n) {
     double t[FN_SHIFT_SAMPLE];
     ptrdiff_t m = n < FN_SHIFT_SAMPLE ? n : FN_SHIFT_SAMPLE, i, w;
