@@ -6,7 +6,7 @@
 #               with Chan's formula in float64 in a fixed order;
 #   apply:      y = ((x - hi) - lo) * a + b, hi/lo the float64 mean split in two.
 # Every public op is a plan (fastnorm/_norms.py, fastnorm/_stats.py) over the def functions
-# below; the tiny-call fast paths at the end reuse the same kernels.
+# below; the fast paths at the end run the same kernel bodies.
 #
 # Determinism: chunk boundaries are fixed constants and chunk results are always folded
 # left to right, so results are bit-identical whatever the thread count or the parallel
@@ -522,6 +522,59 @@ cdef inline Stat normalize_group(const floating* xg, floating* yg, Py_ssize_t gl
     return st
 
 
+cdef int groups_body(const floating* xp,         # IN  (groups, runs*run_len) buffer
+                     floating* yp,               # OUT same size; may be xp itself
+                     Py_ssize_t groups, Py_ssize_t runs, Py_ssize_t run_len,
+                     Py_ssize_t param_period, bint per_element,
+                     const floating* w, const floating* b,   # IN  or NULL
+                     double eps, bint rms,
+                     double* mp, double* vp,     # OUT (groups,) mean, biased variance, or NULL
+                     int nt) noexcept nogil:
+    """normalize_groups on raw pointers (the entry point and the fast path share it).
+    Returns -1, having written nothing, when scratch memory cannot be had; else 0."""
+    cdef Py_ssize_t glen = runs * run_len
+    cdef Py_ssize_t g, t, blocks, begin
+    cdef Stat sg
+    cdef Stat* st
+    cdef Stat* buf
+    cdef bint prefetch = glen * <Py_ssize_t>sizeof(floating) <= PREFETCH_GROUP_MAX
+    if nt == 1 or groups >= 2 * nt:
+        for g in prange(groups, schedule='static', num_threads=nt, use_threads_if=nt > 1):
+            sg = normalize_group(xp + g * glen, yp + g * glen, glen, run_len,
+                                 (g % param_period) * runs, per_element, w, b, eps, rms,
+                                 (xp + (g + 1) * glen) if prefetch and g + 1 < groups
+                                 else NULL)
+            if mp != NULL:
+                mp[g] = sg.mean
+                vp[g] = sg.m2 / sg.n
+        return 0
+    # few large groups: chunk-parallel statistics, then block-parallel apply (same bits)
+    st = <Stat*>malloc(groups * sizeof(Stat))
+    buf = <Stat*>malloc(groups * ceil_div(glen, CHUNK) * sizeof(Stat))
+    if st == NULL or buf == NULL:
+        free(st)
+        free(buf)
+        return -1
+    blocks = ceil_div(glen, APPLY_BLOCK)
+    grouped_stats(xp, groups, 1, glen, glen, 0, False, st, buf, nt)
+    if mp != NULL:
+        for g in range(groups):
+            mp[g] = st[g].mean
+            vp[g] = st[g].m2 / st[g].n
+    for t in prange(groups * blocks, schedule='static', num_threads=nt,
+                    use_threads_if=nt > 1):
+        g = t // blocks
+        begin = (t - g * blocks) * APPLY_BLOCK
+        apply_group_span(xp + g * glen, yp + g * glen, begin,
+                         min(begin + APPLY_BLOCK, glen), run_len,
+                         (g % param_period) * runs, per_element,
+                         row_group_params(st[g], xp + g * glen, glen, eps, rms), w, b,
+                         NULL)
+    free(buf)
+    free(st)
+    return 0
+
+
 def normalize_groups(const floating[::1] x,       # IN  flat (groups, runs*run_len) buffer
                      floating[::1] out,           # OUT same size; may be x itself
                      Py_ssize_t groups, Py_ssize_t runs, Py_ssize_t run_len,
@@ -535,57 +588,20 @@ def normalize_groups(const floating[::1] x,       # IN  flat (groups, runs*run_l
                      int num_threads):
     """Row-local normalization (LayerNorm, RMSNorm, InstanceNorm, GroupNorm): statistics of
     each contiguous group and its normalization while the group is in cache."""
-    cdef Py_ssize_t glen = runs * run_len
-    check_extent(groups * glen, x.shape[0], out.shape[0])
-    cdef int nt = effective_threads(groups * glen, num_threads)
-    cdef const floating* xp = &x[0]
-    cdef floating* yp = &out[0]
+    check_extent(groups * runs * run_len, x.shape[0], out.shape[0])
+    if mean_out is not None:
+        check_extent(groups, mean_out.shape[0], var_out.shape[0])
+    cdef int nt = effective_threads(groups * runs * run_len, num_threads)
     cdef const floating* w = optional_ptr(weight)
     cdef const floating* b = optional_ptr(bias)
     cdef double* mp = &mean_out[0] if mean_out is not None else NULL
     cdef double* vp = &var_out[0] if var_out is not None else NULL
-    cdef Py_ssize_t g, t, blocks, begin
-    if mean_out is not None:
-        check_extent(groups, mean_out.shape[0], var_out.shape[0])
-    cdef Stat sg
-    cdef Stat* st = NULL
-    cdef Stat* buf = NULL
-    cdef bint prefetch = glen * <Py_ssize_t>sizeof(floating) <= PREFETCH_GROUP_MAX
-    if nt == 1 or groups >= 2 * nt:
-        with nogil:
-            for g in prange(groups, schedule='static', num_threads=nt, use_threads_if=nt > 1):
-                sg = normalize_group(xp + g * glen, yp + g * glen, glen, run_len,
-                                     (g % param_period) * runs, per_element, w, b, eps, rms,
-                                     (xp + (g + 1) * glen) if prefetch and g + 1 < groups
-                                     else NULL)
-                if mp != NULL:
-                    mp[g] = sg.mean
-                    vp[g] = sg.m2 / sg.n
-        return
-    # few large groups: chunk-parallel statistics, then block-parallel apply (same bits)
-    st = alloc_stats(groups)
-    buf = <Stat*>malloc(groups * ceil_div(glen, CHUNK) * sizeof(Stat))
-    if buf == NULL:
-        free(st)
-        raise MemoryError()
-    blocks = ceil_div(glen, APPLY_BLOCK)
+    cdef int rc
     with nogil:
-        grouped_stats(xp, groups, 1, glen, glen, 0, False, st, buf, nt)
-        if mp != NULL:
-            for g in range(groups):
-                mp[g] = st[g].mean
-                vp[g] = st[g].m2 / st[g].n
-        for t in prange(groups * blocks, schedule='static', num_threads=nt,
-                        use_threads_if=nt > 1):
-            g = t // blocks
-            begin = (t - g * blocks) * APPLY_BLOCK
-            apply_group_span(xp + g * glen, yp + g * glen, begin,
-                             min(begin + APPLY_BLOCK, glen), run_len,
-                             (g % param_period) * runs, per_element,
-                             row_group_params(st[g], xp + g * glen, glen, eps, rms), w, b,
-                             NULL)
-    free(buf)
-    free(st)
+        rc = groups_body(&x[0], &out[0], groups, runs, run_len, param_period, per_element,
+                         w, b, eps, rms, mp, vp, nt)
+    if rc < 0:
+        raise MemoryError()
 
 
 cdef void normalize_column_block(const floating* x, floating* y,   # IN/OUT block origin
@@ -782,13 +798,16 @@ def roof(floating[::1] x,          # IN/OUT flat buffer
 
 
 # ---------------------------------------------------------------------------------------
-# fast paths for tiny calls: a short, serial path with no NumPy temporaries. They only
-# *recognize* simple arguments; anything else returns None and the general path (which
-# validates and raises the errors) runs instead.
+# fast paths: a short path with no NumPy temporaries and no Python-level planning, for
+# calls with plain arguments (most of the time of a small call goes to that planning). They
+# only *recognize* simple arguments; anything else returns None and the general path (which
+# validates and raises the errors) runs instead. They run the same kernel bodies as the
+# general path, so they give the same bits.
 
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS
 from cpython.buffer cimport PyBUF_WRITABLE
 import numpy as _np
+from . import _threads
 
 cdef object _NDARRAY = _np.ndarray
 cdef object _F32 = _np.dtype(_np.float32)
@@ -797,7 +816,7 @@ cdef double _F32_EPS = _np.finfo(_np.float32).eps
 cdef double _F64_EPS = _np.finfo(_np.float64).eps
 
 
-cdef inline bint tiny_param(object p, object dtype, Py_ssize_t n):
+cdef inline bint fast_param(object p, object dtype, Py_ssize_t n):
     """p is None, or a 1-D ndarray of `dtype` and length n (contiguity is checked when the
     buffer is taken)."""
     if p is None:
@@ -827,28 +846,48 @@ cdef enum:
     OP_CHANNELS = 2 # BatchNorm eval: a0 = channels, a1 = inner; p0..p3 = mean, var, w, b
 
 
-cdef void tiny_op(const floating* x, floating* y, Py_ssize_t n,
-                  const floating* p0, const floating* p1, const floating* p2,
-                  const floating* p3, int op, Py_ssize_t a0, Py_ssize_t a1,
-                  double eps) noexcept nogil:
-    """The serial computation of a fast-path call: the same kernels, so the same bits as the
-    general path."""
-    cdef Py_ssize_t g, c, i, samples
+cdef void batch_norm_eval_body(const floating* xp,  # IN  (n, channels, inner) buffer
+                               floating* yp,        # OUT same size; may be xp itself
+                               Py_ssize_t n, Py_ssize_t channels, Py_ssize_t inner,
+                               const floating* mean, const floating* var,  # IN  (channels,)
+                               const floating* w, const floating* b,       # IN  or NULL
+                               double eps, int nt) noexcept nogil:
+    """BatchNorm with running statistics of the data's dtype, as the general path computes
+    it (rstd * weight in float64, the mean exact in the data's type)."""
+    cdef Py_ssize_t t, c
     cdef double a
+    for t in prange(n * channels, schedule='static', num_threads=nt, use_threads_if=nt > 1):
+        c = t % channels
+        a = 1.0 / sqrt(<double>var[c] + eps)
+        if w != NULL:
+            a = a * <double>w[c]
+        apply_run(xp + t * inner, yp + t * inner, inner, mean[c], 0, <floating>a,
+                  b[c] if b != NULL else 0)
+
+
+cdef int fast_op(const floating* x, floating* y, Py_ssize_t n,
+                 const floating* p0, const floating* p1, const floating* p2,
+                 const floating* p3, int op, Py_ssize_t a0, Py_ssize_t a1,
+                 double eps, int nt) noexcept nogil:
+    """The computation of a fast-path call; -1 when out of memory (nothing written)."""
     if op == OP_LAYER or op == OP_RMS:
-        for g in range(n // a0):
-            normalize_group(x + g * a0, y + g * a0, a0, a0, 0, True, p0,
-                            p1 if op == OP_LAYER else NULL, eps, op == OP_RMS,
-                            (x + (g + 1) * a0) if g + 1 < n // a0 else NULL)
-        return
-    samples = n // (a0 * a1)
-    for c in range(a0):
-        a = 1.0 / sqrt(<double>p1[c] + eps)
-        if p2 != NULL:
-            a = a * <double>p2[c]
-        for i in range(samples):
-            apply_run(x + (i * a0 + c) * a1, y + (i * a0 + c) * a1, a1, p0[c], 0,
-                      <floating>a, p3[c] if p3 != NULL else 0)
+        return groups_body(x, y, n // a0, 1, a0, 1, True, p0, p1 if op == OP_LAYER else NULL,
+                           eps, op == OP_RMS, NULL, NULL, nt)
+    batch_norm_eval_body(x, y, n // (a0 * a1), a0, a1, p0, p1, p2, p3, eps, nt)
+    return 0
+
+
+cdef int fast_run(bint f32, const void* x, void* y, Py_ssize_t n,
+                  const void* p0, const void* p1, const void* p2, const void* p3,
+                  int op, Py_ssize_t a0, Py_ssize_t a1, double eps, int nt) noexcept nogil:
+    """fast_op on untyped buffers of float32 (f32) or float64 data."""
+    if f32:
+        return fast_op[float](<const float*>x, <float*>y, n, <const float*>p0,
+                              <const float*>p1, <const float*>p2, <const float*>p3, op, a0, a1,
+                              eps, nt)
+    return fast_op[double](<const double*>x, <double*>y, n, <const double*>p0,
+                           <const double*>p1, <const double*>p2, <const double*>p3, op, a0,
+                           a1, eps, nt)
 
 
 cdef inline bint overlaps(const Py_buffer* a, const Py_buffer* b) noexcept:
@@ -857,15 +896,19 @@ cdef inline bint overlaps(const Py_buffer* a, const Py_buffer* b) noexcept:
     return pa < pb + b.len and pb < pa + a.len
 
 
-cdef object tiny_call(object x, object out, object p0, object p1, object p2, object p3,
-                      object dtype, int op, Py_ssize_t a0, Py_ssize_t a1, double eps):
-    """Take the buffers of x, out and up to four parameters, run `op` serially, release
-    them. None when a buffer cannot be had as needed (the general path then explains)."""
+cdef object fast_call(object x, object out, object p0, object p1, object p2, object p3,
+                      object dtype, int op, Py_ssize_t a0, Py_ssize_t a1, double eps,
+                      object num_threads):
+    """Take the buffers of x, out and up to four parameters, run `op`, release them. None
+    when a buffer cannot be had as needed (the general path then explains)."""
     cdef Py_buffer views[6]
     cdef int taken[6]
-    cdef int i, ok = 1
+    cdef int i, ok = 1, rc = 0, nt = 1
     cdef bint in_place = out is x
+    cdef Py_ssize_t size = x.size
+    cdef bint release_gil = size >= PARALLEL_MIN_ELEMENTS
     cdef object y = _np.empty(x.shape, dtype) if out is None else out
+    cdef void* yb
     objs = (x, None if in_place else y, p0, p1, p2, p3)
     for i in range(6):
         taken[i] = 0
@@ -882,33 +925,33 @@ cdef object tiny_call(object x, object out, object p0, object p1, object p2, obj
             if taken[i] > 0 and overlaps(&views[i], &views[0]):
                 ok = 0
     if ok:
-        if dtype is _F32:
-            tiny_op[float](<float*>views[0].buf,
-                           <float*>(views[0].buf if in_place else views[1].buf),
-                           views[0].len // 4, <float*>views[2].buf, <float*>views[3].buf,
-                           <float*>views[4].buf, <float*>views[5].buf, op, a0, a1, eps)
+        if release_gil:    # threads resolved once, as the general path does
+            nt = _threads.resolve(num_threads)
+        yb = views[0].buf if in_place else views[1].buf
+        if release_gil:
+            with nogil:
+                rc = fast_run(dtype is _F32, views[0].buf, yb, size, views[2].buf,
+                              views[3].buf, views[4].buf, views[5].buf, op, a0, a1, eps, nt)
         else:
-            tiny_op[double](<double*>views[0].buf,
-                            <double*>(views[0].buf if in_place else views[1].buf),
-                            views[0].len // 8, <double*>views[2].buf, <double*>views[3].buf,
-                            <double*>views[4].buf, <double*>views[5].buf, op, a0, a1, eps)
+            rc = fast_run(dtype is _F32, views[0].buf, yb, size, views[2].buf, views[3].buf,
+                          views[4].buf, views[5].buf, op, a0, a1, eps, nt)
     for i in range(6):
         if taken[i] > 0:
             PyBuffer_Release(&views[i])
+    if rc < 0:
+        raise MemoryError()
     return y if ok else None
 
 
-cdef inline bint tiny_x(object x):
-    """x is a float32/float64 ndarray small enough for the serial fast path."""
-    return (type(x) is _NDARRAY and (x.dtype is _F32 or x.dtype is _F64)
-            and 0 < x.size < PARALLEL_MIN_ELEMENTS)
+cdef inline bint fast_x(object x):
+    """x is a non-empty float32/float64 ndarray (contiguity is checked with its buffer)."""
+    return type(x) is _NDARRAY and (x.dtype is _F32 or x.dtype is _F64) and x.size > 0
 
 
-def rows_tiny(x, object normalized_shape, weight, bias, object eps, bint rms, out,
+def rows_fast(x, object normalized_shape, weight, bias, object eps, bint rms, out,
               object num_threads):
     """Fast path of layer_norm / rms_norm over the last dim (None: use the general path).
-    normalized_shape: an int or a 1-tuple; num_threads: None or a positive int (serial
-    here)."""
+    normalized_shape: an int or a 1-tuple; num_threads: None or a positive int."""
     cdef double e
     cdef Py_ssize_t row_len
     if not (num_threads is None or num_threads > 0) or not (out is None or out is x):
@@ -917,7 +960,7 @@ def rows_tiny(x, object normalized_shape, weight, bias, object eps, bint rms, ou
         if len(normalized_shape) != 1:
             return None
         normalized_shape = normalized_shape[0]
-    if type(normalized_shape) is not int or not tiny_x(x):
+    if type(normalized_shape) is not int or not fast_x(x):
         return None
     shape = x.shape
     if shape[len(shape) - 1] != normalized_shape:
@@ -930,21 +973,26 @@ def rows_tiny(x, object normalized_shape, weight, bias, object eps, bint rms, ou
         e = eps
     else:
         return None
-    if not (tiny_param(weight, dtype, row_len) and tiny_param(bias, dtype, row_len)):
+    if not (fast_param(weight, dtype, row_len) and fast_param(bias, dtype, row_len)):
         return None
-    return tiny_call(x, out, weight, bias, None, None, dtype,
-                     OP_RMS if rms else OP_LAYER, row_len, 0, e)
+    return fast_call(x, out, weight, bias, None, None, dtype,
+                     OP_RMS if rms else OP_LAYER, row_len, 0, e, num_threads)
 
 
-def batch_norm_eval_tiny(x, running_mean, running_var, weight, bias, double eps, out):
-    """Fast path of batch_norm in eval mode with running statistics (None: general path)."""
-    if not tiny_x(x) or x.ndim < 2 or not (out is None or out is x) or running_mean is None \
+def batch_norm_eval_fast(x, running_mean, running_var, weight, bias, double eps, out,
+                         object num_threads):
+    """Fast path of batch_norm in eval mode with running statistics (None: general path).
+    num_threads: None or a positive int."""
+    if not fast_x(x) or x.ndim < 2 or not (out is None or out is x) or running_mean is None \
             or running_var is None or not (isfinite(eps) and eps >= 0):
         return None
     dtype = x.dtype
     channels = x.shape[1]
-    if not (tiny_param(running_mean, dtype, channels) and tiny_param(running_var, dtype, channels)
-            and tiny_param(weight, dtype, channels) and tiny_param(bias, dtype, channels)):
+    inner = x.size // (x.shape[0] * channels)
+    if inner == 1 and x.size >= PARALLEL_MIN_ELEMENTS:
+        return None    # (N, C): the general path's row-vector apply is the fast one
+    if not (fast_param(running_mean, dtype, channels) and fast_param(running_var, dtype, channels)
+            and fast_param(weight, dtype, channels) and fast_param(bias, dtype, channels)):
         return None
-    return tiny_call(x, out, running_mean, running_var, weight, bias, dtype, OP_CHANNELS,
-                     channels, x.size // (x.shape[0] * channels), eps)
+    return fast_call(x, out, running_mean, running_var, weight, bias, dtype, OP_CHANNELS,
+                     channels, inner, eps, num_threads)

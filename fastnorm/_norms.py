@@ -11,9 +11,10 @@ A plan validates its arguments (fastnorm._validate), maps the shape of x onto a 
                             ((N, C) input: column statistics, then      apply_channels)
   batch_norm (eval), instance_norm on running stats                     apply_channels
 
-Tiny calls with plain arguments first try a serial fast path (rows_tiny,
-batch_norm_eval_tiny) that runs the same kernels; it returns None for anything it does not
-recognize, and the general path below validates it.
+Calls with plain arguments (C-contiguous ndarrays of one float dtype, in place or
+allocating) first try a fast path in the kernels (rows_fast, batch_norm_eval_fast) that skips
+the Python-level planning and runs the same kernel bodies; it returns None for anything it
+does not recognize, and the general path below validates it.
 """
 import math
 
@@ -70,8 +71,8 @@ def _apply_channels(src, dst, n, channels, inner, mean, var, weight, bias, eps, 
                                      hi, lo, a.astype(cdt), b, nt)
 
 
-def _tiny_threads(num_threads):
-    """num_threads is one the serial fast path may ignore (a valid value)."""
+def _fast_threads(num_threads):
+    """num_threads is a value the fast path takes as it is (None or a positive int)."""
     return num_threads is None or (type(num_threads) is int and num_threads > 0)
 
 
@@ -110,8 +111,8 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, out=Non
 
     Returns y, or (y, mean, rstd) with return_stats=True, the stats shaped
     ``x.shape[:-k] + (1,)*k``."""
-    if not return_stats and (num_threads is None or type(num_threads) is int):
-        y = _dispatch.current.rows_tiny(x, normalized_shape, weight, bias, eps, False, out,
+    if not return_stats and _fast_threads(num_threads):
+        y = _dispatch.current.rows_fast(x, normalized_shape, weight, bias, eps, False, out,
                                         num_threads)
         if y is not None:
             return y
@@ -140,8 +141,8 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, out=Non
 def rms_norm(x, normalized_shape, weight=None, eps=None, *, out=None, num_threads=None):
     """RMSNorm, as torch.nn.functional.rms_norm: ``x / sqrt(mean(x**2) + eps) * weight``
     over the trailing dims; eps=None means ``np.finfo(x.dtype).eps``."""
-    if num_threads is None or type(num_threads) is int:
-        y = _dispatch.current.rows_tiny(x, normalized_shape, weight, None, eps, True, out,
+    if _fast_threads(num_threads):
+        y = _dispatch.current.rows_fast(x, normalized_shape, weight, None, eps, True, out,
                                         num_threads)
         if y is not None:
             return y
@@ -236,10 +237,10 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
     Training (or no running stats): per-channel statistics over N and the spatial dims, the
     biased variance normalizes, and given running stats are updated in place with the
     unbiased one. Eval: the running stats normalize."""
-    if (training is False and _tiny_threads(num_threads) and type(eps) is float
+    if (training is False and _fast_threads(num_threads) and type(eps) is float
             and type(momentum) is float and 0.0 <= momentum <= 1.0):
-        y = _dispatch.current.batch_norm_eval_tiny(x, running_mean, running_var, weight, bias,
-                                                   eps, out)
+        y = _dispatch.current.batch_norm_eval_fast(x, running_mean, running_var, weight, bias,
+                                                   eps, out, num_threads)
         if y is not None:
             return y
     x = V.array_input(x, min_ndim=2)

@@ -75,11 +75,11 @@ def test_fast_path_is_taken_for_simple_tiny_calls():
     x = np.ones((2, 8), np.float32)
     w = np.ones(8, np.float32)
     kernels = _dispatch.current
-    assert kernels.rows_tiny(x, 8, w, None, 1e-5, False, None, None) is not None
-    assert kernels.rows_tiny(x, (8,), w, None, None, True, x, 2) is x
+    assert kernels.rows_fast(x, 8, w, None, 1e-5, False, None, None) is not None
+    assert kernels.rows_fast(x, (8,), w, None, None, True, x, 2) is x
     rm, rv = np.zeros(8, np.float32), np.ones(8, np.float32)
-    assert kernels.batch_norm_eval_tiny(x, rm, rv, None, None, 1e-5, None) is not None
+    assert kernels.batch_norm_eval_fast(x, rm, rv, None, None, 1e-5, None, None) is not None
     # what it does not take: non-contiguous x in place, a parameter of another dtype
-    assert kernels.rows_tiny(np.ones((8, 2), np.float32).T, 8, None, None, 1e-5, False, None,
+    assert kernels.rows_fast(np.ones((8, 2), np.float32).T, 8, None, None, 1e-5, False, None,
                              None) is None
-    assert kernels.rows_tiny(x, 8, w.astype(np.float64), None, 1e-5, False, None, None) is None
+    assert kernels.rows_fast(x, 8, w.astype(np.float64), None, 1e-5, False, None, None) is None
