@@ -304,35 +304,33 @@ cdef inline void apply_run(const floating* x, floating* y, Py_ssize_t n,
 
 
 cdef inline void apply_row_span(const floating* x, floating* y, Py_ssize_t n,
-                                floating hi, floating lo, floating r,
+                                floating hi, floating r, floating c,
                                 const floating* w, const floating* b) noexcept nogil:
-    """y = ((x - hi) - lo) * r * w[i] + b[i]; w and/or b may be NULL."""
+    """y = (x - hi) * r * w[i] + b[i] with the mean's low part folded in: the normalized
+    value is fma(x - hi, r, c), c = -lo * r (one rounding, and no extra subtraction; with
+    lo == 0, c = -0.0 and the fma is exactly (x - hi) * r). w and/or b may be NULL."""
     cdef Py_ssize_t i
     if w != NULL and b != NULL:
-        if lo == 0:
-            for i in range(n):
-                y[i] = fmadd((x[i] - hi) * r, w[i], b[i])
-        else:
-            for i in range(n):
-                y[i] = fmadd(((x[i] - hi) - lo) * r, w[i], b[i])
+        for i in range(n):
+            y[i] = fmadd(fmadd(x[i] - hi, r, c), w[i], b[i])
     elif w != NULL:
         for i in range(n):
-            y[i] = ((x[i] - hi) - lo) * r * w[i]
+            y[i] = fmadd(x[i] - hi, r, c) * w[i]
     elif b != NULL:
         for i in range(n):
-            y[i] = fmadd((x[i] - hi) - lo, r, b[i])
+            y[i] = fmadd(x[i] - hi, r, c) + b[i]
     else:
         for i in range(n):
-            y[i] = ((x[i] - hi) - lo) * r
+            y[i] = fmadd(x[i] - hi, r, c)
 
 
 cdef inline void apply_row(const floating* x, floating* y, Py_ssize_t n,
-                           floating hi, floating lo, floating r,
+                           floating hi, floating r, floating c,
                            const floating* w, const floating* b) noexcept nogil:
     """apply_row_span from the first 64-byte boundary of y on (aligned_head)."""
     cdef Py_ssize_t h = aligned_head(y, n, sizeof(floating))
-    apply_row_span(x, y, h, hi, lo, r, w, b)
-    apply_row_span(x + h, y + h, n - h, hi, lo, r, (w + h) if w != NULL else NULL,
+    apply_row_span(x, y, h, hi, r, c, w, b)
+    apply_row_span(x + h, y + h, n - h, hi, r, c, (w + h) if w != NULL else NULL,
                    (b + h) if b != NULL else NULL)
 
 
@@ -405,6 +403,7 @@ cdef inline void apply_group_span(const floating* xg, floating* yg,   # IN/OUT o
     overlaps the memory traffic instead of following it."""
     cdef floating hi = <floating>p.mean
     cdef floating lo = mean_low_part(p.mean, hi, p.rstd)
+    cdef floating c = <floating>(-(<double>lo * p.rstd))    # -0.0 when lo == 0
     cdef Py_ssize_t pos = begin, stop, k
     cdef double a
     while pos < end:
@@ -415,7 +414,7 @@ cdef inline void apply_group_span(const floating* xg, floating* yg,   # IN/OUT o
         if next_xg != NULL:
             fn_prefetch_l2(next_xg + pos, (stop - pos) * <Py_ssize_t>sizeof(floating))
         if per_element:
-            apply_row(xg + pos, yg + pos, stop - pos, hi, lo, <floating>p.rstd,
+            apply_row(xg + pos, yg + pos, stop - pos, hi, <floating>p.rstd, c,
                       (w + pos) if w != NULL else NULL, (b + pos) if b != NULL else NULL)
         else:
             a = p.rstd * w[channel0 + k] if w != NULL else p.rstd
@@ -509,17 +508,29 @@ def column_moments(const floating[::1] x,     # IN  flat (outer, rows, cols) buf
     free(out)
 
 
-cdef inline Stat normalize_group(const floating* xg, floating* yg, Py_ssize_t glen,
-                                 Py_ssize_t run_len, Py_ssize_t channel0,
-                                 bint per_element, const floating* w, const floating* b,
-                                 double eps, bint rms,
-                                 const floating* next_xg) noexcept nogil:
-    """Statistics of one contiguous group, then its normalization while it is in cache (and
-    the prefetch of next_xg, the group normalized next, or NULL)."""
-    cdef Stat st = group_stat(xg, 1, glen, 0, False)
-    apply_group_span(xg, yg, 0, glen, run_len, channel0, per_element,
-                     row_group_params(st, xg, glen, eps, rms), w, b, next_xg)
-    return st
+cdef void normalize_group_range(const floating* xp, floating* yp,
+                                Py_ssize_t g0, Py_ssize_t g1,      # groups g0 <= g < g1
+                                Py_ssize_t groups, Py_ssize_t glen, Py_ssize_t runs,
+                                Py_ssize_t run_len, Py_ssize_t param_period,
+                                bint per_element, const floating* w, const floating* b,
+                                double eps, bint rms, bint prefetch,
+                                double* mp, double* vp) noexcept nogil:
+    """Groups g0..g1-1 of groups_body, each normalized right after its statistics, while it
+    is in cache (group g+1 is prefetched meanwhile); statistics are stored when mp is not
+    NULL. (Taking group g+1's statistics before applying group g, to overlap the latency of
+    their tail, was measured: no gain on short rows, a loss on long ones, whose apply then
+    no longer runs from L1.)"""
+    cdef Stat st
+    cdef Py_ssize_t g
+    for g in range(g0, g1):
+        st = group_stat(xp + g * glen, 1, glen, 0, False)
+        apply_group_span(xp + g * glen, yp + g * glen, 0, glen, run_len,
+                         (g % param_period) * runs, per_element,
+                         row_group_params(st, xp + g * glen, glen, eps, rms), w, b,
+                         (xp + (g + 1) * glen) if prefetch and g + 1 < groups else NULL)
+        if mp != NULL:
+            mp[g] = st.mean
+            vp[g] = st.m2 / st.n
 
 
 cdef int groups_body(const floating* xp,         # IN  (groups, runs*run_len) buffer
@@ -534,19 +545,18 @@ cdef int groups_body(const floating* xp,         # IN  (groups, runs*run_len) bu
     Returns -1, having written nothing, when scratch memory cannot be had; else 0."""
     cdef Py_ssize_t glen = runs * run_len
     cdef Py_ssize_t g, t, blocks, begin
-    cdef Stat sg
     cdef Stat* st
     cdef Stat* buf
     cdef bint prefetch = glen * <Py_ssize_t>sizeof(floating) <= PREFETCH_GROUP_MAX
-    if nt == 1 or groups >= 2 * nt:
-        for g in prange(groups, schedule='static', num_threads=nt, use_threads_if=nt > 1):
-            sg = normalize_group(xp + g * glen, yp + g * glen, glen, run_len,
-                                 (g % param_period) * runs, per_element, w, b, eps, rms,
-                                 (xp + (g + 1) * glen) if prefetch and g + 1 < groups
-                                 else NULL)
-            if mp != NULL:
-                mp[g] = sg.mean
-                vp[g] = sg.m2 / sg.n
+    if nt == 1:     # (not even an inactive parallel region: it costs tiny calls ~0.4 us)
+        normalize_group_range(xp, yp, 0, groups, groups, glen, runs, run_len, param_period,
+                              per_element, w, b, eps, rms, prefetch, mp, vp)
+        return 0
+    if groups >= 2 * nt:    # one contiguous range of groups per thread
+        for t in prange(nt, schedule='static', chunksize=1, num_threads=nt):
+            normalize_group_range(xp, yp, t * groups // nt, (t + 1) * groups // nt, groups,
+                                  glen, runs, run_len, param_period, per_element, w, b, eps,
+                                  rms, prefetch, mp, vp)
         return 0
     # few large groups: chunk-parallel statistics, then block-parallel apply (same bits)
     st = <Stat*>malloc(groups * sizeof(Stat))
@@ -846,6 +856,20 @@ cdef enum:
     OP_CHANNELS = 2 # BatchNorm eval: a0 = channels, a1 = inner; p0..p3 = mean, var, w, b
 
 
+cdef inline void batch_norm_eval_run(const floating* xp, floating* yp, Py_ssize_t t,
+                                     Py_ssize_t channels, Py_ssize_t inner,
+                                     const floating* mean, const floating* var,
+                                     const floating* w, const floating* b,
+                                     double eps) noexcept nogil:
+    """Run t (sample t // channels, channel t % channels) of batch_norm_eval_body."""
+    cdef Py_ssize_t c = t % channels
+    cdef double a = 1.0 / sqrt(<double>var[c] + eps)
+    if w != NULL:
+        a = a * <double>w[c]
+    apply_run(xp + t * inner, yp + t * inner, inner, mean[c], 0, <floating>a,
+              b[c] if b != NULL else 0)
+
+
 cdef void batch_norm_eval_body(const floating* xp,  # IN  (n, channels, inner) buffer
                                floating* yp,        # OUT same size; may be xp itself
                                Py_ssize_t n, Py_ssize_t channels, Py_ssize_t inner,
@@ -854,15 +878,13 @@ cdef void batch_norm_eval_body(const floating* xp,  # IN  (n, channels, inner) b
                                double eps, int nt) noexcept nogil:
     """BatchNorm with running statistics of the data's dtype, as the general path computes
     it (rstd * weight in float64, the mean exact in the data's type)."""
-    cdef Py_ssize_t t, c
-    cdef double a
-    for t in prange(n * channels, schedule='static', num_threads=nt, use_threads_if=nt > 1):
-        c = t % channels
-        a = 1.0 / sqrt(<double>var[c] + eps)
-        if w != NULL:
-            a = a * <double>w[c]
-        apply_run(xp + t * inner, yp + t * inner, inner, mean[c], 0, <floating>a,
-                  b[c] if b != NULL else 0)
+    cdef Py_ssize_t t
+    if nt == 1:     # (no inactive parallel region, as in groups_body)
+        for t in range(n * channels):
+            batch_norm_eval_run(xp, yp, t, channels, inner, mean, var, w, b, eps)
+        return
+    for t in prange(n * channels, schedule='static', num_threads=nt):
+        batch_norm_eval_run(xp, yp, t, channels, inner, mean, var, w, b, eps)
 
 
 cdef int fast_op(const floating* x, floating* y, Py_ssize_t n,

@@ -70,7 +70,7 @@ static inline void fn_prefetch_l2(const void *p, ptrdiff_t bytes) {
 #endif
 }
 
-static inline double fn_shift_f32(const float *x, ptrdiff_t n) {
+static inline double fn_shift_f32_scalar(const float *x, ptrdiff_t n) {
     double t[FN_SHIFT_SAMPLE];
     ptrdiff_t m = n < FN_SHIFT_SAMPLE ? n : FN_SHIFT_SAMPLE, i, w;
     if (m < FN_SHIFT_SAMPLE) {          /* short chunk: plain sum */
@@ -88,8 +88,34 @@ static inline double fn_shift_f32(const float *x, ptrdiff_t n) {
 #if defined(__GNUC__) || defined(__clang__)
 
 typedef double fn_v8d __attribute__((vector_size(64)));
+typedef double fn_v4d __attribute__((vector_size(32)));
+typedef float fn_v4f __attribute__((vector_size(16)));
 typedef float fn_v8f __attribute__((vector_size(32)));
 typedef float fn_v16f __attribute__((vector_size(64)));
+
+/* the lanes of v added as a pairwise tree: a short dependency chain at the end of a chunk */
+static inline double fn_hsum(fn_v8d v) {
+    fn_v4d q = __builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7);
+    return (q[0] + q[2]) + (q[1] + q[3]);
+}
+
+/* The mean of the first 16 values, in float32 lanes (scaled first, so the sum cannot
+ * overflow); it only has to land near the chunk's mean, and it is on the critical path of
+ * every row, so it is kept short. */
+static inline double fn_shift_f32(const float *x, ptrdiff_t n) {
+    const float s = 1.0f / FN_SHIFT_SAMPLE;
+    fn_v16f v, sv = {s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s};
+    fn_v8f h;
+    fn_v4f q;
+    if (n < FN_SHIFT_SAMPLE)
+        return fn_shift_f32_scalar(x, n);
+    memcpy(&v, x, sizeof v);
+    v *= sv;
+    h = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7)
+        + __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+    q = __builtin_shufflevector(h, h, 0, 1, 2, 3) + __builtin_shufflevector(h, h, 4, 5, 6, 7);
+    return (double)((q[0] + q[2]) + (q[1] + q[3]));
+}
 
 static inline void fn_chunk_sums_f64_at(const double *x, ptrdiff_t n, double c,
                                         double *s1, double *s2) {
@@ -113,10 +139,10 @@ static inline void fn_chunk_sums_f64_at(const double *x, ptrdiff_t n, double c,
         t1 += d;
         t2 += d * d;
     }
-    for (k = 0; k < FN_ACCS64; k++)
-        for (l = 0; l < 8; l++) { t1 += a1[k][l]; t2 += a2[k][l]; }
-    *s1 = t1;
-    *s2 = t2;
+    for (l = FN_ACCS64 / 2; l > 0; l /= 2)
+        for (k = 0; k < l; k++) { a1[k] += a1[k + l]; a2[k] += a2[k + l]; }
+    *s1 = t1 + fn_hsum(a1[0]);
+    *s2 = t2 + fn_hsum(a2[0]);
 }
 
 
@@ -152,10 +178,10 @@ static inline void fn_chunk_sums_f32_wide(const float *x, ptrdiff_t n, double c,
         t1 += d;
         t2 += d * d;
     }
-    for (k = 0; k < FN_ACCS64; k++)
-        for (l = 0; l < 8; l++) { t1 += a1[k][l]; t2 += a2[k][l]; }
-    *s1 = t1;
-    *s2 = t2;
+    for (l = FN_ACCS64 / 2; l > 0; l /= 2)
+        for (k = 0; k < l; k++) { a1[k] += a1[k + l]; a2[k] += a2[k + l]; }
+    *s1 = t1 + fn_hsum(a1[0]);
+    *s2 = t2 + fn_hsum(a2[0]);
 }
 
 /* float32 lanes: deviations and squares summed in float32 for FN_FLUSH vectors, then in
@@ -225,9 +251,8 @@ static inline void fn_chunk_sums_f32_lanes(const float *x, ptrdiff_t n, double c
         t1 += d;
         t2 += d * d;
     }
-    for (l = 0; l < 8; l++) { t1 += w1[l]; t2 += w2[l]; }
-    *s1 = t1;
-    *s2 = t2;
+    *s1 = t1 + fn_hsum(w1);
+    *s2 = t2 + fn_hsum(w2);
 }
 
 
@@ -260,6 +285,7 @@ static inline void NAME(const T *x, ptrdiff_t n, double c, double *s1, double *s
 FN_DEFINE_SUMS_AT(fn_chunk_sums_f64_at, double)
 FN_DEFINE_SUMS_AT(fn_chunk_sums_f32_wide, float)
 #define fn_chunk_sums_f32_lanes fn_chunk_sums_f32_wide
+#define fn_shift_f32 fn_shift_f32_scalar
 
 #endif
 
