@@ -99,7 +99,7 @@ class BuildExt(build_ext):
         omp_c, omp_l = self._openmp_flags(msvc)
         # no FMA contraction: every expression rounds as written, so all parallel strategies
         # (and all instruction-set variants) give the same bits
-        base = ["/O2"] if msvc else ["-O3", "-ffp-contract=off"]
+        base = ["/O2"] if msvc else ["-O3", "-ffp-contract=off", "-fno-math-errno"]
         native = env_flag("FASTNORM_NATIVE", False)
         kept = []
         for ext in self.extensions:

@@ -168,44 +168,55 @@ cdef void grouped_stats(const floating* x,        # IN  buffer
         out[g] = fold_stats(chunk_buf + g * per_group, per_group, 1)
 
 
+cdef void column_chunk_sums(const floating* x,   # IN  nr rows of `width` columns, stride ld
+                            Py_ssize_t nr, Py_ssize_t ld, Py_ssize_t width,
+                            double* shift,        # OUT (width,) the first row
+                            double* s1,           # OUT (width,) sum of x - shift
+                            double* s2) noexcept nogil:   # OUT (width,) sum of (x - shift)^2
+    """Shifted sums of each column over nr <= ROW_CHUNK rows, vectorized across the
+    contiguous columns, in float64 (the shift is a single sample, so float32 lanes would
+    lose too much to s2 - s1^2/n)."""
+    cdef double d, d0, d1, d2, d3
+    cdef Py_ssize_t r, j
+    cdef const floating* row = x
+    for j in range(width):
+        shift[j] = row[j]
+        s1[j] = 0.0
+        s2[j] = 0.0
+    r = 1
+    while r + 4 <= nr:           # four rows per sweep: fewer loads/stores of s1, s2
+        row = x + r * ld
+        for j in range(width):
+            d0 = <double>row[j] - shift[j]
+            d1 = <double>row[j + ld] - shift[j]
+            d2 = <double>row[j + 2 * ld] - shift[j]
+            d3 = <double>row[j + 3 * ld] - shift[j]
+            s1[j] += (d0 + d1) + (d2 + d3)
+            s2[j] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+        r += 4
+    while r < nr:
+        row = x + r * ld
+        for j in range(width):
+            d = <double>row[j] - shift[j]
+            s1[j] += d
+            s2[j] += d * d
+        r += 1
+
+
 cdef void column_block_stats(const floating* x,   # IN  matrix of `rows` rows, row stride ld
                              Py_ssize_t rows, Py_ssize_t ld,
                              Py_ssize_t width,     # columns in this block, <= COL_BLOCK
                              Stat* out) noexcept nogil:   # OUT width Stats (merged into)
-    """Per-column statistics over rows, vectorized across the contiguous columns; rows are
-    folded in chunks of ROW_CHUNK with the chunk's first row as the shift."""
+    """Per-column statistics over rows; rows are folded in chunks of ROW_CHUNK with the
+    chunk's first row as the shift."""
     cdef double shift[COL_BLOCK]
     cdef double s1[COL_BLOCK]
     cdef double s2[COL_BLOCK]
-    cdef double d, d0, d1, d2, d3
-    cdef Py_ssize_t rc, r0, r, j, nr
-    cdef const floating* row
+    cdef Py_ssize_t rc, r0, j, nr
     for rc in range(ceil_div(rows, ROW_CHUNK)):
         r0 = rc * ROW_CHUNK
         nr = min(<Py_ssize_t>ROW_CHUNK, rows - r0)
-        row = x + r0 * ld
-        for j in range(width):
-            shift[j] = row[j]
-            s1[j] = 0.0
-            s2[j] = 0.0
-        r = r0 + 1
-        while r + 4 <= r0 + nr:           # four rows per sweep: fewer loads/stores of s1, s2
-            row = x + r * ld
-            for j in range(width):
-                d0 = <double>row[j] - shift[j]
-                d1 = <double>row[j + ld] - shift[j]
-                d2 = <double>row[j + 2 * ld] - shift[j]
-                d3 = <double>row[j + 3 * ld] - shift[j]
-                s1[j] += (d0 + d1) + (d2 + d3)
-                s2[j] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
-            r += 4
-        while r < r0 + nr:
-            row = x + r * ld
-            for j in range(width):
-                d = <double>row[j] - shift[j]
-                s1[j] += d
-                s2[j] += d * d
-            r += 1
+        column_chunk_sums(x + r0 * ld, nr, ld, width, shift, s1, s2)
         for j in range(width):
             stat_merge(&out[j], stat_from_sums(<double>nr, shift[j], s1[j], s2[j]))
 
@@ -614,35 +625,67 @@ def normalize_groups(const floating[::1] x,       # IN  flat (groups, runs*run_l
         raise MemoryError()
 
 
+cdef inline void apply_column_row_span(const floating* x, floating* y, Py_ssize_t n,
+                                       const floating* hi, const floating* r,
+                                       const floating* c, floating wr,
+                                       floating br) noexcept nogil:
+    """y[j] = fma(x[j] - hi[j], r[j], c[j]) * wr + br along one row of a column block (the
+    mean's low part folded into c as in apply_row_span)."""
+    cdef Py_ssize_t j
+    for j in range(n):
+        y[j] = fmadd(fmadd(x[j] - hi[j], r[j], c[j]), wr, br)
+
+
 cdef void normalize_column_block(const floating* x, floating* y,   # IN/OUT block origin
                                  Py_ssize_t rows, Py_ssize_t ld, Py_ssize_t width,
                                  const floating* w, const floating* b,  # (rows,) or NULL
                                  double eps,
                                  double* mean_out, double* var_out) noexcept nogil:  # OUT (width,) or NULL
-    """Statistics of `width` columns over `rows` rows, then their normalization."""
+    """Statistics of `width` columns over `rows` rows, then their normalization. With few
+    rows (ConvNeXt's 96-768 channels) the per-column work weighs as much as the sweeps, so
+    it is done in vectorizable loops over the columns, from the sums directly when the
+    rows fit one chunk."""
+    cdef double shift[COL_BLOCK]
+    cdef double mean[COL_BLOCK]     # s1, then the mean
+    cdef double var[COL_BLOCK]      # s2, then the biased variance
     cdef Stat st[COL_BLOCK]
     cdef floating hi[COL_BLOCK]
-    cdef floating lo[COL_BLOCK]
+    cdef floating c[COL_BLOCK]
     cdef floating rstd[COL_BLOCK]
-    cdef GroupParams p
+    cdef double n = <double>rows, m2, r
     cdef floating wr, br
-    cdef Py_ssize_t j, r
-    for j in range(width):
-        st[j].n = 0
-    column_block_stats(x, rows, ld, width, st)
-    for j in range(width):
-        p = group_params(st[j], eps, False)
-        if mean_out != NULL:
-            mean_out[j] = st[j].mean
-            var_out[j] = st[j].m2 / st[j].n
-        rstd[j] = <floating>p.rstd
-        hi[j] = <floating>p.mean
-        lo[j] = mean_low_part(p.mean, hi[j], p.rstd)
-    for r in range(rows):      # one pass per row: the row's weight/bias are scalars
-        wr = w[r] if w != NULL else 1
-        br = b[r] if b != NULL else 0
+    cdef Py_ssize_t j, k, h
+    if rows <= ROW_CHUNK:      # the formulas of stat_from_sums and group_params, per column
+        column_chunk_sums(x, rows, ld, width, shift, mean, var)
         for j in range(width):
-            y[r * ld + j] = fmadd(((x[r * ld + j] - hi[j]) - lo[j]) * rstd[j], wr, br)
+            m2 = var[j] - mean[j] * (mean[j] / n)
+            m2 = 0.0 if m2 < 0 else m2                # rounding guard; NaN stays NaN
+            m2 = INFINITY if var[j] == INFINITY and mean[j] == mean[j] else m2
+            mean[j] = shift[j] + mean[j] / n
+            var[j] = m2 / n
+    else:
+        for j in range(width):
+            st[j].n = 0
+        column_block_stats(x, rows, ld, width, st)
+        for j in range(width):
+            mean[j] = st[j].mean
+            var[j] = st[j].m2 / st[j].n
+    for j in range(width):
+        r = 1.0 / sqrt(var[j] + eps)
+        hi[j] = <floating>mean[j]
+        rstd[j] = <floating>r
+        c[j] = <floating>(-(<double>(<floating>(mean[j] - <double>hi[j])) * r))
+    if mean_out != NULL:
+        for j in range(width):
+            mean_out[j] = mean[j]
+            var_out[j] = var[j]
+    h = aligned_head(y, width, sizeof(floating))   # rows are ld apart: the same head each
+    for k in range(rows):      # one pass per row: the row's weight/bias are scalars
+        wr = w[k] if w != NULL else 1
+        br = b[k] if b != NULL else 0
+        apply_column_row_span(x + k * ld, y + k * ld, h, hi, rstd, c, wr, br)
+        apply_column_row_span(x + k * ld + h, y + k * ld + h, width - h, hi + h, rstd + h,
+                              c + h, wr, br)
 
 
 def normalize_columns(const floating[::1] x,      # IN  flat (outer, rows, cols) buffer
