@@ -33,6 +33,7 @@ cdef enum:
     PREFETCH_BYTES = 16384    # of the next segment of a group, while folding this one
     PREFETCH_BLOCK = 1024     # elements applied per prefetch of the next group's same span
     PREFETCH_GROUP_MAX = 524288   # bytes: larger groups, with the next one, would overflow L2
+    PREFETCH_AHEAD = 2        # groups: the group prefetched while one is applied (measured)
 
 
 cdef double LOW_PART_NEGLIGIBLE = 2.0 ** -26
@@ -532,8 +533,9 @@ cdef void normalize_group_range(const floating* xp, floating* yp,
                                 double eps, bint rms, bint prefetch,
                                 double* mp, double* vp) noexcept nogil:
     """Groups g0..g1-1 of groups_body, each normalized right after its statistics, while it
-    is in cache (group g+1 is prefetched meanwhile); statistics are stored when mp is not
-    NULL. (Taking group g+1's statistics before applying group g, to overlap the latency of
+    is in cache; group g + PREFETCH_AHEAD is prefetched meanwhile (within this range: the
+    next range is another thread's, whose cache may hold it modified). Statistics are
+    stored when mp is not NULL. (Taking group g+1's statistics before applying group g, to overlap the latency of
     their tail, was measured: no gain on short rows, a loss on long ones, whose apply then
     no longer runs from L1.)"""
     cdef Stat st
@@ -543,7 +545,8 @@ cdef void normalize_group_range(const floating* xp, floating* yp,
         apply_group_span(xp + g * glen, yp + g * glen, 0, glen, run_len,
                          (g % param_period) * runs, per_element,
                          row_group_params(st, xp + g * glen, glen, eps, rms), w, b,
-                         (xp + (g + 1) * glen) if prefetch and g + 1 < groups else NULL)
+                         (xp + (g + PREFETCH_AHEAD) * glen)
+                         if prefetch and g + PREFETCH_AHEAD < g1 else NULL)
         if mp != NULL:
             mp[g] = st.mean
             vp[g] = st.m2 / st.n
@@ -756,6 +759,24 @@ cdef inline Stat normalize_channel(const floating* x, floating* y,  # IN/OUT cha
     return st
 
 
+cdef void normalize_channel_range(const floating* xp, floating* yp,
+                                  Py_ssize_t c0, Py_ssize_t c1,     # channels c0 <= c < c1
+                                  Py_ssize_t n, Py_ssize_t channels, Py_ssize_t inner,
+                                  const floating* w, const floating* b, double eps,
+                                  bint prefetch,
+                                  double* mp, double* vp) noexcept nogil:   # OUT (channels,)
+    """Channels c0..c1-1 of normalize_channels, one after the other; each but the last
+    prefetches the next (within this range: the next range is another thread's)."""
+    cdef Py_ssize_t c
+    cdef Stat st
+    for c in range(c0, c1):
+        st = normalize_channel(xp + c * inner, yp + c * inner, n, channels * inner, inner,
+                               w[c] if w != NULL else 1.0, b[c] if b != NULL else 0, eps,
+                               prefetch and c > c0, prefetch and c + 1 < c1)
+        mp[c] = st.mean
+        vp[c] = st.m2 / st.n
+
+
 def normalize_channels(const floating[::1] x,      # IN  flat (n, channels, inner) buffer
                        floating[::1] out,          # OUT same size; may be x itself
                        Py_ssize_t n, Py_ssize_t channels, Py_ssize_t inner,
@@ -775,21 +796,23 @@ def normalize_channels(const floating[::1] x,      # IN  flat (n, channels, inne
     cdef const floating* w = optional_ptr(weight)
     cdef const floating* b = optional_ptr(bias)
     cdef Py_ssize_t c, t
-    cdef Stat st
     cdef Stat* sts = NULL
     cdef Stat* buf = NULL
     cdef GroupParams p
     cdef floating hi, lo
     cdef bint prefetch = n * inner * <Py_ssize_t>sizeof(floating) <= PREFETCH_GROUP_MAX
-    if nt == 1 or channels >= 2 * nt:
+    cdef double* mp = &mean_out[0]
+    cdef double* vp = &var_out[0]
+    if nt == 1:
         with nogil:
-            for c in prange(channels, schedule='static', num_threads=nt, use_threads_if=nt > 1):
-                st = normalize_channel(xp + c * inner, yp + c * inner, n, channels * inner,
-                                       inner, w[c] if w != NULL else 1.0,
-                                       b[c] if b != NULL else 0, eps, prefetch and c > 0,
-                                       prefetch and c + 1 < channels)
-                mean_out[c] = st.mean
-                var_out[c] = st.m2 / st.n
+            normalize_channel_range(xp, yp, 0, channels, n, channels, inner, w, b, eps,
+                                    prefetch, mp, vp)
+        return
+    if channels >= 2 * nt:      # one contiguous range of channels per thread
+        with nogil:
+            for t in prange(nt, schedule='static', chunksize=1, num_threads=nt):
+                normalize_channel_range(xp, yp, t * channels // nt, (t + 1) * channels // nt,
+                                        n, channels, inner, w, b, eps, prefetch, mp, vp)
         return
     # few channels: chunk-parallel statistics, then run-parallel apply (same bits)
     sts = alloc_stats(channels)

@@ -1,9 +1,21 @@
-"""The serial fast path for tiny calls gives the general path's results, bit for bit, and
-hands every unusual argument to the general path (which validates it)."""
+"""The fast path (rows_fast, batch_norm_eval_fast) gives the general path's results, bit for
+bit, and hands every unusual argument to the general path (which validates it).
+
+Tiny calls run it serially with the GIL held; from 32768 elements on it resolves the thread
+count, releases the GIL and runs the general path's parallel kernel bodies: those calls must
+give the general path's bits for every thread count, in place and allocating, be taken (the
+kernels return a result, batch_norm declines only large (N, C) input), run concurrently from
+several Python threads with the GIL released, and match float64 NumPy formulas."""
+import sys
+import threading
+import time
+
 import numpy as np
 import pytest
 
 import fastnorm as fn
+from _helpers import rng_for
+from fastnorm import _dispatch
 
 
 @pytest.fixture(params=[np.float32, np.float64])
@@ -83,3 +95,404 @@ def test_fast_path_is_taken_for_simple_tiny_calls():
     assert kernels.rows_fast(np.ones((8, 2), np.float32).T, 8, None, None, 1e-5, False, None,
                              None) is None
     assert kernels.rows_fast(x, 8, w.astype(np.float64), None, 1e-5, False, None, None) is None
+
+
+# ---------------------------------------------------------------------------------------
+# the fast path for large inputs (>= 32768 elements: threads resolved, GIL released, the
+# general path's parallel kernel bodies)
+# ---------------------------------------------------------------------------------------
+
+PARALLEL_MIN_ELEMENTS = 32768     # from this size on, a fast-path call may run in parallel
+THREADS = (1, 2, 3, None)
+ROW_SHAPES = [(4, 256, 768),      # many rows
+              (3, 40000),         # few large rows: another parallel strategy
+              (2, 33, 1000)]      # rows that do not divide among the threads
+BN_SHAPES = [(8, 64, 28, 28), (2, 3, 100, 120), (16, 5, 700)]
+
+
+def _data(shape, dtype, loc, scale, *keys):
+    return (rng_for("x", shape, *keys).standard_normal(shape) * scale + loc).astype(dtype)
+
+
+def _params(n, dtype, affine, *keys):
+    if not affine:
+        return None, None
+    rng = rng_for("params", n, *keys)
+    return rng.uniform(0.5, 1.5, n).astype(dtype), rng.normal(0.0, 1.0, n).astype(dtype)
+
+
+def assert_bitwise(got, expected, what=""):
+    """Same shape, dtype and bits (unlike assert_array_equal: -0.0 != 0.0, NaN payloads)."""
+    assert isinstance(got, np.ndarray), what
+    assert got.shape == expected.shape and got.dtype == expected.dtype, what
+    uint = np.uint32 if got.dtype == np.float32 else np.uint64
+    same = np.ascontiguousarray(got).view(uint) == np.ascontiguousarray(expected).view(uint)
+    assert same.all(), "%s: %d of %d values differ in their bits" % (
+        what, same.size - int(same.sum()), same.size)
+
+
+def _check_against_general(call, x, what):
+    """call(x, out, nt) for every nt in THREADS: the fast path (out=None and in place on a
+    copy) gives the general path's bits (out=np.empty_like(x), same nt), and every nt gives
+    the same bits. Returns the result."""
+    x_before = x.copy()
+    first = None
+    for nt in THREADS:
+        tag = "%s num_threads=%s" % (what, nt)
+        general = call(x, np.empty_like(x), nt)
+        assert np.isfinite(general).all(), tag
+        fast = call(x, None, nt)
+        assert fast is not x, tag
+        assert_bitwise(fast, general, tag + " allocating")
+        inplace = x.copy()
+        assert call(inplace, inplace, nt) is inplace, tag
+        assert_bitwise(inplace, general, tag + " in place")
+        if first is None:
+            first = general
+        else:
+            assert_bitwise(general, first, tag + " vs num_threads=1")
+    assert_bitwise(x, x_before, what + ": the input was modified")
+    return first
+
+
+@pytest.mark.parametrize("shape", ROW_SHAPES, ids=str)
+@pytest.mark.parametrize("affine", [False, True])
+def test_large_layer_norm_matches_general_path(shape, affine, dtype):
+    x = _data(shape, dtype, 100.0, 3.0, "ln", affine)
+    assert x.size >= PARALLEL_MIN_ELEMENTS
+    n = shape[-1]
+    w, b = _params(n, dtype, affine, "ln")
+    eps = 1e-3 if affine else 1e-5
+
+    def call(x, out, nt):
+        return fn.layer_norm(x, (n,) if affine else n, w, b, eps, out=out, num_threads=nt)
+    _check_against_general(call, x, "layer_norm %s %s" % (shape, np.dtype(dtype).name))
+
+
+@pytest.mark.parametrize("shape", ROW_SHAPES, ids=str)
+@pytest.mark.parametrize("affine", [False, True])
+def test_large_rms_norm_matches_general_path(shape, affine, dtype):
+    x = _data(shape, dtype, 0.5, 2.0, "rms", affine)
+    n = shape[-1]
+    w = _params(n, dtype, affine, "rms")[0]
+    eps = 1e-6 if affine else None                 # None: finfo(dtype).eps
+
+    def call(x, out, nt):
+        return fn.rms_norm(x, n, w, eps, out=out, num_threads=nt)
+    _check_against_general(call, x, "rms_norm %s %s" % (shape, np.dtype(dtype).name))
+
+
+def _running(c, dtype, key):
+    rng = rng_for("running", c, key)
+    return rng.normal(-1.0, 1.0, c).astype(dtype), rng.uniform(0.5, 2.0, c).astype(dtype)
+
+
+@pytest.mark.parametrize("shape", BN_SHAPES, ids=str)
+@pytest.mark.parametrize("affine", [False, True])
+def test_large_batch_norm_eval_matches_general_path(shape, affine, dtype):
+    x = _data(shape, dtype, -1.0, 2.0, "bn", affine)
+    assert x.size >= PARALLEL_MIN_ELEMENTS
+    c = shape[1]
+    rm, rv = _running(c, dtype, "bn")
+    w, b = _params(c, dtype, affine, "bn")
+    eps = 1e-3 if affine else 1e-5
+    stats_before = (rm.copy(), rv.copy())
+
+    def call(x, out, nt):
+        return fn.batch_norm(x, rm, rv, w, b, False, 0.1, eps, out=out, num_threads=nt)
+    _check_against_general(call, x, "batch_norm %s %s" % (shape, np.dtype(dtype).name))
+    assert_bitwise(rm, stats_before[0], "eval changed running_mean")
+    assert_bitwise(rv, stats_before[1], "eval changed running_var")
+
+
+@pytest.mark.parametrize("shape", [(32767,), (32768,), (4, 8191), (4, 8192), (8193, 4)],
+                         ids=str)
+def test_threshold_sizes_match_general_path(shape, dtype):
+    """Just below and at the size where the fast path turns parallel."""
+    x = _data(shape, dtype, 10.0, 1.0, "threshold")
+    n = shape[-1]
+    w, b = _params(n, dtype, True, "threshold")
+
+    def call(x, out, nt):
+        return fn.layer_norm(x, n, w, b, out=out, num_threads=nt)
+    _check_against_general(call, x, "layer_norm %s" % (shape,))
+
+
+# --- the fast path is really taken ------------------------------------------------------
+
+def test_kernels_take_large_calls(dtype):
+    kernels = _dispatch.current
+    x = _data((4, 256, 768), dtype, 5.0, 2.0, "direct")
+    w, b = _params(768, dtype, True, "direct")
+    for nt in THREADS:
+        general = fn.layer_norm(x, 768, w, b, 1e-5, out=np.empty_like(x), num_threads=nt)
+        y = kernels.rows_fast(x, 768, w, b, 1e-5, False, None, nt)
+        assert y is not None and y is not x
+        assert_bitwise(y, general, "rows_fast layer num_threads=%s" % nt)
+        xi = x.copy()
+        assert kernels.rows_fast(xi, (768,), w, None, None, True, xi, nt) is xi
+        assert_bitwise(xi, fn.rms_norm(x, 768, w, out=np.empty_like(x), num_threads=nt),
+                       "rows_fast rms in place num_threads=%s" % nt)
+
+    xb = _data((8, 64, 28, 28), dtype, 1.0, 2.0, "direct bn")
+    rm, rv = _running(64, dtype, "direct")
+    wb, bb = _params(64, dtype, True, "direct bn")
+    for nt in THREADS:
+        general = fn.batch_norm(xb, rm, rv, wb, bb, out=np.empty_like(xb), num_threads=nt)
+        y = kernels.batch_norm_eval_fast(xb, rm, rv, wb, bb, 1e-5, None, nt)
+        assert y is not None and y is not xb
+        assert_bitwise(y, general, "batch_norm_eval_fast num_threads=%s" % nt)
+        xi = xb.copy()
+        assert kernels.batch_norm_eval_fast(xi, rm, rv, None, None, 1e-5, xi, nt) is xi
+        assert_bitwise(xi, fn.batch_norm(xb, rm, rv, out=np.empty_like(xb), num_threads=nt),
+                       "batch_norm_eval_fast in place num_threads=%s" % nt)
+
+    # still declined when large: a separate out buffer, non-contiguous x
+    assert kernels.rows_fast(x, 768, w, b, 1e-5, False, np.empty_like(x), None) is None
+    assert kernels.rows_fast(x[:, :, ::2], 384, None, None, 1e-5, False, None, None) is None
+    assert kernels.batch_norm_eval_fast(xb, rm, rv, wb, bb, 1e-5, np.empty_like(xb),
+                                        None) is None
+
+
+@pytest.mark.parametrize("nt", THREADS)
+def test_large_two_dim_batch_norm_is_declined_but_correct(nt, dtype):
+    """(N, C) input (inner == 1) with >= 32768 elements goes to the general path."""
+    kernels = _dispatch.current
+    c = 512
+    rm, rv = _running(c, dtype, "2d")
+    w, b = _params(c, dtype, True, "2d")
+    x = _data((256, c), dtype, -1.0, 2.0, "2d")
+    assert kernels.batch_norm_eval_fast(x, rm, rv, w, b, 1e-5, None, nt) is None
+    assert kernels.batch_norm_eval_fast(x, rm, rv, None, None, 1e-5, x, nt) is None
+    x64 = x.astype(np.float64)
+    ref = (x64 - rm.astype(np.float64)) / np.sqrt(rv.astype(np.float64) + 1e-5)
+    ref = ref * w.astype(np.float64) + b.astype(np.float64)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    y = fn.batch_norm(x, rm, rv, w, b, num_threads=nt)
+    np.testing.assert_allclose(y, ref, rtol=tol, atol=tol)
+    assert_bitwise(y, fn.batch_norm(x, rm, rv, w, b, out=np.empty_like(x), num_threads=nt))
+    xi = x.copy()
+    assert fn.batch_norm(xi, rm, rv, w, b, out=xi, num_threads=nt) is xi
+    assert_bitwise(xi, y, "in place")
+    # the boundary: one element fewer is still taken by the fast path (serially)
+    small = _data((7, 4681), dtype, -1.0, 2.0, "2d small")          # 32767 elements
+    rs, vs = _running(4681, dtype, "2d small")
+    ys = kernels.batch_norm_eval_fast(small, rs, vs, None, None, 1e-5, None, nt)
+    assert ys is not None
+    assert_bitwise(ys, fn.batch_norm(small, rs, vs, out=np.empty_like(small), num_threads=nt))
+    assert kernels.batch_norm_eval_fast(_data((2, 16384), dtype, 0.0, 1.0, "2d edge"),
+                                        rs[:1].repeat(16384), vs[:1].repeat(16384), None,
+                                        None, 1e-5, None, nt) is None      # 32768 elements
+
+
+def test_public_functions_use_the_fast_path_for_large_calls(monkeypatch):
+    """fn.layer_norm / rms_norm / batch_norm return what the kernels' fast path returned (and
+    out=np.empty_like(x) really is the general path the comparisons above rely on)."""
+    kernels = _dispatch.current
+    returned = []
+
+    def spy(name):
+        real = getattr(kernels, name)
+
+        def wrapper(*args):
+            res = real(*args)
+            returned.append((name, res))
+            return res
+        monkeypatch.setattr(kernels, name, wrapper)
+
+    spy("rows_fast")
+    spy("batch_norm_eval_fast")
+    x = _data((64, 4096), np.float32, 1.0, 1.0, "spy")
+    xb = _data((8, 64, 28, 28), np.float32, 1.0, 1.0, "spy bn")
+    rm, rv = _running(64, np.float32, "spy")
+    calls = [
+        ("rows_fast", lambda out, nt: fn.layer_norm(x, 4096, out=out, num_threads=nt)),
+        ("rows_fast", lambda out, nt: fn.rms_norm(x, 4096, out=out, num_threads=nt)),
+        ("batch_norm_eval_fast",
+         lambda out, nt: fn.batch_norm(xb, rm, rv, out=out, num_threads=nt)),
+    ]
+    for name, call in calls:
+        for nt in (None, 2):
+            del returned[:]
+            y = call(None, nt)
+            assert len(returned) == 1 and returned[0][0] == name
+            assert returned[0][1] is y and y is not None, name
+            del returned[:]
+            out = np.empty_like(y)
+            assert call(out, nt) is out
+            assert [r[1] for r in returned] == [None], name + ": out= took the fast path"
+
+
+# --- concurrency and the GIL ------------------------------------------------------------
+
+def test_concurrent_large_calls_give_the_serial_results():
+    """4 Python threads run large fast-path calls at once (the GIL released): every result
+    has the bits of the one computed serially beforehand."""
+    nthreads, repeats = 4, 4
+    jobs = []
+    for i in range(nthreads):
+        x = _data((64, 4096), np.float32, float(i), 1.0 + i, "concurrent", i)
+        w, b = _params(4096, np.float32, i % 2 == 1, "concurrent", i)
+        xb = _data((4, 32, 16, 16), np.float32, 1.0, 2.0, "concurrent bn", i)
+        rm, rv = _running(32, np.float32, ("concurrent", i))
+        nt = THREADS[i]
+        jobs.append([
+            (lambda x=x, w=w, b=b, nt=nt, out=None: fn.layer_norm(x, 4096, w, b, out=out,
+                                                                   num_threads=nt), x),
+            (lambda x=x, w=w, nt=nt, out=None: fn.rms_norm(x, 4096, w, out=out,
+                                                            num_threads=nt), x),
+            (lambda xb=xb, rm=rm, rv=rv, nt=nt, out=None: fn.batch_norm(
+                xb, rm, rv, out=out, num_threads=nt), xb),
+        ])
+    expected = [[call() for call, _ in job] for job in jobs]   # serial reference
+    for job, exp in zip(jobs, expected):
+        assert_bitwise(job[0][0](out=np.empty_like(job[0][1])), exp[0], "reference")
+
+    barrier = threading.Barrier(nthreads)
+    errors, mismatches = [], []
+
+    def worker(k):
+        try:
+            barrier.wait(30)
+            for r in range(repeats):
+                for j, (call, x) in enumerate(jobs[k]):
+                    if r % 2:
+                        y = x.copy()
+                        ok = call(out=y) is y
+                    else:
+                        y = call()
+                        ok = y is not x
+                    ok = ok and np.array_equal(y.view(np.uint32), expected[k][j].view(np.uint32))
+                    if not ok:
+                        mismatches.append((k, r, j))
+        except BaseException as exc:        # noqa: BLE001 - reported below
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(nthreads)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    assert not any(th.is_alive() for th in threads), "a worker thread hangs"
+    assert not errors, errors
+    assert not mismatches, "results differ from the serial ones (thread, repeat, op): %s" % (
+        mismatches[:10],)
+
+
+def _watched_inside(call, tries=30):
+    """Number of calls of `call` (out of `tries`) until a watcher thread ran Python code
+    while this thread was inside `call`; 0 when it never did.
+
+    The switch interval is raised to 0.5 s, far longer than one call, so the watcher only
+    gets the GIL when this thread gives it up voluntarily (its sleep between calls, or a
+    call that releases the GIL); it never sees "in" during a call that holds the GIL."""
+    state = ["out"]
+    seen = []
+    stop, ready = threading.Event(), threading.Event()
+
+    def watcher():
+        ready.set()
+        while not stop.is_set():
+            seen.append(state[0])
+            time.sleep(1e-4)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(0.5)
+    th = threading.Thread(target=watcher)
+    try:
+        th.start()
+        ready.wait(10)
+        for i in range(tries):
+            time.sleep(2e-4)           # the watcher runs here (GIL given up)
+            state[0] = "in"
+            call()
+            state[0] = "out"
+            if "in" in seen:
+                return i + 1
+        return 0
+    finally:
+        stop.set()
+        th.join(10)
+        sys.setswitchinterval(old)
+
+
+def test_large_fast_path_calls_release_the_gil():
+    x = _data((512, 4096), np.float32, 1.0, 1.0, "gil")    # 2M values, a few ms per call
+    xb = _data((8, 64, 64, 64), np.float32, 1.0, 1.0, "gil bn")
+    rm, rv = _running(64, np.float32, "gil")
+    xi = x.copy()
+    calls = {
+        "layer_norm": lambda: fn.layer_norm(x, 4096, num_threads=1),
+        "layer_norm in place": lambda: fn.layer_norm(xi, 4096, out=xi),
+        "rms_norm": lambda: fn.rms_norm(x, 4096, num_threads=1),
+        "batch_norm": lambda: fn.batch_norm(xb, rm, rv, num_threads=1),
+    }
+    # the detector fails on calls that hold the GIL: a C loop of a few ms, many tiny
+    # (serial, GIL-holding) fast-path calls
+    tiny = x[:1, :1000].copy()
+    assert _watched_inside(lambda: sum(range(300000)), tries=10) == 0
+    assert _watched_inside(lambda: [fn.layer_norm(tiny, 1000) for _ in range(200)],
+                           tries=10) == 0
+    for name, call in calls.items():
+        call()                                               # warm up (page faults)
+        assert _watched_inside(call) > 0, (
+            "%s: no other Python thread ran during 30 large fast-path calls: the GIL is "
+            "held" % name)
+
+
+# --- correctness against float64 NumPy formulas ----------------------------------------
+
+def _tol(dtype):
+    return 1e-5 if dtype == np.float32 else 1e-11
+
+
+@pytest.mark.parametrize("shape", [(4, 256, 768), (3, 40000)], ids=str)
+def test_large_fast_path_matches_float64_formulas(shape, dtype):
+    n = shape[-1]
+    x = _data(shape, dtype, 50.0, 3.0, "formula")
+    w, b = _params(n, dtype, True, "formula")
+    x64, w64, b64 = x.astype(np.float64), w.astype(np.float64), b.astype(np.float64)
+    eps = 1e-2                      # large enough that dropping it would show
+    tol = _tol(dtype)
+
+    mean = x64.mean(axis=-1, keepdims=True)
+    var = ((x64 - mean) ** 2).mean(axis=-1, keepdims=True)
+    ref_ln = (x64 - mean) / np.sqrt(var + eps) * w64 + b64
+    ref_ln_plain = (x64 - mean) / np.sqrt(var + 1e-5)
+    ms = (x64 * x64).mean(axis=-1, keepdims=True)
+    ref_rms = x64 / np.sqrt(ms + eps) * w64
+    ref_rms_default = x64 / np.sqrt(ms + float(np.finfo(dtype).eps))
+
+    for nt in (None, 2):
+        np.testing.assert_allclose(fn.layer_norm(x, n, w, b, eps, num_threads=nt), ref_ln,
+                                   rtol=tol, atol=tol)
+        np.testing.assert_allclose(fn.layer_norm(x, n, num_threads=nt), ref_ln_plain,
+                                   rtol=tol, atol=tol)
+        np.testing.assert_allclose(fn.rms_norm(x, n, w, eps, num_threads=nt), ref_rms,
+                                   rtol=tol, atol=tol)
+        np.testing.assert_allclose(fn.rms_norm(x, n, num_threads=nt), ref_rms_default,
+                                   rtol=tol, atol=tol)
+        xi = x.copy()
+        fn.layer_norm(xi, n, w, b, eps, out=xi, num_threads=nt)
+        np.testing.assert_allclose(xi, ref_ln, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("shape", [(8, 64, 28, 28), (2, 3, 100, 120)], ids=str)
+def test_large_batch_norm_eval_matches_float64_formula(shape, dtype):
+    c = shape[1]
+    x = _data(shape, dtype, 20.0, 3.0, "bn formula")
+    rm, rv = _running(c, dtype, "bn formula")
+    rm = rm + dtype(20.0)
+    w, b = _params(c, dtype, True, "bn formula")
+    eps = 1e-2
+    cs = (1, c) + (1,) * (len(shape) - 2)
+    f64 = [a.astype(np.float64).reshape(cs) for a in (rm, rv, w, b)]
+    ref = (x.astype(np.float64) - f64[0]) / np.sqrt(f64[1] + eps) * f64[2] + f64[3]
+    ref_plain = (x.astype(np.float64) - f64[0]) / np.sqrt(f64[1] + 1e-5)
+    tol = _tol(dtype)
+    for nt in (None, 2):
+        np.testing.assert_allclose(fn.batch_norm(x, rm, rv, w, b, eps=eps, num_threads=nt),
+                                   ref, rtol=tol, atol=tol)
+        xi = x.copy()
+        assert fn.batch_norm(xi, rm, rv, out=xi, num_threads=nt) is xi
+        np.testing.assert_allclose(xi, ref_plain, rtol=tol, atol=tol)
