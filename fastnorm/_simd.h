@@ -25,9 +25,7 @@
 #include <string.h>
 
 #define FN_SHIFT_SAMPLE 16
-#define FN_ACCS 8          /* independent accumulator vectors: hides the add latency and
-                              makes the per-flush widening rarer (measured best) */
-#define FN_ACCS64 4        /* the same for float64 lanes (more spill on 256-bit targets) */
+#define FN_ACCS64 4        /* accumulator vectors of the float64 lanes (FN_ACCS: below) */
 #define FN_FLUSH 4         /* float32 vectors per lane before the float64 add */
 #define FN_F32_MEAN_SQUARE_MIN 1e-30
 #define FN_F32_SUM_SQUARES_MAX 1e36   /* below FLT_MAX: no lane sum of squares overflowed */
@@ -87,24 +85,50 @@ static inline double fn_shift_f32_scalar(const float *x, ptrdiff_t n) {
 
 #if defined(__GNUC__) || defined(__clang__)
 
-typedef double fn_v8d __attribute__((vector_size(64)));
-typedef double fn_v4d __attribute__((vector_size(32)));
-typedef float fn_v4f __attribute__((vector_size(16)));
-typedef float fn_v8f __attribute__((vector_size(32)));
-typedef float fn_v16f __attribute__((vector_size(64)));
+/* Vectors of the target's own width (wider ones are lowered through the stack by GCC):
+ * FN_VF float lanes, FN_VF / 2 double lanes. FN_ACCS accumulator pairs suit the register
+ * file (32 registers with AVX-512, 16 with AVX2: measured). Lane counts differ between instruction sets, so
+ * variants agree within rounding; within one variant the order is fixed. */
+#if defined(__AVX512F__)
+#define FN_VF 16
+#define FN_ACCS 8
+#define FN_LO_HALF 0, 1, 2, 3, 4, 5, 6, 7
+#define FN_HI_HALF 8, 9, 10, 11, 12, 13, 14, 15
+#elif defined(__AVX__)
+#define FN_VF 8
+#define FN_ACCS 4
+#define FN_LO_HALF 0, 1, 2, 3
+#define FN_HI_HALF 4, 5, 6, 7
+#else                   /* SSE2, NEON: 16 or 32 registers; 8 pairs measured best on SSE2 */
+#define FN_VF 4
+#define FN_ACCS 8
+#define FN_LO_HALF 0, 1
+#define FN_HI_HALF 2, 3
+#endif
+#define FN_VD (FN_VF / 2)
+typedef float fn_vf __attribute__((vector_size(4 * FN_VF)));
+typedef float fn_vhf __attribute__((vector_size(2 * FN_VF)));
+typedef double fn_vd __attribute__((vector_size(4 * FN_VF)));
 
 /* the lanes of v added as a pairwise tree: a short dependency chain at the end of a chunk */
-static inline double fn_hsum(fn_v8d v) {
-    fn_v4d q = __builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7);
-    return (q[0] + q[2]) + (q[1] + q[3]);
+static inline double fn_hsum(fn_vd v) {
+    double t[FN_VD];
+    int w, i;
+    memcpy(t, &v, sizeof t);
+    for (w = FN_VD / 2; w > 0; w /= 2)
+        for (i = 0; i < w; i++) t[i] += t[i + w];
+    return t[0];
 }
 
+#if FN_VF == 16
+typedef float fn_v4f __attribute__((vector_size(16)));
+typedef float fn_v8f __attribute__((vector_size(32)));
 /* The mean of the first 16 values, in float32 lanes (scaled first, so the sum cannot
  * overflow); it only has to land near the chunk's mean, and it is on the critical path of
  * every row, so it is kept short. */
 static inline double fn_shift_f32(const float *x, ptrdiff_t n) {
     const float s = 1.0f / FN_SHIFT_SAMPLE;
-    fn_v16f v, sv = {s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s};
+    fn_vf v, sv = {s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s};
     fn_v8f h;
     fn_v4f q;
     if (n < FN_SHIFT_SAMPLE)
@@ -116,72 +140,47 @@ static inline double fn_shift_f32(const float *x, ptrdiff_t n) {
     q = __builtin_shufflevector(h, h, 0, 1, 2, 3) + __builtin_shufflevector(h, h, 4, 5, 6, 7);
     return (double)((q[0] + q[2]) + (q[1] + q[3]));
 }
+#else
+#define fn_shift_f32 fn_shift_f32_scalar
+#endif
 
-static inline void fn_chunk_sums_f64_at(const double *x, ptrdiff_t n, double c,
-                                        double *s1, double *s2) {
-    double t1 = 0.0, t2 = 0.0;
-    fn_v8d cv = {c, c, c, c, c, c, c, c};
-    fn_v8d a1[FN_ACCS64], a2[FN_ACCS64];
-    ptrdiff_t i = 0;
-    int k, l;
-    for (k = 0; k < FN_ACCS64; k++) { a1[k] = cv - cv; a2[k] = cv - cv; }
-    for (; i + 8 * FN_ACCS64 <= n; i += 8 * FN_ACCS64) {
-        for (k = 0; k < FN_ACCS64; k++) {
-            fn_v8d v, d;
-            memcpy(&v, x + i + 8 * k, sizeof v);
-            d = v - cv;
-            a1[k] += d;
-            a2[k] += d * d;
-        }
-    }
-    for (; i < n; i++) {
-        double d = x[i] - c;
-        t1 += d;
-        t2 += d * d;
-    }
-    for (l = FN_ACCS64 / 2; l > 0; l /= 2)
-        for (k = 0; k < l; k++) { a1[k] += a1[k + l]; a2[k] += a2[k + l]; }
-    *s1 = t1 + fn_hsum(a1[0]);
-    *s2 = t2 + fn_hsum(a2[0]);
+/* s1, s2 of x[0:n] - c in FN_VD-wide float64 lanes: float64 data, and float32 data where
+ * float32 lanes are not safe (T: the data type; V: a vector of FN_VD of them) */
+#define FN_DEFINE_SUMS_F64(NAME, T, V)                                                  \
+static inline void NAME(const T *x, ptrdiff_t n, double c, double *s1, double *s2) {    \
+    double t1 = 0.0, t2 = 0.0;                                                          \
+    fn_vd cv, a1[FN_ACCS64], a2[FN_ACCS64];                                             \
+    ptrdiff_t i = 0;                                                                    \
+    int k, l;                                                                           \
+    for (k = 0; k < FN_VD; k++) cv[k] = c;                                              \
+    for (k = 0; k < FN_ACCS64; k++) { a1[k] = cv - cv; a2[k] = cv - cv; }               \
+    for (; i + FN_VD * FN_ACCS64 <= n; i += FN_VD * FN_ACCS64) {                        \
+        for (k = 0; k < FN_ACCS64; k++) {                                               \
+            V v;                                                                        \
+            fn_vd d;                                                                    \
+            memcpy(&v, x + i + FN_VD * k, sizeof v);                                    \
+            d = __builtin_convertvector(v, fn_vd) - cv;                                 \
+            a1[k] += d;                                                                 \
+            a2[k] += d * d;                                                             \
+        }                                                                               \
+    }                                                                                   \
+    for (; i < n; i++) {                                                                \
+        double d = (double)x[i] - c;                                                    \
+        t1 += d;                                                                        \
+        t2 += d * d;                                                                    \
+    }                                                                                   \
+    for (l = FN_ACCS64 / 2; l > 0; l /= 2)                                              \
+        for (k = 0; k < l; k++) { a1[k] += a1[k + l]; a2[k] += a2[k + l]; }             \
+    *s1 = t1 + fn_hsum(a1[0]);                                                          \
+    *s2 = t2 + fn_hsum(a2[0]);                                                          \
 }
+FN_DEFINE_SUMS_F64(fn_chunk_sums_f64_at, double, fn_vd)
+FN_DEFINE_SUMS_F64(fn_chunk_sums_f32_wide, float, fn_vhf)
 
-
-static inline fn_v8d fn_widen_sum(fn_v16f v) {
-    fn_v8f lo, hi;
-    memcpy(&lo, &v, sizeof lo);
-    memcpy(&hi, (const char *)&v + sizeof lo, sizeof hi);
-    return __builtin_convertvector(lo, fn_v8d) + __builtin_convertvector(hi, fn_v8d);
-}
-
-/* float64 lanes for float32 data: the fallback where float32 squares would overflow or
- * lose precision to underflow */
-static inline void fn_chunk_sums_f32_wide(const float *x, ptrdiff_t n, double c,
-                                          double *s1, double *s2) {
-    fn_v8d cv = {c, c, c, c, c, c, c, c};
-    fn_v8d a1[FN_ACCS64], a2[FN_ACCS64];
-    double t1 = 0.0, t2 = 0.0;
-    ptrdiff_t i = 0;
-    int k, l;
-    for (k = 0; k < FN_ACCS64; k++) { a1[k] = cv - cv; a2[k] = cv - cv; }
-    for (; i + 8 * FN_ACCS64 <= n; i += 8 * FN_ACCS64) {
-        for (k = 0; k < FN_ACCS64; k++) {
-            fn_v8f v;
-            fn_v8d d;
-            memcpy(&v, x + i + 8 * k, sizeof v);
-            d = __builtin_convertvector(v, fn_v8d) - cv;
-            a1[k] += d;
-            a2[k] += d * d;
-        }
-    }
-    for (; i < n; i++) {
-        double d = (double)x[i] - c;
-        t1 += d;
-        t2 += d * d;
-    }
-    for (l = FN_ACCS64 / 2; l > 0; l /= 2)
-        for (k = 0; k < l; k++) { a1[k] += a1[k + l]; a2[k] += a2[k + l]; }
-    *s1 = t1 + fn_hsum(a1[0]);
-    *s2 = t2 + fn_hsum(a2[0]);
+static inline fn_vd fn_widen_sum(fn_vf v) {
+    fn_vhf lo = __builtin_shufflevector(v, v, FN_LO_HALF);
+    fn_vhf hi = __builtin_shufflevector(v, v, FN_HI_HALF);
+    return __builtin_convertvector(lo, fn_vd) + __builtin_convertvector(hi, fn_vd);
 }
 
 /* float32 lanes: deviations and squares summed in float32 for FN_FLUSH vectors, then in
@@ -195,14 +194,15 @@ static inline void fn_chunk_sums_f32_wide(const float *x, ptrdiff_t n, double c,
 #define FN_CONTRACT_FMA
 #define FN_FMA_FUNCTION __attribute__((optimize("fp-contract=fast")))
 #endif
+
 /* FN_ACCS vectors from x into the lane sums a1 (deviations) and a2 (squares) */
 FN_FMA_FUNCTION
-static inline void fn_lanes_step(const float *x, fn_v16f cv, fn_v16f *a1, fn_v16f *a2) {
+static inline void fn_lanes_step(const float *x, fn_vf cv, fn_vf *a1, fn_vf *a2) {
     FN_CONTRACT_FMA
     int k;
     for (k = 0; k < FN_ACCS; k++) {
-        fn_v16f v, d;
-        memcpy(&v, x + 16 * k, sizeof v);
+        fn_vf v, d;
+        memcpy(&v, x + FN_VF * k, sizeof v);
         d = v - cv;
         a1[k] += d;
         a2[k] += d * d;
@@ -214,25 +214,28 @@ static inline void fn_chunk_sums_f32_lanes(const float *x, ptrdiff_t n, double c
                                            double *s1, double *s2) {
     double t1 = 0.0, t2 = 0.0;
     float c = (float)c64;
-    fn_v16f cv = {c, c, c, c, c, c, c, c, c, c, c, c, c, c, c, c};
     FN_CONTRACT_FMA
-    fn_v8d w1 = {0, 0, 0, 0, 0, 0, 0, 0}, w2 = w1;
-    fn_v16f a1[FN_ACCS], a2[FN_ACCS], r1 = cv - cv, r2 = cv - cv;
+    fn_vf cv, a1[FN_ACCS], a2[FN_ACCS], r1, r2;
+    fn_vd w1, w2;
     ptrdiff_t i = 0;
     int k, l, f, full;
-    while (i + 16 <= n) {
+    for (k = 0; k < FN_VF; k++) cv[k] = c;
+    r1 = cv - cv;
+    r2 = r1;
+    for (k = 0; k < FN_VD; k++) { w1[k] = 0.0; w2[k] = 0.0; }
+    while (i + FN_VF <= n) {
         /* a block of FN_FLUSH * FN_ACCS vectors (the last block may be short, and ends
          * with fewer than FN_ACCS vectors summed in r1, r2) */
-        full = i + FN_FLUSH * FN_ACCS * 16 <= n;
+        full = i + FN_FLUSH * FN_ACCS * FN_VF <= n;
         for (k = 0; k < FN_ACCS; k++) { a1[k] = cv - cv; a2[k] = cv - cv; }
         if (full) {
-            for (f = 0; f < FN_FLUSH; f++, i += FN_ACCS * 16)
+            for (f = 0; f < FN_FLUSH; f++, i += FN_ACCS * FN_VF)
                 fn_lanes_step(x + i, cv, a1, a2);
         } else {
-            for (; i + FN_ACCS * 16 <= n; i += FN_ACCS * 16)
+            for (; i + FN_ACCS * FN_VF <= n; i += FN_ACCS * FN_VF)
                 fn_lanes_step(x + i, cv, a1, a2);
-            for (; i + 16 <= n; i += 16) {
-                fn_v16f v, d;
+            for (; i + FN_VF <= n; i += FN_VF) {
+                fn_vf v, d;
                 memcpy(&v, x + i, sizeof v);
                 d = v - cv;
                 r1 += d;
