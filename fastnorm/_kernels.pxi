@@ -16,7 +16,7 @@
 # nothing here can fail half way.
 
 from cython.parallel cimport prange
-from libc.math cimport INFINITY, fabs, isfinite, sqrt
+from libc.math cimport INFINITY, isfinite, sqrt
 from libc.stdlib cimport malloc, free
 
 ctypedef fused floating:
@@ -40,7 +40,6 @@ cdef enum:
     PREFETCH_CHANNEL_MAX = 524288
 
 
-cdef double LOW_PART_NEGLIGIBLE = 2.0 ** -26
 
 
 cdef struct Stat:
@@ -294,16 +293,11 @@ cdef inline floating fmadd(floating a, floating b, floating c) noexcept nogil:
 
 
 cdef inline void apply_run_span(const floating* x, floating* y, Py_ssize_t n,
-                                floating hi, floating lo, floating a, floating b) noexcept nogil:
-    """y = ((x - hi) - lo) * a + b with scalar parameters; x may be y. lo == 0 (float64 data,
-    or a mean low part too small to show, see mean_low_part) saves the subtraction."""
+                                floating hi, floating a, floating c) noexcept nogil:
+    """y = fma(x - hi, a, c) with scalar parameters (see mean_offset); x may be y."""
     cdef Py_ssize_t i
-    if lo == 0:
-        for i in range(n):
-            y[i] = fmadd(x[i] - hi, a, b)
-    else:
-        for i in range(n):
-            y[i] = fmadd((x[i] - hi) - lo, a, b)
+    for i in range(n):
+        y[i] = fmadd(x[i] - hi, a, c)
 
 
 cdef inline Py_ssize_t aligned_head(const void* y, Py_ssize_t n,
@@ -317,19 +311,19 @@ cdef inline Py_ssize_t aligned_head(const void* y, Py_ssize_t n,
 
 
 cdef inline void apply_run(const floating* x, floating* y, Py_ssize_t n,
-                           floating hi, floating lo, floating a, floating b) noexcept nogil:
+                           floating hi, floating a, floating c) noexcept nogil:
     """apply_run_span from the first 64-byte boundary of y on (aligned_head)."""
     cdef Py_ssize_t h = aligned_head(y, n, sizeof(floating))
-    apply_run_span(x, y, h, hi, lo, a, b)
-    apply_run_span(x + h, y + h, n - h, hi, lo, a, b)
+    apply_run_span(x, y, h, hi, a, c)
+    apply_run_span(x + h, y + h, n - h, hi, a, c)
 
 
 cdef inline void apply_row_span(const floating* x, floating* y, Py_ssize_t n,
                                 floating hi, floating r, floating c,
                                 const floating* w, const floating* b) noexcept nogil:
-    """y = (x - hi) * r * w[i] + b[i] with the mean's low part folded in: the normalized
-    value is fma(x - hi, r, c), c = -lo * r (one rounding, and no extra subtraction; with
-    lo == 0, c = -0.0 and the fma is exactly (x - hi) * r). w and/or b may be NULL."""
+    """y = fma(x - hi, r, c) * w[i] + b[i], the normalized value fma(x - hi, r, c) with
+    c = mean_offset(mean, hi, r, -0.0) (with no low part, c = -0.0 and the fma is exactly
+    (x - hi) * r). w and/or b may be NULL."""
     cdef Py_ssize_t i
     if w != NULL and b != NULL:
         for i in range(n):
@@ -356,26 +350,23 @@ cdef inline void apply_row(const floating* x, floating* y, Py_ssize_t n,
 
 
 cdef inline void apply_columns(const floating* x, floating* y, Py_ssize_t n,
-                               const floating* hi, const floating* lo, const floating* a,
-                               const floating* b) noexcept nogil:
-    """y[j] = ((x[j] - hi[j]) - lo[j]) * a[j] + b[j] along one row; b may be NULL."""
+                               const floating* hi, const floating* a,
+                               const floating* c) noexcept nogil:
+    """y[j] = fma(x[j] - hi[j], a[j], c[j]) along one row."""
     cdef Py_ssize_t j
-    if b != NULL:
-        for j in range(n):
-            y[j] = fmadd((x[j] - hi[j]) - lo[j], a[j], b[j])
-    else:
-        for j in range(n):
-            y[j] = ((x[j] - hi[j]) - lo[j]) * a[j]
+    for j in range(n):
+        y[j] = fmadd(x[j] - hi[j], a[j], c[j])
 
 
-cdef inline floating mean_low_part(double mean, floating hi, double rstd) noexcept nogil:
-    """lo = mean - hi in the data's type, or 0 where its effect on the normalized value,
-    |lo| * rstd, is below 2**-26 (a quarter of float32's half-ulp at 1): the apply then
-    skips one subtraction per element at no visible cost in accuracy."""
-    cdef floating lo = <floating>(mean - <double>hi)
-    if fabs(<double>lo) * rstd < LOW_PART_NEGLIGIBLE:
-        return 0
-    return lo
+cdef inline floating mean_offset(double mean, floating hi, double a, double b) noexcept nogil:
+    """c of the apply y = fma(x - hi, a, c) = (x - mean) * a + b, hi the mean rounded to the
+    data's type: c = b - (mean - hi) * a, the low part of the mean (exact in float64) folded
+    into the offset, so x - hi is exact near the mean and the apply costs one subtraction and
+    one fma whatever the mean (DESIGN.md section 2). b alone when there is no low part."""
+    cdef double lo = mean - <double>hi
+    if lo == 0:
+        return <floating>b
+    return <floating>(b - lo * a)
 
 
 cdef struct GroupParams:
@@ -423,8 +414,7 @@ cdef inline void apply_group_span(const floating* xg, floating* yg,   # IN/OUT o
     time meanwhile, so that its statistics pass reads from cache: the apply's compute then
     overlaps the memory traffic instead of following it."""
     cdef floating hi = <floating>p.mean
-    cdef floating lo = mean_low_part(p.mean, hi, p.rstd)
-    cdef floating c = <floating>(-(<double>lo * p.rstd))    # -0.0 when lo == 0
+    cdef floating c = mean_offset(p.mean, hi, p.rstd, -0.0)
     cdef Py_ssize_t pos = begin, stop, k
     cdef double a
     while pos < end:
@@ -439,8 +429,8 @@ cdef inline void apply_group_span(const floating* xg, floating* yg,   # IN/OUT o
                       (w + pos) if w != NULL else NULL, (b + pos) if b != NULL else NULL)
         else:
             a = p.rstd * w[channel0 + k] if w != NULL else p.rstd
-            apply_run(xg + pos, yg + pos, stop - pos, hi, lo, <floating>a,
-                      b[channel0 + k] if b != NULL else 0)
+            apply_run(xg + pos, yg + pos, stop - pos, hi, <floating>a,
+                      mean_offset(p.mean, hi, a, b[channel0 + k] if b != NULL else 0.0))
         pos = stop
 
 
@@ -685,7 +675,7 @@ cdef void normalize_column_block(const floating* x, floating* y,   # IN/OUT bloc
         r = 1.0 / sqrt(var[j] + eps)
         hi[j] = <floating>mean[j]
         rstd[j] = <floating>r
-        c[j] = <floating>(-(<double>(<floating>(mean[j] - <double>hi[j])) * r))
+        c[j] = mean_offset(mean[j], hi[j], r, -0.0)
     if mean_out != NULL:
         for j in range(width):
             mean_out[j] = mean[j]
@@ -745,19 +735,19 @@ cdef inline Stat normalize_channel(const floating* x, floating* y,  # IN/OUT cha
     cdef Stat st = group_stat(x, n, inner, stride, False, not prefetched)
     cdef GroupParams p = group_params(st, eps, False)
     cdef floating hi = <floating>p.mean
-    cdef floating lo = mean_low_part(p.mean, hi, p.rstd)
     cdef floating a = <floating>(p.rstd * w)
+    cdef floating c = mean_offset(p.mean, hi, p.rstd * w, b)
     cdef Py_ssize_t i, begin, end
     for i in range(n):
         if not prefetch_next:
-            apply_run(x + i * stride, y + i * stride, inner, hi, lo, a, b)
+            apply_run(x + i * stride, y + i * stride, inner, hi, a, c)
             continue
         begin = 0
         while begin < inner:
             end = min(begin + PREFETCH_BLOCK, inner)
             fn_prefetch_l2(x + i * stride + inner + begin,
                            (end - begin) * <Py_ssize_t>sizeof(floating))
-            apply_run(x + i * stride + begin, y + i * stride + begin, end - begin, hi, lo, a, b)
+            apply_run(x + i * stride + begin, y + i * stride + begin, end - begin, hi, a, c)
             begin = end
     return st
 
@@ -802,7 +792,8 @@ def normalize_channels(const floating[::1] x,      # IN  flat (n, channels, inne
     cdef Stat* sts = NULL
     cdef Stat* buf = NULL
     cdef GroupParams p
-    cdef floating hi, lo
+    cdef floating hi
+    cdef double ac
     cdef bint prefetch = n * inner * <Py_ssize_t>sizeof(floating) <= PREFETCH_CHANNEL_MAX
     cdef double* mp = &mean_out[0]
     cdef double* vp = &var_out[0]
@@ -832,10 +823,9 @@ def normalize_channels(const floating[::1] x,      # IN  flat (n, channels, inne
             c = t % channels
             p = group_params(sts[c], eps, False)
             hi = <floating>p.mean
-            lo = mean_low_part(p.mean, hi, p.rstd)
-            apply_run(xp + t * inner, yp + t * inner, inner, hi, lo,
-                      <floating>(p.rstd * (w[c] if w != NULL else 1.0)),
-                      b[c] if b != NULL else 0)
+            ac = p.rstd * (w[c] if w != NULL else 1.0)
+            apply_run(xp + t * inner, yp + t * inner, inner, hi, <floating>ac,
+                      mean_offset(p.mean, hi, ac, b[c] if b != NULL else 0.0))
     free(buf)
     free(sts)
 
@@ -843,28 +833,28 @@ def normalize_channels(const floating[::1] x,      # IN  flat (n, channels, inne
 def apply_channels(const floating[::1] x,     # IN  flat (n, channels, inner) buffer
                    floating[::1] out,         # OUT same size; may be x itself
                    Py_ssize_t n, Py_ssize_t channels, Py_ssize_t inner,
-                   const floating[::1] hi,    # IN  (channels,) mean, high part
-                   const floating[::1] lo,    # IN  (channels,) mean, low part
+                   const floating[::1] hi,    # IN  (channels,) the mean in the data's type
                    const floating[::1] a,     # IN  (channels,) rstd * weight
-                   const floating[::1] b,     # IN  (channels,) bias
+                   const floating[::1] c,     # IN  (channels,) offsets, as mean_offset gives
                    int num_threads):
-    """Per-channel apply with given statistics (BatchNorm, InstanceNorm on running stats)."""
+    """Per-channel apply y = fma(x - hi, a, c) with given statistics (BatchNorm,
+    InstanceNorm on running stats, BatchNorm of (N, C) input)."""
     check_extent(n * channels * inner, x.shape[0], out.shape[0])
-    check_extent(channels, hi.shape[0], min(lo.shape[0], a.shape[0], b.shape[0]))
+    check_extent(channels, hi.shape[0], min(a.shape[0], c.shape[0]))
     cdef int nt = effective_threads(n * channels * inner, num_threads)
     cdef const floating* xp = &x[0]
     cdef floating* yp = &out[0]
-    cdef Py_ssize_t t, c
+    cdef Py_ssize_t t, k
     with nogil:
         if inner == 1:
             for t in prange(n, schedule='static', num_threads=nt, use_threads_if=nt > 1):
                 apply_columns(xp + t * channels, yp + t * channels, channels,
-                              &hi[0], &lo[0], &a[0], &b[0])
+                              &hi[0], &a[0], &c[0])
         else:
             for t in prange(n * channels, schedule='static', num_threads=nt,
                             use_threads_if=nt > 1):
-                c = t % channels
-                apply_run(xp + t * inner, yp + t * inner, inner, hi[c], lo[c], a[c], b[c])
+                k = t % channels
+                apply_run(xp + t * inner, yp + t * inner, inner, hi[k], a[k], c[k])
 
 
 def roof(floating[::1] x,          # IN/OUT flat buffer
@@ -880,7 +870,7 @@ def roof(floating[::1] x,          # IN/OUT flat buffer
         for t in prange(blocks, schedule='static', num_threads=nt, use_threads_if=nt > 1):
             begin = t * APPLY_BLOCK
             apply_run(xp + begin, xp + begin, min(<Py_ssize_t>APPLY_BLOCK, n - begin),
-                      <floating>0, <floating>0, <floating>a, <floating>b)
+                      <floating>0, <floating>a, <floating>b)
 
 
 # ---------------------------------------------------------------------------------------
@@ -942,8 +932,8 @@ cdef inline void batch_norm_eval_run(const floating* xp, floating* yp, Py_ssize_
     cdef double a = 1.0 / sqrt(<double>var[c] + eps)
     if w != NULL:
         a = a * <double>w[c]
-    apply_run(xp + t * inner, yp + t * inner, inner, mean[c], 0, <floating>a,
-              b[c] if b != NULL else 0)
+    apply_run(xp + t * inner, yp + t * inner, inner, mean[c], <floating>a,
+              b[c] if b != NULL else 0)     # (the mean is exact in the data's type)
 
 
 cdef void batch_norm_eval_body(const floating* xp,  # IN  (n, channels, inner) buffer

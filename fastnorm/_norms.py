@@ -50,25 +50,20 @@ def _finish(x, out, dst):
     return dst if dst.dtype == x.dtype else dst.astype(x.dtype)
 
 
-def _mean_split(mean, rstd, dtype):
-    """float64 means as (hi, lo) in the kernel dtype: hi + lo == mean to ~2x the precision,
-    so that ((x - hi) - lo) is nearly exact for x near the mean (DESIGN.md section 2). As in
-    the kernels (mean_low_part), lo is 0 where |lo| * rstd < 2**-26."""
-    hi = mean.astype(dtype)
-    lo = (mean - hi.astype(np.float64)).astype(dtype)
-    lo[np.abs(lo.astype(np.float64)) * rstd < 2.0 ** -26] = 0
-    return hi, lo
-
-
 def _apply_channels(src, dst, n, channels, inner, mean, var, weight, bias, eps, nt):
-    """Per-channel apply from float64 statistics (channels,)."""
+    """Per-channel apply from float64 statistics (channels,): y = fma(x - hi, a, c), hi the
+    mean in the kernel dtype and c = bias - (mean - hi) * a, the mean's low part folded into
+    the offset as the kernels' mean_offset does (DESIGN.md section 2)."""
     cdt = src.dtype
-    rstd = 1.0 / np.sqrt(var + eps)
-    a = rstd * weight.astype(np.float64) if weight is not None else rstd
-    b = bias if bias is not None else np.zeros(channels, dtype=cdt)
-    hi, lo = _mean_split(mean, rstd, cdt)
+    a = 1.0 / np.sqrt(var + eps)
+    if weight is not None:
+        a = a * weight.astype(np.float64)
+    b = bias.astype(np.float64) if bias is not None else np.zeros(channels)
+    hi = mean.astype(cdt)
+    lo = mean - hi.astype(np.float64)
+    c = np.where(lo == 0, b, b - lo * a)
     _dispatch.current.apply_channels(src.reshape(-1), dst.reshape(-1), n, channels, inner,
-                                     hi, lo, a.astype(cdt), b, nt)
+                                     hi, a.astype(cdt), c.astype(cdt), nt)
 
 
 def _fast_threads(num_threads):
