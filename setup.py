@@ -97,8 +97,8 @@ class BuildExt(build_ext):
         self.force = True
         msvc = self.compiler.compiler_type == "msvc"
         omp_c, omp_l = self._openmp_flags(msvc)
-        # no FMA contraction: every expression rounds as written, so all parallel strategies
-        # (and all instruction-set variants) give the same bits
+        # no FMA contraction: every expression rounds as written (fused multiply-adds only
+        # where the source asks), so all parallel strategies give the same bits
         base = ["/O2"] if msvc else ["-O3", "-ffp-contract=off", "-fno-math-errno"]
         native = env_flag("FASTNORM_NATIVE", False)
         kept = []

@@ -4,7 +4,8 @@
 # Two engines (DESIGN.md section 1):
 #   statistics: (count, mean, M2) of fixed-size chunks from shifted sums (_simd.h), merged
 #               with Chan's formula in float64 in a fixed order;
-#   apply:      y = ((x - hi) - lo) * a + b, hi/lo the float64 mean split in two.
+#   apply:      y = fma(x - hi, a, c), hi the float64 mean rounded to the data's type and
+#               its low part folded into the offset c (mean_offset).
 # Every public op is a plan (fastnorm/_norms.py, fastnorm/_stats.py) over the def functions
 # below; the fast paths at the end run the same kernel bodies.
 #
@@ -56,16 +57,21 @@ cdef inline Py_ssize_t ceil_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     return (a + b - 1) // b
 
 
+cdef inline double m2_from_sums(double n, double s1, double s2) noexcept nogil:
+    """M2 = s2 - s1^2/n from sums of d = x - shift and of d*d (written as conditional
+    expressions, so that loops over columns still vectorize)."""
+    cdef double m2 = s2 - s1 * (s1 / n)
+    m2 = 0.0 if m2 < 0 else m2              # rounding guard; NaN stays NaN
+    # finite data whose squares overflow: inf, not inf - inf
+    return INFINITY if s2 == INFINITY and s1 == s1 else m2
+
+
 cdef inline Stat stat_from_sums(double n, double shift, double s1, double s2) noexcept nogil:
     """Chunk statistics from sums of d = x - shift and of d*d."""
     cdef Stat r
     r.n = n
     r.mean = shift + s1 / n
-    r.m2 = s2 - s1 * (s1 / n)
-    if r.m2 < 0:               # rounding guard; NaN stays NaN
-        r.m2 = 0
-    elif s2 == INFINITY and s1 == s1:   # finite data whose squares overflow: inf, not inf-inf
-        r.m2 = INFINITY
+    r.m2 = m2_from_sums(n, s1, s2)
     return r
 
 
@@ -419,7 +425,7 @@ cdef inline void apply_group_span(const floating* xg, floating* yg,   # IN/OUT o
     cdef Py_ssize_t pos = begin, stop, k
     cdef double a
     while pos < end:
-        stop = min(pos + PREFETCH_BLOCK, end)
+        stop = min(pos + PREFETCH_BLOCK, end) if next_xg != NULL else end
         if not per_element:
             k = pos // run_len
             stop = min((k + 1) * run_len, stop)
@@ -522,7 +528,7 @@ def column_moments(const floating[::1] x,     # IN  flat (outer, rows, cols) buf
 
 cdef void normalize_group_range(const floating* xp, floating* yp,
                                 Py_ssize_t g0, Py_ssize_t g1,      # groups g0 <= g < g1
-                                Py_ssize_t groups, Py_ssize_t glen, Py_ssize_t runs,
+                                Py_ssize_t glen, Py_ssize_t runs,
                                 Py_ssize_t run_len, Py_ssize_t param_period,
                                 bint per_element, const floating* w, const floating* b,
                                 double eps, bint rms, bint prefetch,
@@ -570,29 +576,33 @@ cdef int groups_body(const floating* xp,         # IN  (groups, runs*run_len) bu
     cdef Py_ssize_t glen = runs * run_len
     cdef Py_ssize_t g, t, blocks, begin
     cdef Stat* st
+    cdef GroupParams* gp
     cdef Stat* buf
     cdef bint prefetch = glen * <Py_ssize_t>sizeof(floating) <= PREFETCH_GROUP_MAX
     if nt == 1:     # (not even an inactive parallel region: it costs tiny calls ~0.4 us)
-        normalize_group_range(xp, yp, 0, groups, groups, glen, runs, run_len, param_period,
+        normalize_group_range(xp, yp, 0, groups, glen, runs, run_len, param_period,
                               per_element, w, b, eps, rms, prefetch, mp, vp)
         return 0
     if groups >= 2 * nt:    # one contiguous range of groups per thread
         for t in prange(nt, schedule='static', chunksize=1, num_threads=nt):
-            normalize_group_range(xp, yp, t * groups // nt, (t + 1) * groups // nt, groups,
-                                  glen, runs, run_len, param_period, per_element, w, b, eps,
-                                  rms, prefetch, mp, vp)
+            normalize_group_range(xp, yp, t * groups // nt, (t + 1) * groups // nt, glen,
+                                  runs, run_len, param_period, per_element, w, b, eps, rms,
+                                  prefetch, mp, vp)
         return 0
     # few large groups: chunk-parallel statistics, then block-parallel apply (same bits)
     st = <Stat*>malloc(groups * sizeof(Stat))
+    gp = <GroupParams*>malloc(groups * sizeof(GroupParams))
     buf = <Stat*>malloc(groups * ceil_div(glen, CHUNK) * sizeof(Stat))
-    if st == NULL or buf == NULL:
+    if st == NULL or gp == NULL or buf == NULL:
         free(st)
+        free(gp)
         free(buf)
         return -1
     blocks = ceil_div(glen, APPLY_BLOCK)
     grouped_stats(xp, groups, 1, glen, glen, 0, False, st, buf, nt)
-    if mp != NULL:
-        for g in range(groups):
+    for g in range(groups):     # before any block is written: row_group_params may re-read x
+        gp[g] = row_group_params(st[g], xp + g * glen, glen, eps, rms)
+        if mp != NULL:
             mp[g] = st[g].mean
             vp[g] = st[g].m2 / st[g].n
     for t in prange(groups * blocks, schedule='static', num_threads=nt,
@@ -601,10 +611,9 @@ cdef int groups_body(const floating* xp,         # IN  (groups, runs*run_len) bu
         begin = (t - g * blocks) * APPLY_BLOCK
         apply_group_span(xp + g * glen, yp + g * glen, begin,
                          min(begin + APPLY_BLOCK, glen), run_len,
-                         (g % param_period) * runs, per_element,
-                         row_group_params(st[g], xp + g * glen, glen, eps, rms), w, b,
-                         NULL)
+                         (g % param_period) * runs, per_element, gp[g], w, b, NULL)
     free(buf)
+    free(gp)
     free(st)
     return 0
 
@@ -671,9 +680,7 @@ cdef void normalize_column_block(const floating* x, floating* y,   # IN/OUT bloc
     if rows <= ROW_CHUNK:      # the formulas of stat_from_sums and group_params, per column
         column_chunk_sums(x, rows, ld, width, shift, mean, var)
         for j in range(width):
-            m2 = var[j] - mean[j] * (mean[j] / n)
-            m2 = 0.0 if m2 < 0 else m2                # rounding guard; NaN stays NaN
-            m2 = INFINITY if var[j] == INFINITY and mean[j] == mean[j] else m2
+            m2 = m2_from_sums(n, mean[j], var[j])
             mean[j] = shift[j] + mean[j] / n
             var[j] = m2 / n
     else:
@@ -692,10 +699,10 @@ cdef void normalize_column_block(const floating* x, floating* y,   # IN/OUT bloc
         for j in range(width):
             mean_out[j] = mean[j]
             var_out[j] = var[j]
-    h = aligned_head(y, width, sizeof(floating))   # rows are ld apart: the same head each
     for k in range(rows):      # one pass per row: the row's weight/bias are scalars
         wr = w[k] if w != NULL else 1
         br = b[k] if b != NULL else 0
+        h = aligned_head(y + k * ld, width, sizeof(floating))
         apply_column_row_span(x + k * ld, y + k * ld, h, hi, rstd, c, wr, br)
         apply_column_row_span(x + k * ld + h, y + k * ld + h, width - h, hi + h, rstd + h,
                               c + h, wr, br)
@@ -742,7 +749,7 @@ cdef inline Stat normalize_channel(const floating* x, floating* y,  # IN/OUT cha
     """BatchNorm of one channel (n runs of `inner` values, `stride` apart): statistics, then
     the apply while the channel's data is still in cache. prefetch_next: the next channel
     (run i of which follows run i of this one) is prefetched meanwhile, as in
-    normalize_group; prefetched: this one was (its statistics then skip their own
+    normalize_group_range; prefetched: this one was (its statistics then skip their own
     prefetches)."""
     cdef Stat st = group_stat(x, n, inner, stride, False, not prefetched)
     cdef GroupParams p = group_params(st, eps, False)
@@ -934,18 +941,13 @@ cdef enum:
     OP_CHANNELS = 2 # BatchNorm eval: a0 = channels, a1 = inner; p0..p3 = mean, var, w, b
 
 
-cdef inline void batch_norm_eval_run(const floating* xp, floating* yp, Py_ssize_t t,
-                                     Py_ssize_t channels, Py_ssize_t inner,
-                                     const floating* mean, const floating* var,
-                                     const floating* w, const floating* b,
-                                     double eps) noexcept nogil:
-    """Run t (sample t // channels, channel t % channels) of batch_norm_eval_body."""
-    cdef Py_ssize_t c = t % channels
+cdef inline floating eval_scale(Py_ssize_t c, const floating* var, const floating* w,
+                                double eps) noexcept nogil:
+    """rstd * weight of channel c, in float64 as the general path computes it."""
     cdef double a = 1.0 / sqrt(<double>var[c] + eps)
     if w != NULL:
         a = a * <double>w[c]
-    apply_run(xp + t * inner, yp + t * inner, inner, mean[c], <floating>a,
-              b[c] if b != NULL else 0)     # (the mean is exact in the data's type)
+    return <floating>a
 
 
 cdef void batch_norm_eval_body(const floating* xp,  # IN  (n, channels, inner) buffer
@@ -955,14 +957,21 @@ cdef void batch_norm_eval_body(const floating* xp,  # IN  (n, channels, inner) b
                                const floating* w, const floating* b,       # IN  or NULL
                                double eps, int nt) noexcept nogil:
     """BatchNorm with running statistics of the data's dtype, as the general path computes
-    it (rstd * weight in float64, the mean exact in the data's type)."""
-    cdef Py_ssize_t t
-    if nt == 1:     # (no inactive parallel region, as in groups_body)
-        for t in range(n * channels):
-            batch_norm_eval_run(xp, yp, t, channels, inner, mean, var, w, b, eps)
+    it (the mean is exact in the data's type, so the offset is the bias)."""
+    cdef Py_ssize_t t, c, i
+    cdef floating a
+    if nt == 1:     # channel by channel, each scale once (no inactive parallel region)
+        for c in range(channels):
+            a = eval_scale(c, var, w, eps)
+            for i in range(n):
+                t = i * channels + c
+                apply_run(xp + t * inner, yp + t * inner, inner, mean[c], a,
+                          b[c] if b != NULL else 0)
         return
     for t in prange(n * channels, schedule='static', num_threads=nt):
-        batch_norm_eval_run(xp, yp, t, channels, inner, mean, var, w, b, eps)
+        c = t % channels
+        apply_run(xp + t * inner, yp + t * inner, inner, mean[c], eval_scale(c, var, w, eps),
+                  b[c] if b != NULL else 0)
 
 
 cdef int fast_op(const floating* x, floating* y, Py_ssize_t n,
@@ -1007,6 +1016,8 @@ cdef object fast_call(object x, object out, object p0, object p1, object p2, obj
     cdef bint in_place = out is x
     cdef Py_ssize_t size = x.size
     cdef bint release_gil = size >= PARALLEL_MIN_ELEMENTS
+    if release_gil:    # threads resolved once, as the general path does (before any buffer)
+        nt = _threads.resolve(num_threads)
     cdef object y = _np.empty(x.shape, dtype) if out is None else out
     cdef void* yb
     objs = (x, None if in_place else y, p0, p1, p2, p3)
@@ -1025,8 +1036,6 @@ cdef object fast_call(object x, object out, object p0, object p1, object p2, obj
             if taken[i] > 0 and overlaps(&views[i], &views[0]):
                 ok = 0
     if ok:
-        if release_gil:    # threads resolved once, as the general path does
-            nt = _threads.resolve(num_threads)
         yb = views[0].buf if in_place else views[1].buf
         if release_gil:
             with nogil:
@@ -1060,12 +1069,12 @@ def rows_fast(x, object normalized_shape, weight, bias, object eps, bint rms, ou
         if len(normalized_shape) != 1:
             return None
         normalized_shape = normalized_shape[0]
-    if type(normalized_shape) is not int or not fast_x(x):
+    if type(normalized_shape) is not int or not fast_x(x) or x.ndim == 0:
         return None
     shape = x.shape
-    if shape[len(shape) - 1] != normalized_shape:
+    row_len = shape[x.ndim - 1]
+    if row_len != normalized_shape:
         return None
-    row_len = shape[len(shape) - 1]
     dtype = x.dtype
     if eps is None and rms:
         e = _F32_EPS if dtype is _F32 else _F64_EPS

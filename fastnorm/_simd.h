@@ -8,15 +8,16 @@
  *   type, so that x - shift is exact for data whose spread is small against its mean). The
  *   round-off of M2 grows with s2/M2 = 1 + k^2, k = |shift - mean|/std; when k^2 > 1/2
  *   (outliers where the shift was sampled) the chunk is summed again around its mean.
- * - float64 data: float64 lanes. float32 data: deviations and squares in float32 lanes for
- *   FN_FLUSH vectors at a time, then float64 (twice the width of float64 lanes); with
- *   `precise` (moments), or where float32 squares would overflow (spread beyond ~1e18),
- *   underflow, or for NaN/Inf, float64 lanes.
+ * - float64 data: float64 lanes. float32 data: deviations and squares in float32 lanes, each
+ *   lane summing FN_FLUSH * FN_ACCS values (a sequential run of FN_FLUSH, then a pairwise
+ *   tree) before the float64 add; with `precise` (moments), or where float32 squares would
+ *   overflow (spread beyond ~1e18), underflow, or for NaN/Inf, float64 lanes.
  *
- * Written with GCC/Clang vector extensions so the reductions vectorize at every target width
+ * Written with GCC/Clang vector extensions so the reductions vectorize at the target's width
  * without reassociation flags: lanes and their merge order are fixed in the source, so every
- * instruction set and every thread count gives the same bits. Other compilers get the same
- * method in scalar C with float64 accumulators.
+ * thread count gives the same bits within one instruction-set variant (variants differ in
+ * lane count and FMA: they agree within rounding). Other compilers get the same method in
+ * scalar C with float64 accumulators.
  */
 #ifndef FASTNORM_SIMD_H
 #define FASTNORM_SIMD_H
@@ -26,7 +27,7 @@
 
 #define FN_SHIFT_SAMPLE 16
 #define FN_ACCS64 4        /* accumulator vectors of the float64 lanes (FN_ACCS: below) */
-#define FN_FLUSH 4         /* float32 vectors per lane before the float64 add */
+#define FN_FLUSH 4         /* float32 vectors per accumulator before the float64 add */
 #define FN_F32_MEAN_SQUARE_MIN 1e-30
 #define FN_F32_SUM_SQUARES_MAX 1e36   /* below FLT_MAX: no lane sum of squares overflowed */
 /* The round-off of M2 = s2 - s1^2/n grows with s2/M2 = 1 + k^2, k = |shift - mean|/std. When
@@ -92,18 +93,12 @@ static inline double fn_shift_f32_scalar(const float *x, ptrdiff_t n) {
 #if defined(__AVX512F__)
 #define FN_VF 16
 #define FN_ACCS 8
-#define FN_LO_HALF 0, 1, 2, 3, 4, 5, 6, 7
-#define FN_HI_HALF 8, 9, 10, 11, 12, 13, 14, 15
 #elif defined(__AVX__)
 #define FN_VF 8
 #define FN_ACCS 4
-#define FN_LO_HALF 0, 1, 2, 3
-#define FN_HI_HALF 4, 5, 6, 7
 #else                   /* SSE2, NEON: 16 or 32 registers; 8 pairs measured best on SSE2 */
 #define FN_VF 4
 #define FN_ACCS 8
-#define FN_LO_HALF 0, 1
-#define FN_HI_HALF 2, 3
 #endif
 #define FN_VD (FN_VF / 2)
 typedef float fn_vf __attribute__((vector_size(4 * FN_VF)));
@@ -120,7 +115,8 @@ static inline double fn_hsum(fn_vd v) {
     return t[0];
 }
 
-#if FN_VF == 16
+/* (halves are taken with memcpy: __builtin_shufflevector needs GCC 12) */
+#if FN_VF == 16 && FN_SHIFT_SAMPLE == 16
 typedef float fn_v4f __attribute__((vector_size(16)));
 typedef float fn_v8f __attribute__((vector_size(32)));
 /* The mean of the first 16 values, in float32 lanes (scaled first, so the sum cannot
@@ -129,15 +125,18 @@ typedef float fn_v8f __attribute__((vector_size(32)));
 static inline double fn_shift_f32(const float *x, ptrdiff_t n) {
     const float s = 1.0f / FN_SHIFT_SAMPLE;
     fn_vf v, sv = {s, s, s, s, s, s, s, s, s, s, s, s, s, s, s, s};
-    fn_v8f h;
-    fn_v4f q;
+    fn_v8f h, h2;
+    fn_v4f q, q2;
     if (n < FN_SHIFT_SAMPLE)
         return fn_shift_f32_scalar(x, n);
     memcpy(&v, x, sizeof v);
     v *= sv;
-    h = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7)
-        + __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
-    q = __builtin_shufflevector(h, h, 0, 1, 2, 3) + __builtin_shufflevector(h, h, 4, 5, 6, 7);
+    memcpy(&h, &v, sizeof h);
+    memcpy(&h2, (const char *)&v + sizeof h, sizeof h2);
+    h += h2;
+    memcpy(&q, &h, sizeof q);
+    memcpy(&q2, (const char *)&h + sizeof q, sizeof q2);
+    q += q2;
     return (double)((q[0] + q[2]) + (q[1] + q[3]));
 }
 #else
@@ -178,8 +177,9 @@ FN_DEFINE_SUMS_F64(fn_chunk_sums_f64_at, double, fn_vd)
 FN_DEFINE_SUMS_F64(fn_chunk_sums_f32_wide, float, fn_vhf)
 
 static inline fn_vd fn_widen_sum(fn_vf v) {
-    fn_vhf lo = __builtin_shufflevector(v, v, FN_LO_HALF);
-    fn_vhf hi = __builtin_shufflevector(v, v, FN_HI_HALF);
+    fn_vhf lo, hi;
+    memcpy(&lo, &v, sizeof lo);
+    memcpy(&hi, (const char *)&v + sizeof lo, sizeof hi);
     return __builtin_convertvector(lo, fn_vd) + __builtin_convertvector(hi, fn_vd);
 }
 
@@ -212,9 +212,9 @@ static inline void fn_lanes_step(const float *x, fn_vf cv, fn_vf *a1, fn_vf *a2)
 FN_FMA_FUNCTION
 static inline void fn_chunk_sums_f32_lanes(const float *x, ptrdiff_t n, double c64,
                                            double *s1, double *s2) {
+    FN_CONTRACT_FMA     /* (clang: first in the block) */
     double t1 = 0.0, t2 = 0.0;
     float c = (float)c64;
-    FN_CONTRACT_FMA
     fn_vf cv, a1[FN_ACCS], a2[FN_ACCS], r1, r2;
     fn_vd w1, w2;
     ptrdiff_t i = 0;

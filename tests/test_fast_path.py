@@ -496,3 +496,11 @@ def test_large_batch_norm_eval_matches_float64_formula(shape, dtype):
         xi = x.copy()
         assert fn.batch_norm(xi, rm, rv, out=xi, num_threads=nt) is xi
         np.testing.assert_allclose(xi, ref_plain, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("op", [fn.layer_norm, fn.rms_norm])
+def test_zero_dim_array_gets_the_general_error(op):
+    x = np.array(1.0, np.float32)      # an ndarray of size 1 and no last dim
+    assert _dispatch.current.rows_fast(x, 1, None, None, 1e-5, False, None, None) is None
+    with pytest.raises(ValueError, match="x must have at least 1 dimension"):
+        op(x, 1)

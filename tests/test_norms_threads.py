@@ -139,3 +139,20 @@ def test_forked_child_after_parallel_region_does_not_hang():
     assert proc.exitcode == 0
     assert got[0] == y_parent.tobytes()
     assert got[1] == np.asarray(v_parent).tobytes()
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_rms_norm_of_inf_in_few_large_groups(in_place):
+    """Few large groups run chunk-parallel statistics, then a block-parallel apply. An
+    infinite value makes RMSNorm re-read its group for mean(x^2): that must happen before
+    any block of the group is written (in place, a block written first would turn the
+    re-read into NaN for the others)."""
+    rng = rng_for("rms inf few groups")
+    x = rng.standard_normal((2, 1 << 17)).astype(np.float32)
+    x[0, 0] = np.inf
+    x[1, 70000] = -np.inf
+    expected = np.where(np.isinf(x), np.nan, 0.0).astype(np.float32)
+    for nt in (1, 2, 3):
+        y = x.copy()
+        got = fastnorm.rms_norm(y, x.shape[-1], out=y if in_place else None, num_threads=nt)
+        np.testing.assert_array_equal(got, expected)
