@@ -45,29 +45,32 @@
 #define fn_fma(a, b, c) ((a) * (b) + (c))
 #endif
 
-/* ask for the first `bytes` of a region that is about to be read (the next segment of a
- * BatchNorm channel: hardware prefetchers stop at the strided jump between segments) */
-static inline void fn_prefetch(const void *p, ptrdiff_t bytes) {
+/* ask for the first `bytes` of a region that is about to be read: into L1 (the next segment
+ * of a BatchNorm channel: hardware prefetchers stop at the strided jump between segments),
+ * or with `l2` into L2 only (the next group, fetched while this one is normalized from L1,
+ * so that its statistics pass reads from cache instead of waiting on L3/DRAM) */
+static inline void fn_prefetch_to(const void *p, ptrdiff_t bytes, int l2) {
 #if defined(__GNUC__) || defined(__clang__)
     const char *c = (const char *)p;
     ptrdiff_t i;
-    for (i = 0; i < bytes; i += 64) __builtin_prefetch(c + i, 0, 3);
+    if (l2)
+        for (i = 0; i < bytes; i += 64) __builtin_prefetch(c + i, 0, 2);
+    else
+        for (i = 0; i < bytes; i += 64) __builtin_prefetch(c + i, 0, 3);
 #else
-    (void)p; (void)bytes;
+    (void)p; (void)bytes; (void)l2;
 #endif
 }
+#define fn_prefetch(p, bytes) fn_prefetch_to((p), (bytes), 0)
+#define fn_prefetch_l2(p, bytes) fn_prefetch_to((p), (bytes), 1)
 
-/* the same into L2 only: for the next group, fetched while this one is normalized from L1,
- * so that its statistics pass reads from cache instead of waiting on L3/DRAM */
-static inline void fn_prefetch_l2(const void *p, ptrdiff_t bytes) {
-#if defined(__GNUC__) || defined(__clang__)
-    const char *c = (const char *)p;
-    ptrdiff_t i;
-    for (i = 0; i < bytes; i += 64) __builtin_prefetch(c + i, 0, 2);
-#else
-    (void)p; (void)bytes;
-#endif
-}
+/* the values x[i:n] (fewer than a vector) into the float64 sums t1, t2 around c */
+#define FN_TAIL_SUMS(x, i, n, c, t1, t2)                                              \
+    for (; (i) < (n); (i)++) {                                                        \
+        double d_ = (double)(x)[i] - (c);                                             \
+        (t1) += d_;                                                                   \
+        (t2) += d_ * d_;                                                              \
+    }
 
 static inline double fn_shift_f32_scalar(const float *x, ptrdiff_t n) {
     double t[FN_SHIFT_SAMPLE];
@@ -163,11 +166,7 @@ static inline void NAME(const T *x, ptrdiff_t n, double c, double *s1, double *s
             a2[k] += d * d;                                                             \
         }                                                                               \
     }                                                                                   \
-    for (; i < n; i++) {                                                                \
-        double d = (double)x[i] - c;                                                    \
-        t1 += d;                                                                        \
-        t2 += d * d;                                                                    \
-    }                                                                                   \
+    FN_TAIL_SUMS(x, i, n, c, t1, t2);                                                   \
     for (l = FN_ACCS64 / 2; l > 0; l /= 2)                                              \
         for (k = 0; k < l; k++) { a1[k] += a1[k + l]; a2[k] += a2[k + l]; }             \
     *s1 = t1 + fn_hsum(a1[0]);                                                          \
@@ -249,11 +248,7 @@ static inline void fn_chunk_sums_f32_lanes(const float *x, ptrdiff_t n, double c
         w1 += fn_widen_sum(a1[0]);
         w2 += fn_widen_sum(a2[0]);
     }
-    for (; i < n; i++) {
-        double d = (double)x[i] - c64;
-        t1 += d;
-        t2 += d * d;
-    }
+    FN_TAIL_SUMS(x, i, n, c64, t1, t2);
     *s1 = t1 + fn_hsum(w1);
     *s2 = t2 + fn_hsum(w2);
 }
@@ -276,11 +271,7 @@ static inline void NAME(const T *x, ptrdiff_t n, double c, double *s1, double *s
             a1[k] += d;                                                               \
             a2[k] += d * d;                                                           \
         }                                                                             \
-    for (; i < n; i++) {                                                              \
-        double d = (double)x[i] - c;                                                  \
-        t1 += d;                                                                      \
-        t2 += d * d;                                                                  \
-    }                                                                                 \
+    FN_TAIL_SUMS(x, i, n, c, t1, t2);                                                 \
     for (k = 0; k < FN_SCALAR_LANES; k++) { t1 += a1[k]; t2 += a2[k]; }               \
     *s1 = t1;                                                                         \
     *s2 = t2;                                                                         \

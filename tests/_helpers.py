@@ -10,6 +10,7 @@
 
 import contextlib
 import re
+import threading
 import zlib
 
 import numpy as np
@@ -175,6 +176,28 @@ def unchanged(*arrays):
         for i, (a, c) in enumerate(zip(arrays, copies)):
             assert a.shape == c.shape and a.dtype == c.dtype
             np.testing.assert_array_equal(a, c, err_msg="argument #%d was modified" % i)
+
+
+def run_in_threads(worker, n, timeout):
+    """Run worker(0) ... worker(n-1) in n threads that start together (worker gets its
+    index); assert that none hangs (join timeout, seconds) and that none raised."""
+    barrier = threading.Barrier(n)
+    errors = []
+
+    def body(i):
+        try:
+            barrier.wait(timeout)
+            worker(i)
+        except BaseException as exc:        # noqa: BLE001 - reported below
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=body, args=(i,)) for i in range(n)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout)
+    assert not any(th.is_alive() for th in threads), "a worker thread hangs"
+    assert not errors, errors
 
 
 # --------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import fastnorm as fn
-from _helpers import rng_for
+from _helpers import rng_for, run_in_threads
 from fastnorm import _dispatch
 
 
@@ -348,33 +348,22 @@ def test_concurrent_large_calls_give_the_serial_results():
     for job, exp in zip(jobs, expected):
         assert_bitwise(job[0][0](out=np.empty_like(job[0][1])), exp[0], "reference")
 
-    barrier = threading.Barrier(nthreads)
-    errors, mismatches = [], []
+    mismatches = []
 
     def worker(k):
-        try:
-            barrier.wait(30)
-            for r in range(repeats):
-                for j, (call, x) in enumerate(jobs[k]):
-                    if r % 2:
-                        y = x.copy()
-                        ok = call(out=y) is y
-                    else:
-                        y = call()
-                        ok = y is not x
-                    ok = ok and np.array_equal(y.view(np.uint32), expected[k][j].view(np.uint32))
-                    if not ok:
-                        mismatches.append((k, r, j))
-        except BaseException as exc:        # noqa: BLE001 - reported below
-            errors.append(repr(exc))
+        for r in range(repeats):
+            for j, (call, x) in enumerate(jobs[k]):
+                if r % 2:
+                    y = x.copy()
+                    ok = call(out=y) is y
+                else:
+                    y = call()
+                    ok = y is not x
+                ok = ok and np.array_equal(y.view(np.uint32), expected[k][j].view(np.uint32))
+                if not ok:
+                    mismatches.append((k, r, j))
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(nthreads)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(60)
-    assert not any(th.is_alive() for th in threads), "a worker thread hangs"
-    assert not errors, errors
+    run_in_threads(worker, nthreads, 60)
     assert not mismatches, "results differ from the serial ones (thread, repeat, op): %s" % (
         mismatches[:10],)
 

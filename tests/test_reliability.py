@@ -25,7 +25,8 @@ import pytest
 
 import fastnorm
 from _helpers import (arrays_in, ref_batch_norm, ref_channel_layer_norm, ref_group_norm,
-                      ref_instance_norm, ref_layer_norm, ref_rms_norm, rng_for)
+                      ref_instance_norm, ref_layer_norm, ref_rms_norm, rng_for,
+                      run_in_threads)
 
 OPS = ["batch_norm", "instance_norm", "group_norm", "layer_norm", "rms_norm",
        "channel_layer_norm"]
@@ -170,28 +171,17 @@ def test_concurrent_calls_of_every_op_are_bitwise_serial():
 
     serial = [_bits(run(job, 1)) for job in jobs]
     n_threads, rounds = 8, 3
-    barrier = threading.Barrier(n_threads)
-    failures, errors = [], []
+    failures = []
 
     def worker(t):
-        try:
-            barrier.wait()
-            for r in range(rounds):
-                for j in range(len(jobs)):
-                    k = (j + 5 * t + r) % len(jobs)       # every thread in its own order
-                    nt = (1, 2, None)[(t + r + k) % 3]
-                    if _bits(run(jobs[k], nt)) != serial[k]:
-                        failures.append((t, jobs[k][0], jobs[k][2], nt))
-        except BaseException as exc:  # noqa: B036 - reported below
-            errors.append(repr(exc))
+        for r in range(rounds):
+            for j in range(len(jobs)):
+                k = (j + 5 * t + r) % len(jobs)       # every thread in its own order
+                nt = (1, 2, None)[(t + r + k) % 3]
+                if _bits(run(jobs[k], nt)) != serial[k]:
+                    failures.append((t, jobs[k][0], jobs[k][2], nt))
 
-    threads = [threading.Thread(target=worker, args=(t,)) for t in range(n_threads)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(120)
-    assert not any(th.is_alive() for th in threads), "a worker thread hangs"
-    assert not errors, errors
+    run_in_threads(worker, n_threads, 120)
     assert not failures, "results differ from the serial ones: %s" % failures[:10]
 
 
