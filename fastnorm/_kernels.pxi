@@ -37,9 +37,12 @@ cdef enum:
     # these sizes (bytes). Measured side by side (2 threads): LayerNorm rows of 3 KB 1.7x ->
     # 1.2x the roof, BatchNorm training channels of 400 KB 1.64x -> 1.50x; InstanceNorm and
     # GroupNorm groups of 64-100 KB lose 5-15%, and prefetching 2 groups ahead loses too.
+    # Nor when a thread's share is under half an L2: a call that small mostly finds its data
+    # in cache (LayerNorm (1, 197, 768): 8% faster without).
     PREFETCH_GROUP_MAX = 32768
-    PIPELINE_GROUP_MAX = 8192     # bytes: see normalize_group_range
     PREFETCH_CHANNEL_MAX = 524288
+    PREFETCH_MIN_PER_THREAD = 1048576
+    PIPELINE_GROUP_MAX = 8192     # bytes: see normalize_group_range
 
 
 
@@ -578,7 +581,9 @@ cdef int groups_body(const floating* xp,         # IN  (groups, runs*run_len) bu
     cdef Stat* st
     cdef GroupParams* gp
     cdef Stat* buf
-    cdef bint prefetch = glen * <Py_ssize_t>sizeof(floating) <= PREFETCH_GROUP_MAX
+    cdef bint prefetch = (glen * <Py_ssize_t>sizeof(floating) <= PREFETCH_GROUP_MAX
+                          and groups * glen * <Py_ssize_t>sizeof(floating)
+                          > nt * PREFETCH_MIN_PER_THREAD)
     if nt == 1:     # (not even an inactive parallel region: it costs tiny calls ~0.4 us)
         normalize_group_range(xp, yp, 0, groups, glen, runs, run_len, param_period,
                               per_element, w, b, eps, rms, prefetch, mp, vp)
@@ -813,7 +818,9 @@ def normalize_channels(const floating[::1] x,      # IN  flat (n, channels, inne
     cdef GroupParams p
     cdef floating hi
     cdef double ac
-    cdef bint prefetch = n * inner * <Py_ssize_t>sizeof(floating) <= PREFETCH_CHANNEL_MAX
+    cdef bint prefetch = (n * inner * <Py_ssize_t>sizeof(floating) <= PREFETCH_CHANNEL_MAX
+                          and n * channels * inner * <Py_ssize_t>sizeof(floating)
+                          > nt * PREFETCH_MIN_PER_THREAD)
     cdef double* mp = &mean_out[0]
     cdef double* vp = &var_out[0]
     if nt == 1:
