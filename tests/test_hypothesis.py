@@ -124,15 +124,54 @@ def check_result(y, out, x, ref, dtype, what="y"):
 EPS = st.sampled_from([1e-5, 1e-3, 0.1, 1.0])
 
 
+def draw_input(draw, **shape_kw):
+    """(dtype, shape, x0): the input of one example."""
+    dtype = draw(DTYPES)
+    shape = draw(shapes(**shape_kw))
+    return dtype, shape, draw(arrays(shape, dtype))
+
+
+def running_stats(C, dtype, present):
+    """(running_mean, running_var) of C channels, or (None, None)."""
+    if not present:
+        return None, None
+    return (np.random.default_rng(1).normal(0, 1, C).astype(dtype),
+            np.random.default_rng(2).uniform(0.5, 2, C).astype(dtype))
+
+
+def assert_rejected(call, *arrays):
+    """call() raises ValueError and leaves every array handed in unchanged."""
+    snap = snapshot(*arrays)
+    with pytest.raises(ValueError):
+        call()
+    assert_unchanged(snap)
+
+
+def check_running(rm, rv, erm, erv):
+    np.testing.assert_allclose(rm, erm, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(rv, erv, rtol=1e-5, atol=1e-6)
+
+
+def split_stats(res, return_stats, stats_shape, mean, rstd, dtype):
+    """y of a call made with return_stats, its mean and rstd checked against the reference
+    when they were asked for."""
+    if not return_stats:
+        return res
+    y, m, r = res
+    assert m.shape == r.shape == stats_shape
+    assert m.dtype == r.dtype == np.dtype(dtype)
+    assert_close_to_ref(m, mean, dtype, what="mean")
+    np.testing.assert_allclose(r, rstd, rtol=1e-5 if dtype == np.float32 else 1e-9)
+    return y
+
+
 # --------------------------------------------------------------------------------------
 
 @SETTINGS
 @given(data=st.data())
 def test_batch_norm_property(data):
     draw = data.draw
-    dtype = draw(DTYPES)
-    shape = draw(shapes())
-    x0 = draw(arrays(shape, dtype))
+    dtype, shape, x0 = draw_input(draw)
     C = shape[1]
     w = draw(params((C,), dtype))
     b = draw(params((C,), dtype))
@@ -140,18 +179,15 @@ def test_batch_norm_property(data):
     training = mode.startswith("train")
     stats = not mode.endswith("nostats")
     rdtype = draw(st.sampled_from([dtype, np.float64]))
-    rm = np.random.default_rng(1).normal(0, 1, C).astype(rdtype) if stats else None
-    rv = np.random.default_rng(2).uniform(0.5, 2, C).astype(rdtype) if stats else None
+    rm, rv = running_stats(C, rdtype, stats)
     momentum = draw(st.sampled_from([0.0, 0.1, 0.5, 1.0]))
     eps = draw(EPS)
     x, out = out_mode(data.draw, x0)
     count = x.size // C
     uses_batch = training or not stats
     if uses_batch and count < 2 and training:
-        snap = snapshot(x, out, rm, rv, w, b)
-        with pytest.raises(ValueError):
-            fastnorm.batch_norm(x, rm, rv, w, b, training, momentum, eps, out=out)
-        assert_unchanged(snap)
+        assert_rejected(lambda: fastnorm.batch_norm(x, rm, rv, w, b, training, momentum, eps,
+                                                    out=out), x, out, rm, rv, w, b)
         return
     assume(not (uses_batch and count < 2))
     ref, erm, erv = ref_batch_norm(x, rm, rv, w, b, training, momentum, eps)
@@ -161,34 +197,29 @@ def test_batch_norm_property(data):
     check_result(y, out, x0, ref, dtype)
     assert_unchanged(snap)
     if training and stats:
-        np.testing.assert_allclose(rm, erm, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(rv, erv, rtol=1e-5, atol=1e-6)
+        check_running(rm, rv, erm, erv)
 
 
 @SETTINGS
 @given(data=st.data())
 def test_instance_norm_property(data):
     draw = data.draw
-    dtype = draw(DTYPES)
-    shape = draw(shapes(min_rank=3))
-    x0 = draw(arrays(shape, dtype))
+    dtype, shape, x0 = draw_input(draw, min_rank=3)
     C = shape[1]
     w = draw(params((C,), dtype))
     b = draw(params((C,), dtype))
     mode = draw(st.sampled_from(["input", "input_stats", "running"]))
     use_input_stats = mode != "running"
     stats = mode != "input"
-    rm = np.random.default_rng(1).normal(0, 1, C).astype(dtype) if stats else None
-    rv = np.random.default_rng(2).uniform(0.5, 2, C).astype(dtype) if stats else None
+    rm, rv = running_stats(C, dtype, stats)
     momentum = draw(st.sampled_from([0.0, 0.1, 1.0]))
     eps = draw(EPS)
     x, out = out_mode(data.draw, x0)
     inner = math.prod(shape[2:])
     if use_input_stats and inner < 2:
-        snap = snapshot(x, out, rm, rv, w, b)
-        with pytest.raises(ValueError):
-            fastnorm.instance_norm(x, rm, rv, w, b, use_input_stats, momentum, eps, out=out)
-        assert_unchanged(snap)
+        assert_rejected(lambda: fastnorm.instance_norm(x, rm, rv, w, b, use_input_stats,
+                                                       momentum, eps, out=out),
+                        x, out, rm, rv, w, b)
         return
     ref, erm, erv = ref_instance_norm(x, rm, rv, w, b, use_input_stats, momentum, eps)
     snap = snapshot(*(a for a in (x, w, b) if a is not out)) + (
@@ -197,17 +228,14 @@ def test_instance_norm_property(data):
     check_result(y, out, x0, ref, dtype)
     assert_unchanged(snap)
     if stats and use_input_stats:
-        np.testing.assert_allclose(rm, erm, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(rv, erv, rtol=1e-5, atol=1e-6)
+        check_running(rm, rv, erm, erv)
 
 
 @SETTINGS
 @given(data=st.data())
 def test_group_norm_property(data):
     draw = data.draw
-    dtype = draw(DTYPES)
-    shape = draw(shapes())
-    x0 = draw(arrays(shape, dtype))
+    dtype, shape, x0 = draw_input(draw)
     C = shape[1]
     G = draw(st.sampled_from([g for g in range(1, C + 1) if C % g == 0]))
     w = draw(params((C,), dtype))
@@ -219,13 +247,7 @@ def test_group_norm_property(data):
     snap = snapshot(*(a for a in (x, w, b) if a is not out))
     res = fastnorm.group_norm(x, G, w, b, eps, out=out, return_stats=return_stats)
     assert_unchanged(snap)
-    if return_stats:
-        y, m, r = res
-        assert m.shape == r.shape == (shape[0], G) and m.dtype == r.dtype == np.dtype(dtype)
-        assert_close_to_ref(m, mean, dtype, what="mean")
-        np.testing.assert_allclose(r, rstd, rtol=1e-5 if dtype == np.float32 else 1e-9)
-    else:
-        y = res
+    y = split_stats(res, return_stats, (shape[0], G), mean, rstd, dtype)
     check_result(y, out, x0, ref, dtype)
 
 
@@ -243,9 +265,7 @@ def normalized_shape_arg(draw, shape):
 @given(data=st.data())
 def test_layer_norm_property(data):
     draw = data.draw
-    dtype = draw(DTYPES)
-    shape = draw(shapes())
-    x0 = draw(arrays(shape, dtype))
+    dtype, shape, x0 = draw_input(draw)
     k, nshape, arg = draw(normalized_shape_arg(shape))
     w = draw(params(nshape, dtype))
     b = draw(params(nshape, dtype))
@@ -256,14 +276,7 @@ def test_layer_norm_property(data):
     snap = snapshot(*(a for a in (x, w, b) if a is not out))
     res = fastnorm.layer_norm(x, arg, w, b, eps, out=out, return_stats=return_stats)
     assert_unchanged(snap)
-    if return_stats:
-        y, m, r = res
-        assert m.shape == r.shape == shape[:len(shape) - k] + (1,) * k
-        assert m.dtype == r.dtype == np.dtype(dtype)
-        assert_close_to_ref(m, mean, dtype, what="mean")
-        np.testing.assert_allclose(r, rstd, rtol=1e-5 if dtype == np.float32 else 1e-9)
-    else:
-        y = res
+    y = split_stats(res, return_stats, shape[:len(shape) - k] + (1,) * k, mean, rstd, dtype)
     check_result(y, out, x0, ref, dtype)
 
 
@@ -271,9 +284,7 @@ def test_layer_norm_property(data):
 @given(data=st.data())
 def test_rms_norm_property(data):
     draw = data.draw
-    dtype = draw(DTYPES)
-    shape = draw(shapes())
-    x0 = draw(arrays(shape, dtype))
+    dtype, shape, x0 = draw_input(draw)
     k, nshape, arg = draw(normalized_shape_arg(shape))
     w = draw(params(nshape, dtype))
     eps = draw(st.sampled_from([None, 1e-6, 1e-3, 1.0]))
@@ -289,9 +300,7 @@ def test_rms_norm_property(data):
 @given(data=st.data())
 def test_channel_layer_norm_property(data):
     draw = data.draw
-    dtype = draw(DTYPES)
-    shape = draw(shapes())
-    x0 = draw(arrays(shape, dtype))
+    dtype, shape, x0 = draw_input(draw)
     C = shape[1]
     w = draw(params((C,), dtype))
     b = draw(params((C,), dtype))

@@ -26,6 +26,23 @@ TORCH_DTYPE = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.
 # helpers
 # --------------------------------------------------------------------------------------
 
+
+def check_returned(res, return_stats, stat_shape, ref, peer, dtype):
+    """y (and, with return_stats, the mean and rstd of shape stat_shape) against the
+    float64 reference ref = (y, mean, rstd) and PyTorch's results peer (or None)."""
+    if return_stats:
+        assert isinstance(res, tuple) and len(res) == 3
+        y, mean, rstd = res
+        for name, got, i in (("mean", mean, 1), ("rstd", rstd, 2)):
+            assert isinstance(got, np.ndarray)
+            assert got.shape == stat_shape, (name, got.shape, stat_shape)
+            assert got.dtype == dtype, (name, got.dtype)
+            assert_close_to_ref(got, ref[i], dtype, peer and peer[i], name)
+    else:
+        assert isinstance(res, np.ndarray)
+        y = res
+    assert_close_to_ref(y, ref[0], dtype, peer and peer[0], "y")
+
 def _t(a, tdtype):
     """A torch copy (never sharing memory with the NumPy array) or None."""
     if a is None:
@@ -295,18 +312,7 @@ def test_group_norm(rank, dtype, affine, return_stats, out_mode):
     ref, peer = _torch_runs(dtype, lambda td: _torch_group_norm(x, G, w, b, eps, td))
     kwargs = {"return_stats": True} if return_stats else {}
     res = run_fastnorm(fastnorm.group_norm, x, (G, w, b, eps), kwargs, out_mode, rng)
-    if return_stats:
-        assert isinstance(res, tuple) and len(res) == 3
-        y, mean, rstd = res
-        for name, got, i in (("mean", mean, 1), ("rstd", rstd, 2)):
-            assert isinstance(got, np.ndarray)
-            assert got.shape == (shape[0], G), (name, got.shape)
-            assert got.dtype == dtype, (name, got.dtype)
-            assert_close_to_ref(got, ref[i], dtype, peer and peer[i], name)
-    else:
-        assert isinstance(res, np.ndarray)
-        y = res
-    assert_close_to_ref(y, ref[0], dtype, peer and peer[0], "y")
+    check_returned(res, return_stats, (shape[0], G), ref, peer, dtype)
     np_ref = ref_group_norm(x, G, w, b, eps)
     np.testing.assert_allclose(ref[0], np_ref[0], rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(ref[2], np_ref[2], rtol=1e-9, atol=1e-9)
@@ -356,19 +362,7 @@ def test_layer_norm(rank, k, dtype, affine, return_stats, out_mode):
     ref, peer = _torch_runs(dtype, lambda td: _torch_layer_norm(x, nshape, w, b, eps, td))
     kwargs = {"return_stats": True} if return_stats else {}
     res = run_fastnorm(fastnorm.layer_norm, x, (ns_arg, w, b, eps), kwargs, out_mode, rng)
-    if return_stats:
-        assert isinstance(res, tuple) and len(res) == 3
-        y, mean, rstd = res
-        stat_shape = shape[:rank - k] + (1,) * k
-        for name, got, i in (("mean", mean, 1), ("rstd", rstd, 2)):
-            assert isinstance(got, np.ndarray)
-            assert got.shape == stat_shape, (name, got.shape, stat_shape)
-            assert got.dtype == dtype, (name, got.dtype)
-            assert_close_to_ref(got, ref[i], dtype, peer and peer[i], name)
-    else:
-        assert isinstance(res, np.ndarray)
-        y = res
-    assert_close_to_ref(y, ref[0], dtype, peer and peer[0], "y")
+    check_returned(res, return_stats, shape[:rank - k] + (1,) * k, ref, peer, dtype)
     np_ref = ref_layer_norm(x, nshape, w, b, eps)
     np.testing.assert_allclose(ref[0], np_ref[0], rtol=1e-9, atol=1e-9)
 

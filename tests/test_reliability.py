@@ -27,6 +27,7 @@ import fastnorm
 from _helpers import (arrays_in, ref_batch_norm, ref_channel_layer_norm, ref_group_norm,
                       ref_instance_norm, ref_layer_norm, ref_rms_norm, rng_for,
                       run_in_threads)
+from _helpers import valid_call as helpers_valid_call
 
 OPS = ["batch_norm", "instance_norm", "group_norm", "layer_norm", "rms_norm",
        "channel_layer_norm"]
@@ -567,24 +568,7 @@ HSHAPE = (3, 4, 5, 6)
 
 def valid_call(op, dtype=np.float32, shape=HSHAPE):
     """x and a valid keyword set with every parameter (training mode)."""
-    rng = rng_for("hostile", op, shape)
-    x = (rng.standard_normal(shape) * 2 + 1).astype(dtype)
-    C = shape[1]
-    w, b = rng.uniform(0.5, 1.5, C).astype(dtype), rng.normal(0, 1, C).astype(dtype)
-    rm, rv = rng.normal(0, 1, C).astype(dtype), rng.uniform(0.5, 2, C).astype(dtype)
-    wn = rng.uniform(0.5, 1.5, shape[2:]).astype(dtype)
-    bn = rng.normal(0, 1, shape[2:]).astype(dtype)
-    kw = {
-        "batch_norm": dict(running_mean=rm, running_var=rv, weight=w, bias=b, training=True,
-                           momentum=0.1, eps=1e-5),
-        "instance_norm": dict(running_mean=rm, running_var=rv, weight=w, bias=b,
-                              use_input_stats=True, momentum=0.1, eps=1e-5),
-        "group_norm": dict(num_groups=2, weight=w, bias=b, eps=1e-5),
-        "layer_norm": dict(normalized_shape=shape[2:], weight=wn, bias=bn, eps=1e-5),
-        "rms_norm": dict(normalized_shape=shape[2:], weight=wn, eps=1e-6),
-        "channel_layer_norm": dict(weight=w, bias=b, eps=1e-6),
-    }[op]
-    return x, kw
+    return helpers_valid_call(op, dtype, shape, "hostile", op, shape)
 
 
 def expect_rejected(op, x, kw, name, exc=(TypeError, ValueError), modes=("new", "out",

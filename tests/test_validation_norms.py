@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import fastnorm
-from _helpers import BAD_DTYPES, arrays_in, as_bad_dtype, dtype_pattern, noncontig, rng_for
+from _helpers import (BAD_DTYPES, arrays_in, as_bad_dtype, dtype_pattern, noncontig, rng_for,
+                      valid_call)
 
 OPS = ["batch_norm", "instance_norm", "group_norm", "layer_norm", "rms_norm",
        "channel_layer_norm"]
@@ -21,27 +22,7 @@ FN = {op: getattr(fastnorm, op) for op in OPS}
 
 def valid_kwargs(op, dtype=np.float32, shape=SHAPE):
     """x and a full valid keyword set (training mode with running stats where applicable)."""
-    rng = rng_for("validation", op, shape, np.dtype(dtype).name)
-    x = (rng.standard_normal(shape) * 2 + 1).astype(dtype)
-    c = shape[1] if len(shape) > 1 else 1
-    w = rng.uniform(0.5, 1.5, c).astype(dtype)
-    b = rng.normal(0, 1, c).astype(dtype)
-    rm = rng.normal(0, 1, c).astype(dtype)
-    rv = rng.uniform(0.5, 2, c).astype(dtype)
-    nshape = shape[2:]
-    wn = rng.uniform(0.5, 1.5, nshape).astype(dtype)
-    bn = rng.normal(0, 1, nshape).astype(dtype)
-    kw = {
-        "batch_norm": dict(running_mean=rm, running_var=rv, weight=w, bias=b, training=True,
-                           momentum=0.1, eps=1e-5),
-        "instance_norm": dict(running_mean=rm, running_var=rv, weight=w, bias=b,
-                              use_input_stats=True, momentum=0.1, eps=1e-5),
-        "group_norm": dict(num_groups=2, weight=w, bias=b, eps=1e-5),
-        "layer_norm": dict(normalized_shape=nshape, weight=wn, bias=bn, eps=1e-5),
-        "rms_norm": dict(normalized_shape=nshape, weight=wn, eps=1e-6),
-        "channel_layer_norm": dict(weight=w, bias=b, eps=1e-6),
-    }[op]
-    return x, kw
+    return valid_call(op, dtype, shape, "validation", op, shape, np.dtype(dtype).name)
 
 
 def expect_error(op, x, kw, exc, match, out_modes=("none", "buffer", "inplace"), watch=()):
