@@ -859,28 +859,40 @@ def normalize_channels(const floating[::1] x,      # IN  flat (n, channels, inne
 def apply_channels(const floating[::1] x,     # IN  flat (n, channels, inner) buffer
                    floating[::1] out,         # OUT same size; may be x itself
                    Py_ssize_t n, Py_ssize_t channels, Py_ssize_t inner,
-                   const floating[::1] hi,    # IN  (channels,) the mean in the data's type
-                   const floating[::1] a,     # IN  (channels,) rstd * weight
-                   const floating[::1] c,     # IN  (channels,) offsets, as mean_offset gives
+                   const double[::1] mean,    # IN  (channels,)
+                   const double[::1] scale,   # IN  (channels,) rstd * weight
+                   const double[::1] bias,    # IN  (channels,)
                    int num_threads):
-    """Per-channel apply y = fma(x - hi, a, c) with given statistics (BatchNorm,
-    InstanceNorm on running stats, BatchNorm of (N, C) input)."""
+    """Per-channel apply y = (x - mean) * scale + bias with given float64 statistics
+    (BatchNorm and InstanceNorm on running stats, BatchNorm of (N, C) input), computed as
+    fma(x - hi, a, c) like every apply (mean_offset)."""
     check_extent(n * channels * inner, x.shape[0], out.shape[0])
-    check_extent(channels, hi.shape[0], min(a.shape[0], c.shape[0]))
+    check_extent(channels, mean.shape[0], min(scale.shape[0], bias.shape[0]))
     cdef int nt = effective_threads(n * channels * inner, num_threads)
     cdef const floating* xp = &x[0]
     cdef floating* yp = &out[0]
+    cdef floating* hi = <floating*>malloc(max(3 * channels, <Py_ssize_t>1) * sizeof(floating))
+    cdef floating* a
+    cdef floating* c
     cdef Py_ssize_t t, k
+    if hi == NULL:
+        raise MemoryError()
+    a = hi + channels
+    c = hi + 2 * channels
     with nogil:
+        for k in range(channels):
+            hi[k] = <floating>mean[k]
+            a[k] = <floating>scale[k]
+            c[k] = mean_offset(mean[k], hi[k], scale[k], bias[k])
         if inner == 1:
             for t in prange(n, schedule='static', num_threads=nt, use_threads_if=nt > 1):
-                apply_columns(xp + t * channels, yp + t * channels, channels,
-                              &hi[0], &a[0], &c[0])
+                apply_columns(xp + t * channels, yp + t * channels, channels, hi, a, c)
         else:
             for t in prange(n * channels, schedule='static', num_threads=nt,
                             use_threads_if=nt > 1):
                 k = t % channels
                 apply_run(xp + t * inner, yp + t * inner, inner, hi[k], a[k], c[k])
+    free(hi)
 
 
 def roof(floating[::1] x,          # IN/OUT flat buffer

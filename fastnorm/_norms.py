@@ -51,19 +51,13 @@ def _finish(x, out, dst):
 
 
 def _apply_channels(src, dst, n, channels, inner, mean, var, weight, bias, eps, nt):
-    """Per-channel apply from float64 statistics (channels,): y = fma(x - hi, a, c), hi the
-    mean in the kernel dtype and c = bias - (mean - hi) * a, the mean's low part folded into
-    the offset as the kernels' mean_offset does (DESIGN.md section 2)."""
-    cdt = src.dtype
-    a = 1.0 / np.sqrt(var + eps)
+    """Per-channel apply from float64 statistics (channels,)."""
+    scale = 1.0 / np.sqrt(var + eps)
     if weight is not None:
-        a = a * weight.astype(np.float64)
+        scale = scale * weight.astype(np.float64)
     b = bias.astype(np.float64) if bias is not None else np.zeros(channels)
-    hi = mean.astype(cdt)
-    lo = mean - hi.astype(np.float64)
-    c = np.where(lo == 0, b, b - lo * a)
     _dispatch.current.apply_channels(src.reshape(-1), dst.reshape(-1), n, channels, inner,
-                                     hi, a.astype(cdt), c.astype(cdt), nt)
+                                     np.ascontiguousarray(mean, np.float64), scale, b, nt)
 
 
 def _fast_threads(num_threads):
