@@ -8,6 +8,7 @@ The kernels are compiled once per instruction-set level (baseline, x86-64-v3, x8
 x86-64 with GCC/Clang) from one source; fastnorm picks the best one the CPU runs at import.
 """
 import os
+import runpy
 import shutil
 import sys
 import sysconfig
@@ -25,11 +26,11 @@ DIRECTIVES = {
     "cdivision": True,
 }
 
-# variant module suffix -> extra GCC/Clang flags
-X86_VARIANTS = {
-    "x86_64_v3": ["-march=x86-64-v3"],
-    "x86_64_v4": ["-march=x86-64-v4", "-mprefer-vector-width=512"],
-}
+# the kernel variants: fastnorm/_variants.py, the table the dispatcher reads too
+_TABLE = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "fastnorm",
+                                     "_variants.py"))
+VARIANT_FLAGS = {module: flags for module, _, flags, _ in _TABLE["VARIANTS"].values()}
+BASELINE_MODULE = _TABLE["VARIANTS"][_TABLE["BASELINE"]][0]
 OPENMP_CANDIDATES = [  # (compile flags, link flags)
     (["-fopenmp"], ["-fopenmp"]),
     (["-Xpreprocessor", "-fopenmp"], ["-lomp"]),   # Apple clang with libomp
@@ -100,15 +101,9 @@ class BuildExt(build_ext):
         # no FMA contraction: every expression rounds as written (fused multiply-adds only
         # where the source asks), so all parallel strategies give the same bits
         base = ["/O2"] if msvc else ["-O3", "-ffp-contract=off", "-fno-math-errno"]
-        native = env_flag("FASTNORM_NATIVE", False)
         kept = []
         for ext in self.extensions:
-            variant = ext.name.rsplit("_kernels_", 1)[-1] if "._kernels_" in ext.name else None
-            flags = list(base)
-            if variant in X86_VARIANTS:
-                flags += X86_VARIANTS[variant]
-            elif variant == "native":
-                flags += ["-march=native"]
+            flags = base + VARIANT_FLAGS.get(ext.name.rsplit(".", 1)[-1], [])
             if flags != base and not self._compiles("int main(void){return 0;}\n", flags):
                 print(f"fastnorm: the compiler lacks {' '.join(flags[len(base):])}, "
                       f"skipping {ext.name}")
@@ -134,11 +129,14 @@ class BuildExt(build_ext):
 
 
 def extensions():
-    names = ["_openmp_helpers", "_cpu", "_kernels_baseline"]
-    if is_x86_64() and sys.platform != "win32":
-        names += ["_kernels_" + v for v in X86_VARIANTS]
-    if env_flag("FASTNORM_NATIVE", False) and sys.platform != "win32":
-        names.append("_kernels_native")
+    names = ["_openmp_helpers", "_cpu", BASELINE_MODULE]
+    flagged = sys.platform != "win32"          # -march flags: GCC/Clang only
+    native = env_flag("FASTNORM_NATIVE", False)
+    for module, level, _, default in _TABLE["VARIANTS"].values():
+        if module == BASELINE_MODULE or not flagged:
+            continue
+        if (default and is_x86_64()) or (level is None and native):
+            names.append(module)
     return [Extension(f"fastnorm.{n}", [f"fastnorm/{n}.pyx"], include_dirs=["fastnorm"])
             for n in names]
 

@@ -504,7 +504,7 @@ class Setup:
             return Runner(lambda: f(x0))
         if impl == "roof":
             from . import _dispatch
-            roof = _dispatch.current.roof
+            roof = _dispatch.kernels().roof
             buf = self.x0.copy().reshape(-1)
             nt = self.threads
             # a = -1, b = 0: bounded under repetition and checkable (x -> -x)

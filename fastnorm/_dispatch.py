@@ -1,60 +1,84 @@
 """Choice of the kernel variant (instruction set) at import.
 
-The kernels are compiled once per x86-64 level from one source (setup.py). The best variant
-that is built and that this CPU runs is used, unless FASTNORM_KERNELS names another one.
+The kernels are compiled once per x86-64 level from one source (the table in _variants.py,
+which setup.py reads too). The best variant that is built and that this CPU runs is used,
+unless FASTNORM_KERNELS names another one. `kernels()` is the module every plan calls;
+`use_variant` changes it for the process and `using` for a block (tests, benchmarks).
 """
+import contextlib
 import importlib
 import os
 
 from . import _cpu
+from ._variants import VARIANTS
 
-# best first; level = the x86-64 micro-architecture level the variant needs
-_VARIANTS = {
-    "native": ("_kernels_native", None),
-    "x86-64-v4": ("_kernels_x86_64_v4", 4),
-    "x86-64-v3": ("_kernels_x86_64_v3", 3),
-    "baseline": ("_kernels_baseline", 0),
-}
 ENV_VAR = "FASTNORM_KERNELS"
 
+_current = None
 
-def _load(name):
+
+def load(name):
+    """The compiled module of variant `name`, or None when it is not built."""
     try:
-        return importlib.import_module("fastnorm." + _VARIANTS[name][0])
+        return importlib.import_module("fastnorm." + VARIANTS[name][0])
     except ImportError:
         return None
 
 
 def _runs_here(name):
-    level = _VARIANTS[name][1]
+    level = VARIANTS[name][1]
     return level is None or level <= _cpu.x86_64_level()
 
 
 def available_variants():
     """Variants that are built and that this CPU can run, best first."""
-    return [name for name in _VARIANTS if _runs_here(name) and _load(name) is not None]
+    return [name for name in VARIANTS if _runs_here(name) and load(name) is not None]
 
 
-def use_variant(name):
-    """Make `name` the kernel variant every call uses from now on; returns the module."""
-    global current
-    if name not in _VARIANTS:
-        raise ValueError(f"unknown kernel variant {name!r}; known: {', '.join(_VARIANTS)}")
+def kernels():
+    """The kernel module of the current variant."""
+    return _current
+
+
+def current_variant():
+    """The name of the current variant."""
+    return _current.VARIANT
+
+
+def _check(name):
+    if name not in VARIANTS:
+        raise ValueError(f"unknown kernel variant {name!r}; known: {', '.join(VARIANTS)}")
     if not _runs_here(name):
         raise RuntimeError(f"kernel variant {name!r} needs CPU features this machine lacks")
-    module = _load(name)
+    module = load(name)
     if module is None:
         raise RuntimeError(f"kernel variant {name!r} is not built in this installation")
-    current = module
     return module
+
+
+def use_variant(name, *, check_cpu=True):
+    """Make `name` the kernel variant every call uses from now on; returns the module.
+    check_cpu=False skips the CPU check (scripts/smoke.py's negative control only)."""
+    global _current
+    _current = _check(name) if check_cpu else (load(name) or _check(name))
+    return _current
+
+
+@contextlib.contextmanager
+def using(name):
+    """Run a block with kernel variant `name`, then restore the previous one."""
+    global _current
+    previous = _current
+    use_variant(name)
+    try:
+        yield _current
+    finally:
+        _current = previous
 
 
 def _select():
     forced = os.environ.get(ENV_VAR, "").strip()
-    if forced:
-        return use_variant(forced)
-    return use_variant(available_variants()[0])
+    return use_variant(forced or available_variants()[0])
 
 
-current = None
 _select()

@@ -16,6 +16,6 @@ def build_info():
         "max_threads": _openmp_helpers.get_max_threads(),
         "forked_child_serial": _threads.forked_serial(),
         "cpu_x86_64_level": _cpu.x86_64_level(),
-        "kernel_variant": _dispatch.current.VARIANT,
+        "kernel_variant": _dispatch.current_variant(),
         "available_variants": _dispatch.available_variants(),
     }

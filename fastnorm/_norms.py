@@ -56,7 +56,7 @@ def _apply_channels(src, dst, n, channels, inner, mean, var, weight, bias, eps, 
     if weight is not None:
         scale = scale * weight.astype(np.float64)
     b = bias.astype(np.float64) if bias is not None else np.zeros(channels)
-    _dispatch.current.apply_channels(src.reshape(-1), dst.reshape(-1), n, channels, inner,
+    _dispatch.kernels().apply_channels(src.reshape(-1), dst.reshape(-1), n, channels, inner,
                                      np.ascontiguousarray(mean, np.float64), scale, b, nt)
 
 
@@ -84,7 +84,7 @@ def _normalize_groups(x, out, in_place, groups, runs, run_len, param_period, per
     var = np.zeros(groups) if want_stats else None
     src, dst = _buffers(x, out, in_place)
     if x.size:
-        _dispatch.current.normalize_groups(src.reshape(-1), dst.reshape(-1), groups, runs,
+        _dispatch.kernels().normalize_groups(src.reshape(-1), dst.reshape(-1), groups, runs,
                                            run_len, param_period, per_element, _flat(weight),
                                            _flat(bias), eps, rms, mean, var, nt)
     return _finish(x, out, dst), mean, var
@@ -101,7 +101,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, out=Non
     Returns y, or (y, mean, rstd) with return_stats=True, the stats shaped
     ``x.shape[:-k] + (1,)*k``."""
     if not return_stats and _fast_threads(num_threads):
-        y = _dispatch.current.rows_fast(x, normalized_shape, weight, bias, eps, False, out,
+        y = _dispatch.kernels().rows_fast(x, normalized_shape, weight, bias, eps, False, out,
                                         num_threads)
         if y is not None:
             return y
@@ -131,7 +131,7 @@ def rms_norm(x, normalized_shape, weight=None, eps=None, *, out=None, num_thread
     """RMSNorm, as torch.nn.functional.rms_norm: ``x / sqrt(mean(x**2) + eps) * weight``
     over the trailing dims; eps=None means ``np.finfo(x.dtype).eps``."""
     if _fast_threads(num_threads):
-        y = _dispatch.current.rows_fast(x, normalized_shape, weight, None, eps, True, out,
+        y = _dispatch.kernels().rows_fast(x, normalized_shape, weight, None, eps, True, out,
                                         num_threads)
         if y is not None:
             return y
@@ -228,7 +228,7 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
     unbiased one. Eval: the running stats normalize."""
     if (training is False and _fast_threads(num_threads) and type(eps) is float
             and type(momentum) is float and 0.0 <= momentum <= 1.0):
-        y = _dispatch.current.batch_norm_eval_fast(x, running_mean, running_var, weight, bias,
+        y = _dispatch.kernels().batch_norm_eval_fast(x, running_mean, running_var, weight, bias,
                                                    eps, out, num_threads)
         if y is not None:
             return y
@@ -255,7 +255,7 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
         return _finish(x, out, dst)
     if inner > 1:       # channel by channel: statistics, then apply from cache
         mean, var = np.empty(channels), np.empty(channels)
-        _dispatch.current.normalize_channels(src.reshape(-1), dst.reshape(-1), n, channels,
+        _dispatch.kernels().normalize_channels(src.reshape(-1), dst.reshape(-1), n, channels,
                                              inner, weight, bias, eps, mean, var, nt)
     else:               # (N, C): column statistics, then a row-vector apply
         _, mean, m2 = raw_moments(src.reshape(n, channels), (0,), nt)
@@ -280,6 +280,6 @@ def channel_layer_norm(x, weight=None, bias=None, eps=1e-6, *, out=None, num_thr
                                  eps, False, nt, False)[0]
     src, dst = _buffers(x, out, in_place)
     if x.size:
-        _dispatch.current.normalize_columns(src.reshape(-1), dst.reshape(-1), n, channels,
+        _dispatch.kernels().normalize_columns(src.reshape(-1), dst.reshape(-1), n, channels,
                                             inner, weight, bias, eps, None, None, nt)
     return _finish(x, out, dst)

@@ -45,7 +45,7 @@ def raw_moments(x, axes, num_threads):
     mean = np.empty(kept)
     m2 = np.empty(kept)
     flat = x.reshape(-1)
-    kernels = _dispatch.current
+    kernels = _dispatch.kernels()
     if pattern in ("R", "KR"):           # contiguous rows
         groups = sizes[0] if pattern == "KR" else 1
         kernels.segment_moments(flat, groups, 1, count, count, 0, mean, m2, num_threads)

@@ -206,11 +206,10 @@ def main(argv=None):
         return 2
     if args.run_variant:
         name = args.run_variant
-        module = _dispatch._load(name)
-        if module is None:
+        if _dispatch.load(name) is None:
             print(f"FAILED: kernel variant {name!r} is not built in this installation")
             return 1
-        _dispatch.current = module        # bypasses use_variant's CPU check on purpose
+        _dispatch.use_variant(name, check_cpu=False)    # bypasses the CPU check on purpose
         print(f"  running the checks with kernel variant {name} "
               f"(CPU level {info['cpu_x86_64_level']})", flush=True)
 
@@ -227,7 +226,7 @@ def main(argv=None):
         print(f"smoke: {len(failures)} of {len(checked)} checks FAILED: {', '.join(failures)}")
         return 1
     print(f"smoke: all {len(checked)} checks passed with kernel variant "
-          f"{_dispatch.current.VARIANT}")
+          f"{_dispatch.current_variant()}")
     return 0
 
 

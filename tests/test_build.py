@@ -60,14 +60,10 @@ def test_every_variant_agrees_and_is_deterministic(variant, dtype):
     x = rng.normal(7.0, 3.0, size=(4, 48, 33, 17)).astype(dtype)
     w = rng.uniform(0.5, 1.5, 48).astype(dtype)
     b = rng.normal(size=48).astype(dtype)
-    previous = _dispatch.current
-    try:
-        _dispatch.use_variant("baseline")
+    with _dispatch.using("baseline"):
         ref = _all_ops(x, w, b, 1)
-        _dispatch.use_variant(variant)
+    with _dispatch.using(variant):
         runs = [_all_ops(x, w, b, nt) for nt in (1, 2, 3)]
-    finally:
-        _dispatch.current = previous
     tol = 1e-5 if dtype == np.float32 else 1e-12
     for i, expected in enumerate(ref):
         for got in runs[1:]:

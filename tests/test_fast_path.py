@@ -86,7 +86,7 @@ def test_fast_path_is_taken_for_simple_tiny_calls():
     from fastnorm import _dispatch
     x = np.ones((2, 8), np.float32)
     w = np.ones(8, np.float32)
-    kernels = _dispatch.current
+    kernels = _dispatch.kernels()
     assert kernels.rows_fast(x, 8, w, None, 1e-5, False, None, None) is not None
     assert kernels.rows_fast(x, (8,), w, None, None, True, x, 2) is x
     rm, rv = np.zeros(8, np.float32), np.ones(8, np.float32)
@@ -221,7 +221,7 @@ def test_threshold_sizes_match_general_path(shape, dtype):
 # --- the fast path is really taken ------------------------------------------------------
 
 def test_kernels_take_large_calls(dtype):
-    kernels = _dispatch.current
+    kernels = _dispatch.kernels()
     x = _data((4, 256, 768), dtype, 5.0, 2.0, "direct")
     w, b = _params(768, dtype, True, "direct")
     for nt in THREADS:
@@ -257,7 +257,7 @@ def test_kernels_take_large_calls(dtype):
 @pytest.mark.parametrize("nt", THREADS)
 def test_large_two_dim_batch_norm_is_declined_but_correct(nt, dtype):
     """(N, C) input (inner == 1) with >= 32768 elements goes to the general path."""
-    kernels = _dispatch.current
+    kernels = _dispatch.kernels()
     c = 512
     rm, rv = _running(c, dtype, "2d")
     w, b = _params(c, dtype, True, "2d")
@@ -288,7 +288,7 @@ def test_large_two_dim_batch_norm_is_declined_but_correct(nt, dtype):
 def test_public_functions_use_the_fast_path_for_large_calls(monkeypatch):
     """fn.layer_norm / rms_norm / batch_norm return what the kernels' fast path returned (and
     out=np.empty_like(x) really is the general path the comparisons above rely on)."""
-    kernels = _dispatch.current
+    kernels = _dispatch.kernels()
     returned = []
 
     def spy(name):
@@ -490,6 +490,6 @@ def test_large_batch_norm_eval_matches_float64_formula(shape, dtype):
 @pytest.mark.parametrize("op", [fn.layer_norm, fn.rms_norm])
 def test_zero_dim_array_gets_the_general_error(op):
     x = np.array(1.0, np.float32)      # an ndarray of size 1 and no last dim
-    assert _dispatch.current.rows_fast(x, 1, None, None, 1e-5, False, None, None) is None
+    assert _dispatch.kernels().rows_fast(x, 1, None, None, 1e-5, False, None, None) is None
     with pytest.raises(ValueError, match="x must have at least 1 dimension"):
         op(x, 1)

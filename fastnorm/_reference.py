@@ -1,0 +1,124 @@
+"""float64 NumPy reference formulas of fastnorm's operations, with PyTorch semantics.
+
+The one copy used by the test suite, the self-check of `python -m fastnorm`, the smoke script
+and the benchmark's correctness check. Written from the definitions (DESIGN.md section 5),
+in plain float64 NumPy with no fastnorm code, so that they are an independent oracle.
+"""
+import numpy as np
+
+
+def ref_moments(x, axis=None, ddof=0):
+    """(mean, var) in float64 over `axis`, as np.mean / np.var."""
+    x = np.asarray(x, dtype=np.float64)
+    return x.mean(axis=axis), x.var(axis=axis, ddof=ddof)
+
+
+def _chan_shape(x):
+    return (1, x.shape[1]) + (1,) * (x.ndim - 2)
+
+
+def _f64(a):
+    return None if a is None else np.asarray(a, dtype=np.float64)
+
+
+def _affine(y, weight, bias, shape):
+    if weight is not None:
+        y = y * _f64(weight).reshape(shape)
+    if bias is not None:
+        y = y + _f64(bias).reshape(shape)
+    return y
+
+
+def ref_batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
+                   training=False, momentum=0.1, eps=1e-5):
+    """Returns (y, new_running_mean, new_running_var) in float64."""
+    x = _f64(x)
+    axes = (0,) + tuple(range(2, x.ndim))
+    rm, rv = _f64(running_mean), _f64(running_var)
+    if training or (rm is None and rv is None):
+        mean = x.mean(axis=axes)
+        var = x.var(axis=axes)
+        n = x.size // x.shape[1]
+        if training and rm is not None:
+            rm = (1 - momentum) * rm + momentum * mean
+        if training and rv is not None:
+            rv = (1 - momentum) * rv + momentum * var * n / (n - 1)
+    else:
+        mean, var = rm, rv
+    shape = _chan_shape(x)
+    y = (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps)
+    return _affine(y, weight, bias, shape), rm, rv
+
+
+def ref_instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
+                      use_input_stats=True, momentum=0.1, eps=1e-5):
+    """Returns (y, new_running_mean, new_running_var) in float64."""
+    x = _f64(x)
+    axes = tuple(range(2, x.ndim))
+    rm, rv = _f64(running_mean), _f64(running_var)
+    shape = _chan_shape(x)
+    if use_input_stats:
+        mean = x.mean(axis=axes, keepdims=True)
+        var = x.var(axis=axes, keepdims=True)
+        m = x[0, 0].size
+        if rm is not None:
+            rm = (1 - momentum) * rm + momentum * mean.reshape(x.shape[:2]).mean(axis=0)
+        if rv is not None:
+            unb = var.reshape(x.shape[:2]) * m / (m - 1)
+            rv = (1 - momentum) * rv + momentum * unb.mean(axis=0)
+    else:
+        mean, var = rm.reshape(shape), rv.reshape(shape)
+    y = (x - mean) / np.sqrt(var + eps)
+    return _affine(y, weight, bias, shape), rm, rv
+
+
+def ref_group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
+    """Returns (y, mean (N, G), rstd (N, G)) in float64."""
+    x = _f64(x)
+    n = x.shape[0]
+    g = x.reshape(n, num_groups, -1)
+    mean = g.mean(axis=2)
+    var = g.var(axis=2)
+    rstd = 1.0 / np.sqrt(var + eps)
+    y = ((g - mean[..., None]) * rstd[..., None]).reshape(x.shape)
+    return _affine(y, weight, bias, _chan_shape(x)), mean, rstd
+
+
+def _norm_axes(x, normalized_shape):
+    if isinstance(normalized_shape, (int, np.integer)):
+        normalized_shape = (int(normalized_shape),)
+    k = len(normalized_shape)
+    if tuple(x.shape[x.ndim - k:]) != tuple(normalized_shape):
+        raise ValueError(f"normalized_shape {normalized_shape} does not end x's shape {x.shape}")
+    return tuple(range(x.ndim - k, x.ndim)), tuple(normalized_shape)
+
+
+def ref_layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Returns (y, mean, rstd) in float64; mean/rstd in keepdims shape."""
+    x = _f64(x)
+    axes, nshape = _norm_axes(x, normalized_shape)
+    mean = x.mean(axis=axes, keepdims=True)
+    var = x.var(axis=axes, keepdims=True)
+    rstd = 1.0 / np.sqrt(var + eps)
+    y = (x - mean) * rstd
+    return _affine(y, weight, bias, nshape), mean, rstd
+
+
+def ref_rms_norm(x, normalized_shape, weight=None, eps=None):
+    """float64 RMSNorm; ``eps=None`` means finfo(x.dtype).eps of the *input* dtype."""
+    x = np.asarray(x)
+    if eps is None:
+        eps = float(np.finfo(x.dtype).eps)
+    x = _f64(x)
+    axes, nshape = _norm_axes(x, normalized_shape)
+    ms = np.mean(x * x, axis=axes, keepdims=True)
+    y = x / np.sqrt(ms + eps)
+    return _affine(y, weight, None, nshape)
+
+
+def ref_channel_layer_norm(x, weight=None, bias=None, eps=1e-6):
+    x = _f64(x)
+    mean = x.mean(axis=1, keepdims=True)
+    var = x.var(axis=1, keepdims=True)
+    y = (x - mean) / np.sqrt(var + eps)
+    return _affine(y, weight, bias, _chan_shape(x))
