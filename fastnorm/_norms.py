@@ -12,9 +12,10 @@ A plan validates its arguments (fastnorm._validate), maps the shape of x onto a 
   batch_norm (eval), instance_norm on running stats                     apply_channels
 
 Calls with plain arguments (C-contiguous ndarrays of one float dtype, in place or
-allocating) first try a fast path in the kernels (rows_fast, batch_norm_eval_fast) that skips
-the Python-level planning and runs the same kernel bodies; it returns None for anything it
-does not recognize, and the general path below validates it.
+allocating) first try a fast path in the kernels (_kernels/fast.pxi: layer_norm_fast,
+rms_norm_fast, batch_norm_fast) that skips the Python-level planning and runs the same
+kernel bodies; it decides alone what it takes (each check beside the _validate rule it
+mirrors) and returns None for anything else, which the general path below validates.
 """
 import math
 
@@ -22,6 +23,7 @@ import numpy as np
 
 from . import _dispatch, _threads
 from . import _validate as V
+from ._shapes import ChannelShape, ColumnShape, RowShape
 from ._stats import raw_moments
 
 
@@ -50,19 +52,12 @@ def _finish(x, out, dst):
     return dst if dst.dtype == x.dtype else dst.astype(x.dtype)
 
 
-def _apply_channels(src, dst, n, channels, inner, mean, var, weight, bias, eps, nt):
-    """Per-channel apply from float64 statistics (channels,)."""
-    scale = 1.0 / np.sqrt(var + eps)
-    if weight is not None:
-        scale = scale * weight.astype(np.float64)
-    b = bias.astype(np.float64) if bias is not None else np.zeros(channels)
-    _dispatch.kernels().apply_channels(src.reshape(-1), dst.reshape(-1), n, channels, inner,
-                                     np.ascontiguousarray(mean, np.float64), scale, b, nt)
-
-
-def _fast_threads(num_threads):
-    """num_threads is a value the fast path takes as it is (None or a positive int)."""
-    return num_threads is None or (type(num_threads) is int and num_threads > 0)
+def _apply_channels(src, dst, shape, mean, var, weight, bias, eps, nt):
+    """Per-channel apply from statistics (channels,) of any float dtype, taken in float64."""
+    _dispatch.kernels().apply_channels(src.reshape(-1), dst.reshape(-1), shape,
+                                       np.ascontiguousarray(mean, np.float64),
+                                       np.ascontiguousarray(var, np.float64), weight, bias,
+                                       eps, nt)
 
 
 def _flat(param):
@@ -76,17 +71,17 @@ def _stats_out(values, shape, dtype):
 # ---------------------------------------------------------------------------------------
 # row-local normalizations
 
-def _normalize_groups(x, out, in_place, groups, runs, run_len, param_period, per_element,
-                      weight, bias, eps, rms, nt, want_stats=True):
-    """Run normalize_groups; returns (y, mean, var), float64 stats per group (None unless
-    want_stats)."""
-    mean = np.zeros(groups) if want_stats else None
-    var = np.zeros(groups) if want_stats else None
+def _normalize_groups(x, out, in_place, shape, weight, bias, eps, nt, *, rms=False,
+                      want_stats=False):
+    """Run normalize_groups over a RowShape; returns (y, mean, var), float64 statistics per
+    group (None unless want_stats)."""
+    mean = np.zeros(shape.groups) if want_stats else None
+    var = np.zeros(shape.groups) if want_stats else None
     src, dst = _buffers(x, out, in_place)
     if x.size:
-        _dispatch.kernels().normalize_groups(src.reshape(-1), dst.reshape(-1), groups, runs,
-                                           run_len, param_period, per_element, _flat(weight),
-                                           _flat(bias), eps, rms, mean, var, nt)
+        _dispatch.kernels().normalize_groups(src.reshape(-1), dst.reshape(-1), shape,
+                                             _flat(weight), _flat(bias), eps, rms, mean, var,
+                                             nt)
     return _finish(x, out, dst), mean, var
 
 
@@ -100,11 +95,10 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, out=Non
 
     Returns y, or (y, mean, rstd) with return_stats=True, the stats shaped
     ``x.shape[:-k] + (1,)*k``."""
-    if not return_stats and _fast_threads(num_threads):
-        y = _dispatch.kernels().rows_fast(x, normalized_shape, weight, bias, eps, False, out,
-                                        num_threads)
-        if y is not None:
-            return y
+    y = _dispatch.kernels().layer_norm_fast(x, normalized_shape, weight, bias, eps, out,
+                                            return_stats, num_threads)
+    if y is not None:
+        return y
     x = V.array_input(x, min_ndim=1)
     shape = V.normalized_shape(normalized_shape, x.shape)
     cdt = V.compute_dtype(x.dtype)
@@ -118,8 +112,8 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, out=Non
     k = len(shape)
     row = math.prod(shape)
     rows = math.prod(x.shape[:-k])
-    y, mean, var = _normalize_groups(x, out, in_place, rows, 1, row, 1, True, weight, bias,
-                                     eps, False, nt, return_stats)
+    y, mean, var = _normalize_groups(x, out, in_place, RowShape.rows(rows, row), weight, bias,
+                                     eps, nt, want_stats=return_stats)
     if not return_stats:
         return y
     stats_shape = x.shape[:-k] + (1,) * k
@@ -130,11 +124,9 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, out=Non
 def rms_norm(x, normalized_shape, weight=None, eps=None, *, out=None, num_threads=None):
     """RMSNorm, as torch.nn.functional.rms_norm: ``x / sqrt(mean(x**2) + eps) * weight``
     over the trailing dims; eps=None means ``np.finfo(x.dtype).eps``."""
-    if _fast_threads(num_threads):
-        y = _dispatch.kernels().rows_fast(x, normalized_shape, weight, None, eps, True, out,
-                                        num_threads)
-        if y is not None:
-            return y
+    y = _dispatch.kernels().rms_norm_fast(x, normalized_shape, weight, eps, out, num_threads)
+    if y is not None:
+        return y
     x = V.array_input(x, min_ndim=1)
     shape = V.normalized_shape(normalized_shape, x.shape)
     cdt = V.compute_dtype(x.dtype)
@@ -145,8 +137,8 @@ def rms_norm(x, normalized_shape, weight=None, eps=None, *, out=None, num_thread
 
     row = math.prod(shape)
     rows = math.prod(x.shape[:-len(shape)])
-    return _normalize_groups(x, out, in_place, rows, 1, row, 1, True, weight, None, eps,
-                             True, nt, False)[0]
+    return _normalize_groups(x, out, in_place, RowShape.rows(rows, row), weight, None, eps,
+                             nt, rms=True)[0]
 
 
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None,
@@ -162,8 +154,9 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None,
     nt = _threads.resolve(V.num_threads(num_threads))
     out, in_place = V.out(out, x, weight=weight, bias=bias)
 
-    y, mean, var = _normalize_groups(x, out, in_place, n * groups, channels // groups, inner,
-                                     groups, False, weight, bias, eps, False, nt, return_stats)
+    shape = RowShape.channel_groups(n, channels, groups, inner)
+    y, mean, var = _normalize_groups(x, out, in_place, shape, weight, bias, eps, nt,
+                                     want_stats=return_stats)
     if not return_stats:
         return y
     return (y, _stats_out(mean, (n, groups), x.dtype),
@@ -196,13 +189,13 @@ def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None
                              "and running_var")
         src, dst = _buffers(x, out, in_place)
         if x.size:
-            _apply_channels(src, dst, n, channels, inner, running_mean.astype(np.float64),
-                            running_var.astype(np.float64), weight, bias, eps, nt)
+            _apply_channels(src, dst, ChannelShape(n, channels, inner), running_mean,
+                            running_var, weight, bias, eps, nt)
         return _finish(x, out, dst)
 
-    y, mean, var = _normalize_groups(x, out, in_place, n * channels, 1, inner, channels,
-                                     False, weight, bias, eps, False, nt,
-                                     running_mean is not None)
+    shape = RowShape.instances(n, channels, inner)
+    y, mean, var = _normalize_groups(x, out, in_place, shape, weight, bias, eps, nt,
+                                     want_stats=running_mean is not None)
     if running_mean is not None and n:
         unbiased = var.reshape(n, channels) * (inner / (inner - 1))
         _update_running(running_mean, running_var, mean.reshape(n, channels).mean(axis=0),
@@ -226,12 +219,10 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
     Training (or no running stats): per-channel statistics over N and the spatial dims, the
     biased variance normalizes, and given running stats are updated in place with the
     unbiased one. Eval: the running stats normalize."""
-    if (training is False and _fast_threads(num_threads) and type(eps) is float
-            and type(momentum) is float and 0.0 <= momentum <= 1.0):
-        y = _dispatch.kernels().batch_norm_eval_fast(x, running_mean, running_var, weight, bias,
-                                                   eps, out, num_threads)
-        if y is not None:
-            return y
+    y = _dispatch.kernels().batch_norm_fast(x, running_mean, running_var, weight, bias,
+                                            training, momentum, eps, out, num_threads)
+    if y is not None:
+        return y
     x = V.array_input(x, min_ndim=2)
     training = V.flag(training, "training")
     n, channels, inner, weight, bias = V.channel_affine(x, weight, bias)
@@ -249,18 +240,18 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
     src, dst = _buffers(x, out, in_place)
     if x.size == 0:
         return _finish(x, out, dst)
+    shape = ChannelShape(n, channels, inner)
     if not (training or running_mean is None):
-        _apply_channels(src, dst, n, channels, inner, running_mean.astype(np.float64),
-                        running_var.astype(np.float64), weight, bias, eps, nt)
+        _apply_channels(src, dst, shape, running_mean, running_var, weight, bias, eps, nt)
         return _finish(x, out, dst)
     if inner > 1:       # channel by channel: statistics, then apply from cache
         mean, var = np.empty(channels), np.empty(channels)
-        _dispatch.kernels().normalize_channels(src.reshape(-1), dst.reshape(-1), n, channels,
-                                             inner, weight, bias, eps, mean, var, nt)
+        _dispatch.kernels().normalize_channels(src.reshape(-1), dst.reshape(-1), shape, weight,
+                                               bias, eps, mean, var, nt)
     else:               # (N, C): column statistics, then a row-vector apply
         _, mean, m2 = raw_moments(src.reshape(n, channels), (0,), nt)
         var = m2 / count
-        _apply_channels(src, dst, n, channels, inner, mean, var, weight, bias, eps, nt)
+        _apply_channels(src, dst, shape, mean, var, weight, bias, eps, nt)
     if training and running_mean is not None:
         _update_running(running_mean, running_var, mean, var * (count / (count - 1)), momentum)
     return _finish(x, out, dst)
@@ -276,10 +267,11 @@ def channel_layer_norm(x, weight=None, bias=None, eps=1e-6, *, out=None, num_thr
     out, in_place = V.out(out, x, weight=weight, bias=bias)
 
     if inner == 1:      # (N, C): a LayerNorm over the last dim
-        return _normalize_groups(x, out, in_place, n, 1, channels, 1, True, weight, bias,
-                                 eps, False, nt, False)[0]
+        return _normalize_groups(x, out, in_place, RowShape.rows(n, channels), weight, bias,
+                                 eps, nt)[0]
     src, dst = _buffers(x, out, in_place)
     if x.size:
-        _dispatch.kernels().normalize_columns(src.reshape(-1), dst.reshape(-1), n, channels,
-                                            inner, weight, bias, eps, None, None, nt)
+        _dispatch.kernels().normalize_columns(src.reshape(-1), dst.reshape(-1),
+                                              ColumnShape(n, channels, inner), weight, bias,
+                                              eps, None, None, nt)
     return _finish(x, out, dst)

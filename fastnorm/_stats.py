@@ -9,6 +9,7 @@ import numpy as np
 
 from . import _dispatch, _threads
 from . import _validate as V
+from ._shapes import ColumnShape, SegmentShape
 
 
 def _blocks(shape, axes):
@@ -48,14 +49,15 @@ def raw_moments(x, axes, num_threads):
     kernels = _dispatch.kernels()
     if pattern in ("R", "KR"):           # contiguous rows
         groups = sizes[0] if pattern == "KR" else 1
-        kernels.segment_moments(flat, groups, 1, count, count, 0, mean, m2, num_threads)
+        kernels.segment_moments(flat, SegmentShape(groups, 1, count, count, 0), mean, m2,
+                                num_threads)
     elif pattern == "RKR":               # BatchNorm layout: N segments of each channel
         nseg, groups, seg_len = sizes
-        kernels.segment_moments(flat, groups, nseg, seg_len, seg_len, groups * seg_len,
-                                mean, m2, num_threads)
+        kernels.segment_moments(flat, SegmentShape(groups, nseg, seg_len, seg_len,
+                                                   groups * seg_len), mean, m2, num_threads)
     else:                                # "RK" or "KRK": columns of a (outer, rows, cols)
-        outer, rows, cols = sizes if pattern == "KRK" else [1] + sizes
-        kernels.column_moments(flat, outer, rows, cols, mean, m2, num_threads)
+        kernels.column_moments(flat, ColumnShape(*(sizes if pattern == "KRK" else [1] + sizes)),
+                               mean, m2, num_threads)
     return count, mean.reshape(kept_shape), m2.reshape(kept_shape)
 
 

@@ -20,12 +20,13 @@ NATIVE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 FLOAT_DTYPES = (np.dtype(np.float16),) + NATIVE_DTYPES
 
 
+_FLOAT16 = np.dtype(np.float16)
 _FLOAT32 = np.dtype(np.float32)
 
 
 def compute_dtype(dtype):
-    """Kernel dtype for a supported input dtype (float16 computes in float32)."""
-    return _FLOAT32 if dtype.itemsize == 2 else dtype
+    """Kernel dtype for a supported float input dtype (float16 computes in float32)."""
+    return _FLOAT32 if dtype == _FLOAT16 else dtype
 
 
 def array_input(x, name="x", min_ndim=0):

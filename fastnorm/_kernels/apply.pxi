@@ -1,0 +1,181 @@
+# ---------------------------------------------------------------------------------------
+# apply engine
+
+cdef extern from "_simd.h" nogil:
+    float fn_fmaf(float a, float b, float c) noexcept
+    double fn_fma(double a, double b, double c) noexcept
+
+
+cdef inline floating fmadd(floating a, floating b, floating c) noexcept nogil:
+    """a*b + c, fused where the instruction set has FMA."""
+    if floating is float:
+        return fn_fmaf(a, b, c)
+    else:
+        return fn_fma(a, b, c)
+
+
+cdef inline void apply_run_span(const floating* x, floating* y, Py_ssize_t n,
+                                floating hi, floating a, floating c) noexcept nogil:
+    """y = fma(x - hi, a, c) with scalar parameters (see mean_offset); x may be y."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        y[i] = fmadd(x[i] - hi, a, c)
+
+
+cdef inline Py_ssize_t aligned_head(const void* y, Py_ssize_t n,
+                                    Py_ssize_t itemsize) noexcept nogil:
+    """Elements before y + head is 64-byte aligned (at most n). NumPy's large buffers start
+    16 bytes past a cache line, so without this peel every 512-bit access of an apply loop
+    splits two lines (up to twice the time on cache-resident data); in place, x and y align
+    together. Elementwise loops give the same bits whatever the split."""
+    cdef Py_ssize_t head = <Py_ssize_t>((<size_t>0 - <size_t>y) & 63) // itemsize
+    return min(head, n)
+
+
+cdef inline void apply_run(const floating* x, floating* y, Py_ssize_t n,
+                           floating hi, floating a, floating c) noexcept nogil:
+    """apply_run_span from the first 64-byte boundary of y on (aligned_head)."""
+    cdef Py_ssize_t h = aligned_head(y, n, sizeof(floating))
+    apply_run_span(x, y, h, hi, a, c)
+    apply_run_span(x + h, y + h, n - h, hi, a, c)
+
+
+cdef inline void apply_row_span(const floating* x, floating* y, Py_ssize_t n,
+                                floating hi, floating r, floating c,
+                                const floating* w, const floating* b) noexcept nogil:
+    """y = fma(x - hi, r, c) * w[i] + b[i], the normalized value fma(x - hi, r, c) with
+    c = mean_offset(mean, hi, r, -0.0) (with no low part, c = -0.0 and the fma is exactly
+    (x - hi) * r). w and/or b may be NULL."""
+    cdef Py_ssize_t i
+    if w != NULL and b != NULL:
+        for i in range(n):
+            y[i] = fmadd(fmadd(x[i] - hi, r, c), w[i], b[i])
+    elif w != NULL:
+        for i in range(n):
+            y[i] = fmadd(x[i] - hi, r, c) * w[i]
+    elif b != NULL:
+        for i in range(n):
+            y[i] = fmadd(x[i] - hi, r, c) + b[i]
+    else:
+        for i in range(n):
+            y[i] = fmadd(x[i] - hi, r, c)
+
+
+cdef inline void apply_row(const floating* x, floating* y, Py_ssize_t n,
+                           floating hi, floating r, floating c,
+                           const floating* w, const floating* b) noexcept nogil:
+    """apply_row_span from the first 64-byte boundary of y on (aligned_head)."""
+    cdef Py_ssize_t h = aligned_head(y, n, sizeof(floating))
+    apply_row_span(x, y, h, hi, r, c, w, b)
+    apply_row_span(x + h, y + h, n - h, hi, r, c, (w + h) if w != NULL else NULL,
+                   (b + h) if b != NULL else NULL)
+
+
+cdef inline void apply_columns(const floating* x, floating* y, Py_ssize_t n,
+                               const floating* hi, const floating* a,
+                               const floating* c) noexcept nogil:
+    """y[j] = fma(x[j] - hi[j], a[j], c[j]) along one row."""
+    cdef Py_ssize_t j
+    for j in range(n):
+        y[j] = fmadd(x[j] - hi[j], a[j], c[j])
+
+
+cdef inline floating mean_offset(double mean, floating hi, double a, double b) noexcept nogil:
+    """c of the apply y = fma(x - hi, a, c) = (x - mean) * a + b, hi the mean rounded to the
+    data's type: c = b - (mean - hi) * a, the low part of the mean (exact in float64) folded
+    into the offset, so x - hi is exact near the mean and the apply costs one subtraction and
+    one fma whatever the mean (DESIGN.md section 2). b alone when there is no low part."""
+    cdef double lo = mean - <double>hi
+    if lo == 0:
+        return <floating>b
+    return <floating>(b - lo * a)
+
+
+
+cdef inline GroupParams group_params(Stat st, double eps, bint rms) noexcept nogil:
+    """mean and 1/sqrt(var + eps); for RMS norm mean 0 and 1/sqrt(mean(x^2) + eps)."""
+    cdef GroupParams p
+    cdef double var = st.m2 / st.n
+    if rms:
+        p.mean = 0.0
+        p.rstd = 1.0 / sqrt(var + st.mean * st.mean + eps)
+    else:
+        p.mean = st.mean
+        p.rstd = 1.0 / sqrt(var + eps)
+    return p
+
+
+cdef void channel_params(const stat_float* mean, const stat_float* var,  # IN  (channels,)
+                         const floating* w, const floating* b,           # IN  or NULL
+                         double eps, Py_ssize_t channels,
+                         floating* hi, floating* a, floating* c) noexcept nogil:  # OUT
+    """hi, a, c of each channel's apply fma(x - hi, a, c) = (x - mean) * rstd * w + b from
+    given statistics, in float64 (mean_offset folds the mean's low part into c)."""
+    cdef Py_ssize_t k
+    cdef double scale
+    for k in range(channels):
+        scale = 1.0 / sqrt(<double>var[k] + eps)
+        if w != NULL:
+            scale = scale * <double>w[k]
+        hi[k] = <floating>mean[k]
+        a[k] = <floating>scale
+        c[k] = mean_offset(<double>mean[k], hi[k], scale, <double>b[k] if b != NULL else 0.0)
+
+
+cdef int apply_channels_body(const floating* xp,   # IN  (n, channels, inner) buffer
+                             floating* yp,         # OUT same size; may be xp itself
+                             ChannelShape s,
+                             const stat_float* mean, const stat_float* var,  # IN  (channels,)
+                             const floating* w, const floating* b,   # IN  or NULL
+                             double eps, int nt) noexcept nogil:
+    """Per-channel apply y = (x - mean) / sqrt(var + eps) * w + b with given statistics
+    (BatchNorm and InstanceNorm on running stats, BatchNorm of (N, C) input; the general
+    path and the fast path). Returns -1, having written nothing, without memory; else 0."""
+    cdef floating* hi = <floating*>malloc(max(3 * s.channels, <Py_ssize_t>1) * sizeof(floating))
+    cdef floating* a
+    cdef floating* c
+    cdef Py_ssize_t t, k
+    if hi == NULL:
+        return -1
+    a = hi + s.channels
+    c = hi + 2 * s.channels
+    channel_params(mean, var, w, b, eps, s.channels, hi, a, c)
+    if nt == 1:     # (not even an inactive parallel region: it costs tiny calls ~0.4 us)
+        if s.inner == 1:
+            for t in range(s.n):
+                apply_columns(xp + t * s.channels, yp + t * s.channels, s.channels, hi, a, c)
+        else:
+            for t in range(s.n * s.channels):
+                k = t % s.channels
+                apply_run(xp + t * s.inner, yp + t * s.inner, s.inner, hi[k], a[k], c[k])
+    elif s.inner == 1:
+        for t in prange(s.n, schedule='static', num_threads=nt):
+            apply_columns(xp + t * s.channels, yp + t * s.channels, s.channels, hi, a, c)
+    else:
+        for t in prange(s.n * s.channels, schedule='static', num_threads=nt):
+            k = t % s.channels
+            apply_run(xp + t * s.inner, yp + t * s.inner, s.inner, hi[k], a[k], c[k])
+    free(hi)
+    return 0
+
+
+def apply_channels(const floating[::1] x,     # IN  flat (n, channels, inner) buffer
+                   floating[::1] out,         # OUT same size; may be x itself
+                   object shape,              # a ChannelShape
+                   const double[::1] mean,    # IN  (channels,)
+                   const double[::1] var,     # IN  (channels,)
+                   const floating[::1] weight,  # IN  (channels,) or None
+                   const floating[::1] bias,    # IN  (channels,) or None
+                   double eps, int num_threads):
+    """Per-channel apply with given float64 statistics (apply_channels_body)."""
+    cdef ChannelShape s = channel_shape(shape)
+    check_extent(s.n * s.channels * s.inner, x.shape[0], out.shape[0])
+    check_extent(s.channels, mean.shape[0], var.shape[0])
+    cdef int nt = effective_threads(s.n * s.channels * s.inner, num_threads)
+    cdef const floating* w = optional_ptr(weight)
+    cdef const floating* b = optional_ptr(bias)
+    cdef int rc
+    with nogil:
+        rc = apply_channels_body(&x[0], &out[0], s, &mean[0], &var[0], w, b, eps, nt)
+    if rc < 0:
+        raise MemoryError()

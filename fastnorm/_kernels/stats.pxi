@@ -1,0 +1,287 @@
+# ---------------------------------------------------------------------------------------
+# statistics engine
+
+cdef inline double m2_from_sums(double n, double s1, double s2) noexcept nogil:
+    """M2 = s2 - s1^2/n from sums of d = x - shift and of d*d (written as conditional
+    expressions, so that loops over columns still vectorize)."""
+    cdef double m2 = s2 - s1 * (s1 / n)
+    m2 = 0.0 if m2 < 0 else m2              # rounding guard; NaN stays NaN
+    # finite data whose squares overflow: inf, not inf - inf
+    return INFINITY if s2 == INFINITY and s1 == s1 else m2
+
+
+cdef inline Stat stat_from_sums(double n, double shift, double s1, double s2) noexcept nogil:
+    """Chunk statistics from sums of d = x - shift and of d*d."""
+    cdef Stat r
+    r.n = n
+    r.mean = shift + s1 / n
+    r.m2 = m2_from_sums(n, s1, s2)
+    return r
+
+
+cdef inline void stat_merge(Stat* acc, Stat b) noexcept nogil:
+    """Chan et al.'s pairwise merge of b into acc, in float64."""
+    cdef double n, delta
+    if acc.n == 0:
+        acc[0] = b
+        return
+    if b.n == 0:
+        return
+    n = acc.n + b.n
+    delta = b.mean - acc.mean
+    acc.mean = acc.mean + delta * (b.n / n)
+    acc.m2 = acc.m2 + b.m2 + delta * delta * (acc.n / n) * b.n
+    acc.n = n
+
+
+cdef extern from "_simd.h" nogil:
+    void fn_chunk_sums_f32(const float* x, Py_ssize_t n, int precise, double* shift,
+                           double* s1, double* s2) noexcept
+    void fn_chunk_sums_f64(const double* x, Py_ssize_t n, int precise, double* shift,
+                           double* s1, double* s2) noexcept
+    void fn_prefetch(const void* p, Py_ssize_t nbytes) noexcept
+    void fn_prefetch_l2(const void* p, Py_ssize_t nbytes) noexcept
+
+
+cdef inline Stat chunk_stat(const floating* x, Py_ssize_t n, bint precise) noexcept nogil:
+    """(n, mean, M2) of x[0:n], 0 < n <= CHUNK, from sums of deviations from a shift near
+    the mean (_simd.h): no catastrophic cancellation, and squares that cannot overflow.
+    precise: float64 lanes for float32 data too (moments); else float32 lanes where safe
+    (normalizations, whose float32 output cannot show the difference)."""
+    cdef double shift, s1, s2
+    if floating is float:
+        fn_chunk_sums_f32(x, n, precise, &shift, &s1, &s2)
+    else:
+        fn_chunk_sums_f64(x, n, precise, &shift, &s1, &s2)
+    return stat_from_sums(<double>n, shift, s1, s2)
+
+
+cdef inline void segment_fold(const floating* x, Py_ssize_t n, bint precise,
+                              Stat* acc) noexcept nogil:
+    """Merge the chunks of the contiguous segment x[0:n] into acc, in order."""
+    cdef Py_ssize_t k, start
+    for k in range(ceil_div(n, CHUNK)):
+        start = k * CHUNK
+        stat_merge(acc, chunk_stat(x + start, min(<Py_ssize_t>CHUNK, n - start), precise))
+
+
+cdef inline Stat group_stat(const floating* x, Py_ssize_t nseg, Py_ssize_t seg_len,
+                            Py_ssize_t seg_stride, bint precise,
+                            bint prefetch_segments) noexcept nogil:
+    """Statistics of one group of nseg segments, chunks folded in order. prefetch_segments:
+    ask for the start of each next segment (hardware prefetchers stop at the strided jump);
+    callers that had the whole group prefetched into L2 beforehand pass False, as the
+    burst of prefetches then only stalls the loop (measured: 20% of BatchNorm training)."""
+    cdef Stat acc
+    cdef Py_ssize_t s
+    acc.n = 0
+    acc.mean = 0
+    acc.m2 = 0
+    for s in range(nseg):
+        if prefetch_segments and s + 1 < nseg:
+            fn_prefetch(x + (s + 1) * seg_stride, min(seg_len * <Py_ssize_t>sizeof(floating),
+                                                      PREFETCH_BYTES))
+        segment_fold(x + s * seg_stride, seg_len, precise, &acc)
+    return acc
+
+
+cdef inline Stat fold_stats(const Stat* parts, Py_ssize_t n, Py_ssize_t stride) noexcept nogil:
+    """Left-to-right merge of parts[0], parts[stride], ... (n of them)."""
+    cdef Stat acc
+    cdef Py_ssize_t i
+    acc.n = 0
+    acc.mean = 0
+    acc.m2 = 0
+    for i in range(n):
+        stat_merge(&acc, parts[i * stride])
+    return acc
+
+
+cdef void grouped_stats(const floating* x,        # IN  buffer
+                        SegmentShape s, bint precise,
+                        Stat* out,                # OUT one Stat per group
+                        Stat* chunk_buf,          # scratch of groups*nseg*ceil(seg_len/CHUNK), or NULL
+                        int num_threads) noexcept nogil:
+    """Statistics of groups of s.nseg equal segments (SegmentShape). With chunk_buf, chunks
+    are computed in parallel and folded afterwards (for few, large groups); the result is
+    the same to the bit."""
+    cdef Py_ssize_t g, seg, t, k, rem, start
+    cdef Py_ssize_t cps = ceil_div(s.seg_len, CHUNK)
+    cdef Py_ssize_t per_group = s.nseg * cps
+    if chunk_buf == NULL:
+        for g in prange(s.groups, nogil=True, schedule='static', num_threads=num_threads,
+                        use_threads_if=num_threads > 1):
+            out[g] = group_stat(x + g * s.group_stride, s.nseg, s.seg_len, s.seg_stride,
+                                precise, True)
+        return
+    for t in prange(s.groups * per_group, nogil=True, schedule='static',
+                    num_threads=num_threads, use_threads_if=num_threads > 1):
+        g = t // per_group
+        rem = t - g * per_group
+        seg = rem // cps
+        k = rem - seg * cps
+        start = k * CHUNK
+        chunk_buf[t] = chunk_stat(x + g * s.group_stride + seg * s.seg_stride + start,
+                                  min(<Py_ssize_t>CHUNK, s.seg_len - start), precise)
+    for g in range(s.groups):
+        out[g] = fold_stats(chunk_buf + g * per_group, per_group, 1)
+
+
+cdef Stat* grouped_stats_scratch(SegmentShape s, int num_threads) noexcept nogil:
+    """Scratch for chunk-parallel statistics when there are too few groups to share out
+    (NULL: none needed, or no memory; grouped_stats then runs over groups)."""
+    if num_threads <= 1 or s.groups >= 4 * num_threads:
+        return NULL
+    return <Stat*>malloc(max(s.groups * s.nseg * ceil_div(s.seg_len, CHUNK), <Py_ssize_t>1)
+                         * sizeof(Stat))
+
+
+cdef void column_chunk_sums(const floating* x,   # IN  nr rows of `width` columns, stride ld
+                            Py_ssize_t nr, Py_ssize_t ld, Py_ssize_t width,
+                            double* shift,        # OUT (width,) the first row
+                            double* s1,           # OUT (width,) sum of x - shift
+                            double* s2) noexcept nogil:   # OUT (width,) sum of (x - shift)^2
+    """Shifted sums of each column over nr <= ROW_CHUNK rows, vectorized across the
+    contiguous columns, in float64 (the shift is a single sample, so float32 lanes would
+    lose too much to s2 - s1^2/n)."""
+    cdef double d, d0, d1, d2, d3
+    cdef Py_ssize_t r, j
+    cdef const floating* row = x
+    for j in range(width):
+        shift[j] = row[j]
+        s1[j] = 0.0
+        s2[j] = 0.0
+    r = 1
+    while r + 4 <= nr:           # four rows per sweep: fewer loads/stores of s1, s2
+        row = x + r * ld
+        for j in range(width):
+            d0 = <double>row[j] - shift[j]
+            d1 = <double>row[j + ld] - shift[j]
+            d2 = <double>row[j + 2 * ld] - shift[j]
+            d3 = <double>row[j + 3 * ld] - shift[j]
+            s1[j] += (d0 + d1) + (d2 + d3)
+            s2[j] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+        r += 4
+    while r < nr:
+        row = x + r * ld
+        for j in range(width):
+            d = <double>row[j] - shift[j]
+            s1[j] += d
+            s2[j] += d * d
+        r += 1
+
+
+cdef void column_block_stats(const floating* x,   # IN  matrix of `rows` rows, row stride ld
+                             Py_ssize_t rows, Py_ssize_t ld,
+                             Py_ssize_t width,     # columns in this block, <= COL_BLOCK
+                             Stat* out) noexcept nogil:   # OUT width Stats (merged into)
+    """Per-column statistics over rows; rows are folded in chunks of ROW_CHUNK with the
+    chunk's first row as the shift."""
+    cdef double shift[COL_BLOCK]
+    cdef double s1[COL_BLOCK]
+    cdef double s2[COL_BLOCK]
+    cdef Py_ssize_t rc, r0, j, nr
+    for rc in range(ceil_div(rows, ROW_CHUNK)):
+        r0 = rc * ROW_CHUNK
+        nr = min(<Py_ssize_t>ROW_CHUNK, rows - r0)
+        column_chunk_sums(x + r0 * ld, nr, ld, width, shift, s1, s2)
+        for j in range(width):
+            stat_merge(&out[j], stat_from_sums(<double>nr, shift[j], s1[j], s2[j]))
+
+
+cdef inline Py_ssize_t column_block_width(Py_ssize_t outer, Py_ssize_t cols,
+                                          int num_threads) noexcept nogil:
+    """Narrow the column blocks until there are enough tasks for the threads."""
+    cdef Py_ssize_t width = COL_BLOCK
+    while width > MIN_COL_BLOCK and outer * ceil_div(cols, width) < 4 * num_threads:
+        width //= 2
+    return width
+
+
+cdef void column_stats(const floating* x,          # IN  (outer, rows, cols) buffer
+                       ColumnShape s,
+                       Stat* out,                  # OUT outer*cols Stats
+                       Stat* chunk_buf,            # scratch outer*ceil(rows/ROW_CHUNK)*cols, or NULL
+                       int num_threads) noexcept nogil:
+    cdef Py_ssize_t outer = s.outer, rows = s.rows, cols = s.cols
+    cdef Py_ssize_t width = column_block_width(outer, cols, num_threads)
+    cdef Py_ssize_t nblocks = ceil_div(cols, width)
+    cdef Py_ssize_t nrc = ceil_div(rows, ROW_CHUNK)
+    cdef Py_ssize_t t, o, jb, j, rc, oj, rest
+    for t in range(outer * cols):
+        out[t].n = 0
+    if chunk_buf == NULL:
+        for t in prange(outer * nblocks, nogil=True, schedule='static',
+                        num_threads=num_threads, use_threads_if=num_threads > 1):
+            o = t // nblocks
+            jb = (t - o * nblocks) * width
+            column_block_stats(x + o * rows * cols + jb, rows, cols,
+                               min(width, cols - jb), out + o * cols + jb)
+        return
+    # few column blocks but many rows: one task per (outer, row chunk, block), folded after
+    for t in range(outer * nrc * cols):
+        chunk_buf[t].n = 0
+    for t in prange(outer * nrc * nblocks, nogil=True, schedule='static',
+                    num_threads=num_threads, use_threads_if=num_threads > 1):
+        o = t // (nrc * nblocks)
+        rest = t - o * nrc * nblocks
+        rc = rest // nblocks
+        jb = (rest - rc * nblocks) * width
+        column_block_stats(x + (o * rows + rc * ROW_CHUNK) * cols + jb,
+                           min(<Py_ssize_t>ROW_CHUNK, rows - rc * ROW_CHUNK), cols,
+                           min(width, cols - jb), chunk_buf + (o * nrc + rc) * cols + jb)
+    for oj in range(outer * cols):
+        o = oj // cols
+        j = oj - o * cols
+        out[oj] = fold_stats(chunk_buf + o * nrc * cols + j, nrc, cols)
+
+
+# ---------------------------------------------------------------------------------------
+# entry points of moments (fastnorm/_stats.py)
+
+def segment_moments(const floating[::1] x,    # IN  flat buffer
+                    object shape,               # a SegmentShape
+                    double[::1] mean,           # OUT (groups,)
+                    double[::1] m2,             # OUT (groups,)
+                    int num_threads):
+    """Mean and M2 of groups of contiguous segments (SegmentShape, grouped_stats)."""
+    cdef SegmentShape s = segment_shape(shape)
+    check_extent((s.groups - 1) * s.group_stride + (s.nseg - 1) * s.seg_stride + s.seg_len
+                 if s.groups and s.nseg else 0, x.shape[0], x.shape[0])
+    check_extent(s.groups, mean.shape[0], m2.shape[0])
+    cdef int nt = effective_threads(s.groups * s.nseg * s.seg_len, num_threads)
+    cdef Stat* out = alloc_stats(s.groups)
+    cdef Stat* buf = grouped_stats_scratch(s, nt)
+    if buf == NULL and nt > 1 and s.groups < 4 * nt:
+        free(out)
+        raise MemoryError()
+    with nogil:
+        grouped_stats(&x[0], s, True, out, buf, nt)
+        store_stats(out, s.groups, mean, m2)
+    free(buf)
+    free(out)
+
+
+def column_moments(const floating[::1] x,     # IN  flat (outer, rows, cols) buffer
+                   object shape,                # a ColumnShape
+                   double[::1] mean,            # OUT (outer*cols,)
+                   double[::1] m2,              # OUT (outer*cols,)
+                   int num_threads):
+    """Mean and M2 over the rows of each (outer, column)."""
+    cdef ColumnShape s = column_shape(shape)
+    check_extent(s.outer * s.rows * s.cols, x.shape[0], x.shape[0])
+    check_extent(s.outer * s.cols, mean.shape[0], m2.shape[0])
+    cdef int nt = effective_threads(s.outer * s.rows * s.cols, num_threads)
+    cdef Stat* out = alloc_stats(s.outer * s.cols)
+    cdef Stat* buf = NULL
+    cdef Py_ssize_t width = column_block_width(s.outer, s.cols, nt)
+    if nt > 1 and s.outer * ceil_div(s.cols, width) < 2 * nt and s.rows > ROW_CHUNK:
+        buf = <Stat*>malloc(s.outer * ceil_div(s.rows, ROW_CHUNK) * s.cols * sizeof(Stat))
+        if buf == NULL:
+            free(out)
+            raise MemoryError()
+    with nogil:
+        column_stats(&x[0], s, out, buf, nt)
+        store_stats(out, s.outer * s.cols, mean, m2)
+    free(buf)
+    free(out)
