@@ -33,10 +33,12 @@ from ._stats import raw_moments
 def _buffers(x, out, in_place):
     """(src, dst): C-contiguous kernel-dtype buffers holding x and receiving the result.
 
-    A private copy of x (non-contiguous or float16 input) is normalized in place."""
+    In place, the kernels work through `out` (x's memory, checked writable: x itself may be
+    a read-only view of it). A private copy of x (non-contiguous, float16 or non-native
+    byte order) is normalized in place."""
     cdt = V.compute_dtype(x.dtype)
     if in_place and x.dtype == cdt:
-        return x, x
+        return out, out
     if x.dtype == cdt and x.flags.c_contiguous:
         return x, (out if out is not None else np.empty_like(x, order="C"))
     src = np.array(x, dtype=cdt, order="C", copy=True)
@@ -44,12 +46,17 @@ def _buffers(x, out, in_place):
 
 
 def _finish(x, out, dst):
-    """The array handed back: out (filled), or dst in the dtype of x."""
+    """The array handed back: out (filled), or dst in the dtype of x (native byte order)."""
     if out is not None:
         if dst is not out:
-            out[...] = dst
+            with np.errstate(all="ignore"):      # float16 overflow is inf, as in torch
+                out[...] = dst
         return out
-    return dst if dst.dtype == x.dtype else dst.astype(x.dtype)
+    dtype = V.native(x.dtype)
+    if dst.dtype == dtype:
+        return dst
+    with np.errstate(all="ignore"):
+        return dst.astype(dtype)
 
 
 def _apply_channels(src, dst, shape, mean, var, weight, bias, eps, nt):
@@ -64,8 +71,13 @@ def _flat(param):
     return param if param is None or param.ndim == 1 else param.reshape(-1)
 
 
+# The NumPy steps after a kernel has written its output must not raise: under
+# np.errstate(all="raise") a FloatingPointError there would come after the write. They run
+# with floating-point errors ignored (an eps=0 constant row has rstd inf, as in torch).
+
 def _stats_out(values, shape, dtype):
-    return values.reshape(shape).astype(dtype)
+    with np.errstate(all="ignore"):
+        return values.reshape(shape).astype(V.native(dtype))
 
 
 # ---------------------------------------------------------------------------------------
@@ -75,8 +87,9 @@ def _normalize_groups(x, out, in_place, shape, weight, bias, eps, nt, *, rms=Fal
                       want_stats=False):
     """Run normalize_groups over a RowShape; returns (y, mean, var), float64 statistics per
     group (None unless want_stats)."""
-    mean = np.zeros(shape.groups) if want_stats else None
-    var = np.zeros(shape.groups) if want_stats else None
+    empty = shape.runs * shape.run_len == 0        # groups of no values: NaN, as in torch
+    mean = np.full(shape.groups, np.nan if empty else 0.0) if want_stats else None
+    var = np.full(shape.groups, np.nan if empty else 0.0) if want_stats else None
     src, dst = _buffers(x, out, in_place)
     if x.size:
         _dispatch.kernels().normalize_groups(src.reshape(-1), dst.reshape(-1), shape,
@@ -86,7 +99,8 @@ def _normalize_groups(x, out, in_place, shape, weight, bias, eps, nt, *, rms=Fal
 
 
 def _rstd(var, eps):
-    return 1.0 / np.sqrt(var + eps)
+    with np.errstate(all="ignore"):
+        return 1.0 / np.sqrt(var + eps)
 
 
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, out=None,
@@ -197,16 +211,21 @@ def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None
     y, mean, var = _normalize_groups(x, out, in_place, shape, weight, bias, eps, nt,
                                      want_stats=running_mean is not None)
     if running_mean is not None and n:
-        unbiased = var.reshape(n, channels) * (inner / (inner - 1))
-        _update_running(running_mean, running_var, mean.reshape(n, channels).mean(axis=0),
-                        unbiased.mean(axis=0), momentum)
+        with np.errstate(all="ignore"):
+            unbiased = var.reshape(n, channels) * (inner / (inner - 1))
+            batch_mean, batch_var = mean.reshape(n, channels).mean(axis=0), unbiased.mean(0)
+        _update_running(running_mean, running_var, batch_mean, batch_var, momentum)
     return y
 
 
 def _update_running(running_mean, running_var, mean, unbiased_var, momentum):
-    """PyTorch's running-statistics update, in place on the caller's arrays."""
-    running_mean[...] = (1.0 - momentum) * running_mean + momentum * mean
-    running_var[...] = (1.0 - momentum) * running_var + momentum * unbiased_var
+    """PyTorch's running-statistics update, in place on the caller's arrays (in float64,
+    then stored in their dtype; float16 overflow stores inf, as in torch)."""
+    with np.errstate(all="ignore"):
+        new_mean = (1.0 - momentum) * running_mean.astype(np.float64) + momentum * mean
+        new_var = (1.0 - momentum) * running_var.astype(np.float64) + momentum * unbiased_var
+        running_mean[...] = new_mean
+        running_var[...] = new_var
 
 
 # ---------------------------------------------------------------------------------------
@@ -249,11 +268,13 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
         _dispatch.kernels().normalize_channels(src.reshape(-1), dst.reshape(-1), shape, weight,
                                                bias, eps, mean, var, nt)
     else:               # (N, C): column statistics, then a row-vector apply
-        _, mean, m2 = raw_moments(src.reshape(n, channels), (0,), nt)
-        var = m2 / count
+        raw = raw_moments(src.reshape(n, channels), (0,), nt)
+        mean, var = raw.mean, raw.m2 / count
         _apply_channels(src, dst, shape, mean, var, weight, bias, eps, nt)
     if training and running_mean is not None:
-        _update_running(running_mean, running_var, mean, var * (count / (count - 1)), momentum)
+        with np.errstate(all="ignore"):
+            unbiased = var * (count / (count - 1))
+        _update_running(running_mean, running_var, mean, unbiased, momentum)
     return _finish(x, out, dst)
 
 

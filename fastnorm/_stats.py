@@ -1,9 +1,12 @@
 """Statistics: `moments` and the streaming, mergeable `Moments` accumulator.
 
 Both reduce to `raw_moments`, which maps an axis choice onto the two statistics kernels
-(groups of contiguous segments; strided columns) and returns (count, mean, M2) in float64.
+(groups of contiguous segments; strided columns) and returns float64 statistics with the
+mean as a pair shift + dev (see `Raw`).
 """
 import math
+import warnings
+from typing import NamedTuple
 
 import numpy as np
 
@@ -27,15 +30,31 @@ def _blocks(shape, axes):
     return blocks
 
 
+class Raw(NamedTuple):
+    """Statistics over the reduced axes, float64 arrays shaped like the kept dims. The mean
+    is shift + dev: shift is a value of the data near the mean and dev the mean's small
+    deviation from it, so merging statistics of data far from zero (1e9 with unit spread)
+    keeps the digits that subtracting two rounded means would lose."""
+    count: int
+    shift: np.ndarray
+    dev: np.ndarray
+    m2: np.ndarray
+
+    @property
+    def mean(self):
+        return self.shift + self.dev
+
+
 def raw_moments(x, axes, num_threads):
-    """(count, mean, m2) of x over `axes` (a sorted tuple): float64 arrays shaped like the
-    kept dims of x, in order. x: a validated float array with at least one element."""
+    """Raw statistics of x over `axes` (a sorted tuple). x: a validated float array with
+    at least one element."""
     kept_shape = tuple(s for d, s in enumerate(x.shape) if d not in axes)
     count = math.prod(x.shape[d] for d in axes)
     x = np.ascontiguousarray(x, dtype=V.compute_dtype(x.dtype))
     blocks = _blocks(x.shape, axes)
     if not any(reduced for _, reduced in blocks):          # nothing to reduce
-        return count, x.astype(np.float64).reshape(kept_shape), np.zeros(kept_shape)
+        zeros = np.zeros(kept_shape)
+        return Raw(count, x.astype(np.float64).reshape(kept_shape), zeros, zeros.copy())
     pattern = "".join("R" if reduced else "K" for _, reduced in blocks)
     if pattern not in ("R", "KR", "RK", "KRK", "RKR"):
         # layouts with more alternations: move the reduced axes last (a copy) -> "KR"
@@ -43,22 +62,32 @@ def raw_moments(x, axes, num_threads):
         blocks, pattern = [(math.prod(kept_shape), False), (count, True)], "KR"
     sizes = [s for s, _ in blocks]
     kept = math.prod(kept_shape)
-    mean = np.empty(kept)
-    m2 = np.empty(kept)
+    shift, dev, m2 = np.empty(kept), np.empty(kept), np.empty(kept)
     flat = x.reshape(-1)
     kernels = _dispatch.kernels()
     if pattern in ("R", "KR"):           # contiguous rows
         groups = sizes[0] if pattern == "KR" else 1
-        kernels.segment_moments(flat, SegmentShape(groups, 1, count, count, 0), mean, m2,
-                                num_threads)
+        kernels.segment_moments(flat, SegmentShape(groups, 1, count, count, 0), shift, dev,
+                                m2, num_threads)
     elif pattern == "RKR":               # BatchNorm layout: N segments of each channel
         nseg, groups, seg_len = sizes
         kernels.segment_moments(flat, SegmentShape(groups, nseg, seg_len, seg_len,
-                                                   groups * seg_len), mean, m2, num_threads)
+                                                   groups * seg_len), shift, dev, m2,
+                                num_threads)
     else:                                # "RK" or "KRK": columns of a (outer, rows, cols)
         kernels.column_moments(flat, ColumnShape(*(sizes if pattern == "KRK" else [1] + sizes)),
-                               mean, m2, num_threads)
-    return count, mean.reshape(kept_shape), m2.reshape(kept_shape)
+                               shift, dev, m2, num_threads)
+    return Raw(count, shift.reshape(kept_shape), dev.reshape(kept_shape),
+               m2.reshape(kept_shape))
+
+
+def _variance(m2, count, ddof):
+    """m2 / (count - ddof) as np.var computes it: a count - ddof <= 0 warns as NumPy does and
+    gives inf or NaN."""
+    denominator = max(count - ddof, 0)
+    if denominator <= 0:
+        warnings.warn("Degrees of freedom <= 0 for slice", RuntimeWarning, stacklevel=3)
+    return np.true_divide(m2, denominator)
 
 
 def moments(x, axis=None, *, ddof=0, keepdims=False, dtype=None, num_threads=None):
@@ -67,21 +96,24 @@ def moments(x, axis=None, *, ddof=0, keepdims=False, dtype=None, num_threads=Non
     Computed by chunked shifted sums merged with Chan's formula in float64, so ill-conditioned
     data (large mean, small spread) keeps its digits. Results are in `dtype` (default: the
     dtype of x; pass np.float64 to keep the accumulator's precision) and bit-identical for
-    every thread count.
+    every thread count. Empty reductions and ``count - ddof <= 0`` give NaN/inf with NumPy's
+    RuntimeWarnings.
     """
     x = V.array_input(x)
     axes = V.axes(axis, x.ndim)
     count = math.prod(x.shape[d] for d in axes)
-    ddof = V.ddof(ddof, count)
+    ddof = V.ddof(ddof)
     out_dtype = V.result_dtype(dtype, x.dtype)
     nt = _threads.resolve(V.num_threads(num_threads))
     kept_shape = tuple(s for d, s in enumerate(x.shape) if d not in axes)
-    if x.size == 0:                      # count > 0 here, so some kept dim is empty
-        mean = np.empty(kept_shape)
-        var = np.empty(kept_shape)
+    if x.size == 0:
+        mean = np.full(kept_shape, np.nan)
+        if count == 0 and mean.size:
+            warnings.warn("Mean of empty slice", RuntimeWarning, stacklevel=2)
+        var = _variance(np.full(kept_shape, np.nan), count, ddof)
     else:
-        _, mean, m2 = raw_moments(x, axes, nt)
-        var = m2 / (count - ddof)
+        raw = raw_moments(x, axes, nt)
+        mean, var = raw.mean, _variance(raw.m2, count, ddof)
     if keepdims:
         full = tuple(1 if d in axes else s for d, s in enumerate(x.shape))
         mean, var = mean.reshape(full), var.reshape(full)
@@ -92,8 +124,10 @@ class Moments:
     """Streaming, mergeable statistics over `axis`.
 
     ``acc.update(batch)`` adds a batch; ``acc.merge(other)`` or ``acc + other`` combine
-    accumulators exactly as if one had seen all the batches (Chan's merge in float64).
-    Batches must agree on the dimensions that are not reduced. Picklable.
+    accumulators exactly as if one had seen all the batches (Chan's merge in float64, on
+    deviations from a shift, as the kernels merge chunks). Batches must agree on the
+    dimensions that are not reduced. An accumulator that has seen no data merges as a
+    no-op. Picklable.
     """
 
     def __init__(self, axis=None):
@@ -103,7 +137,8 @@ class Moments:
         self._axes = None                # normalized axes, once a batch fixes the rank
         self._ndim = None
         self._count = 0
-        self._mean = None
+        self._shift = None               # the mean is _shift + _dev (see Raw)
+        self._dev = None
         self._m2 = None
 
     @property
@@ -119,49 +154,67 @@ class Moments:
         if self._axis is not None and self._ndim is not None and x.ndim != self._ndim:
             raise ValueError(f"batch has {x.ndim} dimensions, earlier batches had "
                              f"{self._ndim}")
-        if self._mean is not None and kept_shape != self._mean.shape:
+        if self._shift is not None and kept_shape != self._shift.shape:
             raise ValueError(f"batch has non-reduced dimensions {kept_shape}, earlier "
-                             f"batches had {self._mean.shape}")
+                             f"batches had {self._shift.shape}")
         if self._axis is not None:
             self._ndim, self._axes = x.ndim, axes
         if x.size == 0:
-            if self._mean is None:
-                self._mean, self._m2 = np.zeros(kept_shape), np.zeros(kept_shape)
+            if self._shift is None:
+                self._shift, self._dev, self._m2 = (np.zeros(kept_shape) for _ in range(3))
             return self
-        self._merge_raw(*raw_moments(x, axes, nt))
+        self._merge_raw(raw_moments(x, axes, nt))
         return self
 
-    def _merge_raw(self, count, mean, m2):
-        if count == 0:
+    def _merge_raw(self, raw):
+        """Chan's merge of `raw` into this accumulator, relative to this one's shift."""
+        if raw.count == 0:
             return
         if self._count == 0:
-            self._count, self._mean, self._m2 = count, mean.copy(), m2.copy()
+            self._count = raw.count
+            self._shift, self._dev, self._m2 = raw.shift.copy(), raw.dev.copy(), raw.m2.copy()
             return
-        n = self._count + count
-        delta = mean - self._mean
-        self._mean = self._mean + delta * (count / n)
-        self._m2 = self._m2 + m2 + delta * delta * (self._count / n) * count
+        n = self._count + raw.count
+        with np.errstate(invalid="ignore", over="ignore"):
+            other_dev = (raw.shift - self._shift) + raw.dev
+            delta = other_dev - self._dev
+            finite = np.isfinite(delta)
+            # infinite data: the weighted mean gives NumPy's inf, -inf or NaN
+            self._dev = np.where(finite, self._dev + delta * (raw.count / n),
+                                 self._dev * (self._count / n) + other_dev * (raw.count / n))
+            self._m2 = self._m2 + raw.m2 + delta * delta * (self._count / n) * raw.count
         self._count = n
 
+    def _raw(self):
+        return Raw(self._count, self._shift, self._dev, self._m2)
+
     def merge(self, other):
-        """Merge the statistics of another accumulator over the same axis; returns self."""
+        """Merge the statistics of another accumulator over the same axis; returns self.
+        Axes compare as normalized for the batches' rank (axis=-2 and axis=(0,) are axis 0
+        of 2-D batches); an accumulator without data merges as a no-op."""
         if not isinstance(other, Moments):
             raise TypeError(f"can only merge a Moments, got {type(other).__name__}")
-        same_axis = (self._axes == other._axes if self._axes is not None
-                     and other._axes is not None else self._axis == other._axis)
-        if not same_axis:
+        if other._count == 0:
+            return self
+        if self._count == 0:
+            if self._shift is not None and self._shift.shape != other._shift.shape:
+                raise ValueError(f"cannot merge Moments with non-reduced shape "
+                                 f"{other._shift.shape} into one with {self._shift.shape}")
+            self._ndim, self._axes = other._ndim, other._axes
+            self._merge_raw(other._raw())
+            return self
+        if self._axes_of_data() != other._axes_of_data():
             raise ValueError(f"cannot merge Moments over axis {other._axis!r} into Moments "
                              f"over axis {self._axis!r}")
-        if (self._mean is not None and other._mean is not None
-                and self._mean.shape != other._mean.shape):
+        if self._shift.shape != other._shift.shape:
             raise ValueError(f"cannot merge Moments with non-reduced shape "
-                             f"{other._mean.shape} into one with {self._mean.shape}")
-        if self._mean is None and other._mean is not None:
-            self._mean, self._m2 = np.zeros(other._mean.shape), np.zeros(other._mean.shape)
-        if self._axes is None:
-            self._ndim, self._axes = other._ndim, other._axes
-        self._merge_raw(other._count, other._mean, other._m2)
+                             f"{other._shift.shape} into one with {self._shift.shape}")
+        self._merge_raw(other._raw())
         return self
+
+    def _axes_of_data(self):
+        """The reduced axes as normalized for the batches seen (None: all of them)."""
+        return (self._ndim, self._axes) if self._axes is not None else None
 
     def __add__(self, other):
         if not isinstance(other, Moments):
@@ -171,7 +224,7 @@ class Moments:
     def copy(self):
         new = Moments.__new__(Moments)
         new.__dict__.update(self.__dict__)
-        for name in ("_mean", "_m2"):
+        for name in ("_shift", "_dev", "_m2"):
             if getattr(self, name) is not None:
                 setattr(new, name, getattr(self, name).copy())
         return new
@@ -182,25 +235,24 @@ class Moments:
 
     @property
     def count(self):
-        """Number of values reduced into each statistic."""
+        """Number of values reduced into each statistic (an int)."""
         return self._count
 
     @property
     def mean(self):
         """Mean over the reduced axes (float64 array)."""
         self._require_data()
-        return self._mean.copy()
+        return self._shift + self._dev
 
     def var(self, ddof=0):
         """Variance with NumPy's meaning of ddof (float64 array)."""
         self._require_data()
-        ddof = V.ddof(ddof, self._count)
-        return self._m2 / (self._count - ddof)
+        return _variance(self._m2, self._count, V.ddof(ddof))
 
     def std(self, ddof=0):
         """Standard deviation with NumPy's meaning of ddof (float64 array)."""
         return np.sqrt(self.var(ddof))
 
     def __repr__(self):
-        shape = None if self._mean is None else self._mean.shape
+        shape = None if self._shift is None else self._shift.shape
         return f"Moments(axis={self._axis!r}, count={self._count}, shape={shape})"

@@ -24,8 +24,19 @@ _FLOAT16 = np.dtype(np.float16)
 _FLOAT32 = np.dtype(np.float32)
 
 
+def native(dtype):
+    """The dtype in this machine's byte order (data read from big-endian files has '>f4')."""
+    return dtype if dtype.isnative else dtype.newbyteorder("=")
+
+
+def is_float(dtype):
+    """float16, float32 or float64, in either byte order."""
+    return native(dtype) in FLOAT_DTYPES
+
+
 def compute_dtype(dtype):
     """Kernel dtype for a supported float input dtype (float16 computes in float32)."""
+    dtype = native(dtype)
     return _FLOAT32 if dtype == _FLOAT16 else dtype
 
 
@@ -37,7 +48,7 @@ def array_input(x, name="x", min_ndim=0):
         except Exception as exc:
             raise TypeError(f"{name} must be an array of floats, got {type(x).__name__}") \
                 from exc
-    if x.dtype not in FLOAT_DTYPES:
+    if not is_float(x.dtype):
         raise TypeError(f"{name} has dtype {x.dtype}; fastnorm supports float16, float32 "
                         f"and float64")
     if x.ndim < min_ndim:
@@ -49,14 +60,14 @@ def array_input(x, name="x", min_ndim=0):
 def result_dtype(dtype, default):
     """The `dtype=` argument of moments: a float dtype, default that of x."""
     if dtype is None:
-        return np.dtype(default)
+        return native(np.dtype(default))
     try:
         dt = np.dtype(dtype)
     except TypeError as exc:
         raise TypeError(f"dtype must be a float dtype, got {dtype!r}") from exc
-    if dt not in FLOAT_DTYPES:
+    if not is_float(dt):
         raise TypeError(f"dtype must be float16, float32 or float64, got {dt}")
-    return dt
+    return native(dt)
 
 
 def num_threads(value):
@@ -126,7 +137,7 @@ def param(value, name, shape, dtype):
     if value is None:
         return None
     arr = _as_array(value, name)
-    if arr.dtype not in FLOAT_DTYPES:
+    if not is_float(arr.dtype):
         raise TypeError(f"{name} has dtype {arr.dtype}; it must be a float array")
     if arr.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {arr.shape}")
@@ -147,7 +158,7 @@ def running_stat(value, name, channels, updated):
         if not value.flags.writeable:
             raise ValueError(f"{name} is updated in place and must be writable")
     arr = _as_array(value, name)
-    if arr.dtype not in FLOAT_DTYPES:
+    if not is_float(arr.dtype):
         raise TypeError(f"{name} has dtype {arr.dtype}; it must be a float array")
     if arr.shape != (channels,):
         raise ValueError(f"{name} must have shape ({channels},), got {arr.shape}")
@@ -221,7 +232,7 @@ def _out_buffer(value, x):
         raise TypeError(f"out must be a numpy array, got {type(value).__name__}")
     if value.shape != x.shape:
         raise ValueError(f"out must have the shape of x {x.shape}, got {value.shape}")
-    if value.dtype != x.dtype:
+    if native(value.dtype) != native(x.dtype):
         raise ValueError(f"out must have the dtype of x ({x.dtype}), got {value.dtype}")
     if not value.flags.c_contiguous:
         raise ValueError("out must be C-contiguous")
@@ -265,9 +276,7 @@ def axes(axis, ndim):
     return tuple(sorted(result))
 
 
-def ddof(value, count):
-    d = real_scalar(value, "ddof")
-    if not (0 <= d < count):
-        raise ValueError(f"ddof must satisfy 0 <= ddof < number of reduced elements "
-                         f"({count}), got {value}")
-    return d
+def ddof(value):
+    """ddof: a real number, NumPy's meaning (count - ddof <= 0 gives inf or NaN, with
+    NumPy's RuntimeWarning, at the division)."""
+    return real_scalar(value, "ddof")

@@ -1,5 +1,7 @@
 """Argument validation of fastnorm.moments and fastnorm.Moments."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -83,10 +85,23 @@ def test_num_threads_valid_values_accepted():
     (None, -1), (None, 60), (None, 61), (None, 100),
     (0, 3), (0, 4), (0, -2), (1, 4), ((0, 2), 15), ((1, 2), 20), (-1, 5),
 ])
-def test_ddof_out_of_range(axis, ddof):
-    # x has shape (3, 4, 5): 60 elements in all
-    with pytest.raises(ValueError, match="ddof"):
-        fastnorm.moments(_x(), axis=axis, ddof=ddof)
+def test_ddof_beyond_the_count_follows_numpy(axis, ddof):
+    # x has shape (3, 4, 5): 60 elements in all. NumPy's var divides by max(count - ddof, 0)
+    # (negative ddof is allowed), giving inf/NaN with a RuntimeWarning when that is <= 0.
+    x = _x()
+    count = x.size if axis is None else np.prod([x.shape[a] for a in np.atleast_1d(axis)])
+    with warnings.catch_warnings(record=True) as ours:
+        warnings.simplefilter("always")
+        _, var = fastnorm.moments(x, axis=axis, ddof=ddof)
+    with warnings.catch_warnings(record=True) as numpys:
+        warnings.simplefilter("always")
+        want = np.var(x, axis=axis, ddof=ddof)
+    np.testing.assert_allclose(var, want, rtol=1e-12)
+    np.testing.assert_array_equal(np.isinf(var), np.isinf(want))
+    if count - ddof <= 0:
+        assert any(issubclass(w.category, RuntimeWarning) for w in numpys)
+        assert any(issubclass(w.category, RuntimeWarning) and "Degrees of freedom" in
+                   str(w.message) for w in ours), [str(w.message) for w in ours]
 
 
 @pytest.mark.parametrize("axis,ddof", [(None, 59), (0, 2), ((0, 2), 14), (-1, 4)])
@@ -96,7 +111,11 @@ def test_ddof_largest_valid(axis, ddof):
     np.testing.assert_allclose(var, np.var(x, axis=axis, ddof=ddof), rtol=1e-12)
 
 
-def test_empty_reduction_raises():
-    # zero reduced elements: ddof=0 >= 0 elements
-    with pytest.raises(ValueError, match="ddof|empty|zero|elements|size"):
-        fastnorm.moments(np.zeros((0, 3)), axis=0)
+def test_empty_reduction_is_nan_like_numpy():
+    # zero reduced elements: NumPy's mean and var are NaN (with RuntimeWarnings)
+    with pytest.warns(RuntimeWarning):
+        mean, var = fastnorm.moments(np.zeros((0, 3)), axis=0)
+    assert mean.shape == var.shape == (3,)
+    assert np.isnan(mean).all() and np.isnan(var).all()
+
+

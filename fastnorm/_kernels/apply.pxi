@@ -98,9 +98,9 @@ cdef inline GroupParams group_params(Stat st, double eps, bint rms) noexcept nog
     cdef double var = st.m2 / st.n
     if rms:
         p.mean = 0.0
-        p.rstd = 1.0 / sqrt(var + st.mean * st.mean + eps)
+        p.rstd = 1.0 / sqrt(var + stat_mean(st) * stat_mean(st) + eps)
     else:
-        p.mean = st.mean
+        p.mean = stat_mean(st)
         p.rstd = 1.0 / sqrt(var + eps)
     return p
 

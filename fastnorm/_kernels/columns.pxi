@@ -42,7 +42,7 @@ cdef void normalize_column_block(const floating* x, floating* y,   # IN/OUT bloc
             st[j].n = 0
         column_block_stats(x, rows, ld, width, st)
         for j in range(width):
-            mean[j] = st[j].mean
+            mean[j] = stat_mean(st[j])
             var[j] = st[j].m2 / st[j].n
     for j in range(width):
         r = 1.0 / sqrt(var[j] + eps)

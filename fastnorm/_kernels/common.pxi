@@ -1,5 +1,5 @@
 from cython.parallel cimport prange
-from libc.math cimport INFINITY, isfinite, sqrt
+from libc.math cimport INFINITY, NAN, isfinite, sqrt
 from libc.stdlib cimport malloc, free
 
 ctypedef fused stat_float:     # running statistics handed to apply_channels
@@ -33,8 +33,13 @@ cdef enum:
 
 cdef struct Stat:             # statistics of some values, merged with stat_merge
     double n
-    double mean
+    double shift              # the mean is shift + dev: the pair keeps the digits of a
+    double dev                # mean much larger than the spread through every merge
     double m2                 # sum of squared deviations from the mean
+
+
+cdef inline double stat_mean(Stat st) noexcept nogil:
+    return st.shift + st.dev
 
 
 cdef struct GroupParams:      # what the apply needs of a group
@@ -81,7 +86,7 @@ cdef inline Py_ssize_t ceil_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
 
 cdef inline void store_group_stats(StatsOut out, Py_ssize_t g, Stat st) noexcept nogil:
     if out.mean != NULL:
-        out.mean[g] = st.mean
+        out.mean[g] = stat_mean(st)
         out.var[g] = st.m2 / st.n
 
 
@@ -111,11 +116,12 @@ cdef Stat* alloc_stats(Py_ssize_t n) except NULL:
     return p
 
 
-cdef inline void store_stats(const Stat* st, Py_ssize_t n, double[::1] mean,
-                             double[::1] m2) noexcept nogil:
+cdef inline void store_stats(const Stat* st, Py_ssize_t n, double[::1] shift,
+                             double[::1] dev, double[::1] m2) noexcept nogil:
     cdef Py_ssize_t i
     for i in range(n):
-        mean[i] = st[i].mean
+        shift[i] = st[i].shift
+        dev[i] = st[i].dev
         m2[i] = st[i].m2
 
 

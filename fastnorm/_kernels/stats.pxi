@@ -14,24 +14,51 @@ cdef inline Stat stat_from_sums(double n, double shift, double s1, double s2) no
     """Chunk statistics from sums of d = x - shift and of d*d."""
     cdef Stat r
     r.n = n
-    r.mean = shift + s1 / n
+    r.shift = shift
+    r.dev = s1 / n
     r.m2 = m2_from_sums(n, s1, s2)
     return r
 
 
 cdef inline void stat_merge(Stat* acc, Stat b) noexcept nogil:
-    """Chan et al.'s pairwise merge of b into acc, in float64."""
-    cdef double n, delta
+    """Chan et al.'s pairwise merge of b into acc, in float64, on deviations from acc's
+    shift: the chunk means of data at 1e9 with unit spread differ by ~1 and are known to
+    ~1e-16 of that, where their float64 values would be known to only ~1e-7 of it (the
+    shifts are values of the data, whose difference is exact). The shift stays that of the
+    first part merged, so the order of merges fixes every bit."""
+    cdef double n, bdev, delta
     if acc.n == 0:
         acc[0] = b
         return
     if b.n == 0:
         return
     n = acc.n + b.n
-    delta = b.mean - acc.mean
-    acc.mean = acc.mean + delta * (b.n / n)
+    bdev = (b.shift - acc.shift) + b.dev
+    delta = bdev - acc.dev
+    if isfinite(delta):
+        acc.dev = acc.dev + delta * (b.n / n)
+    else:       # infinite data: the weighted mean gives NumPy's inf, -inf or NaN
+        acc.dev = acc.dev * (acc.n / n) + bdev * (b.n / n)
     acc.m2 = acc.m2 + b.m2 + delta * delta * (acc.n / n) * b.n
     acc.n = n
+
+
+cdef Stat nonfinite_stat(const floating* x, Py_ssize_t n, Py_ssize_t stride,
+                         Stat sums) noexcept nogil:
+    """Statistics of n values x[0], x[stride], ... whose shifted sums are not finite: with
+    an infinite or NaN value among them, NumPy's results (mean = sum / n: inf, -inf or NaN;
+    M2 NaN); finite data whose squares overflowed keeps `sums`."""
+    cdef double total = 0.0
+    cdef Py_ssize_t i, bad = 0
+    for i in range(n):
+        total += <double>x[i * stride]
+        bad += not isfinite(x[i * stride])
+    if bad == 0:
+        return sums
+    sums.shift = 0.0
+    sums.dev = total / n
+    sums.m2 = NAN
+    return sums
 
 
 cdef extern from "_simd.h" nogil:
@@ -49,11 +76,15 @@ cdef inline Stat chunk_stat(const floating* x, Py_ssize_t n, bint precise) noexc
     precise: float64 lanes for float32 data too (moments); else float32 lanes where safe
     (normalizations, whose float32 output cannot show the difference)."""
     cdef double shift, s1, s2
+    cdef Stat r
     if floating is float:
         fn_chunk_sums_f32(x, n, precise, &shift, &s1, &s2)
     else:
         fn_chunk_sums_f64(x, n, precise, &shift, &s1, &s2)
-    return stat_from_sums(<double>n, shift, s1, s2)
+    r = stat_from_sums(<double>n, shift, s1, s2)
+    if not isfinite(shift + s1 + s2):
+        r = nonfinite_stat(x, n, 1, r)
+    return r
 
 
 cdef inline void segment_fold(const floating* x, Py_ssize_t n, bint precise,
@@ -75,7 +106,8 @@ cdef inline Stat group_stat(const floating* x, Py_ssize_t nseg, Py_ssize_t seg_l
     cdef Stat acc
     cdef Py_ssize_t s
     acc.n = 0
-    acc.mean = 0
+    acc.shift = 0
+    acc.dev = 0
     acc.m2 = 0
     for s in range(nseg):
         if prefetch_segments and s + 1 < nseg:
@@ -90,7 +122,8 @@ cdef inline Stat fold_stats(const Stat* parts, Py_ssize_t n, Py_ssize_t stride) 
     cdef Stat acc
     cdef Py_ssize_t i
     acc.n = 0
-    acc.mean = 0
+    acc.shift = 0
+    acc.dev = 0
     acc.m2 = 0
     for i in range(n):
         stat_merge(&acc, parts[i * stride])
@@ -181,12 +214,16 @@ cdef void column_block_stats(const floating* x,   # IN  matrix of `rows` rows, r
     cdef double s1[COL_BLOCK]
     cdef double s2[COL_BLOCK]
     cdef Py_ssize_t rc, r0, j, nr
+    cdef Stat st
     for rc in range(ceil_div(rows, ROW_CHUNK)):
         r0 = rc * ROW_CHUNK
         nr = min(<Py_ssize_t>ROW_CHUNK, rows - r0)
         column_chunk_sums(x + r0 * ld, nr, ld, width, shift, s1, s2)
         for j in range(width):
-            stat_merge(&out[j], stat_from_sums(<double>nr, shift[j], s1[j], s2[j]))
+            st = stat_from_sums(<double>nr, shift[j], s1[j], s2[j])
+            if not isfinite(shift[j] + s1[j] + s2[j]):
+                st = nonfinite_stat(x + r0 * ld + j, nr, ld, st)
+            stat_merge(&out[j], st)
 
 
 cdef inline Py_ssize_t column_block_width(Py_ssize_t outer, Py_ssize_t cols,
@@ -241,14 +278,16 @@ cdef void column_stats(const floating* x,          # IN  (outer, rows, cols) buf
 
 def segment_moments(const floating[::1] x,    # IN  flat buffer
                     object shape,               # a SegmentShape
-                    double[::1] mean,           # OUT (groups,)
+                    double[::1] shift,          # OUT (groups,) mean = shift + dev
+                    double[::1] dev,            # OUT (groups,)
                     double[::1] m2,             # OUT (groups,)
                     int num_threads):
-    """Mean and M2 of groups of contiguous segments (SegmentShape, grouped_stats)."""
+    """Mean (as shift + dev, see Stat) and M2 of groups of contiguous segments
+    (SegmentShape, grouped_stats)."""
     cdef SegmentShape s = segment_shape(shape)
     check_extent((s.groups - 1) * s.group_stride + (s.nseg - 1) * s.seg_stride + s.seg_len
                  if s.groups and s.nseg else 0, x.shape[0], x.shape[0])
-    check_extent(s.groups, mean.shape[0], m2.shape[0])
+    check_extent(s.groups, min(shift.shape[0], dev.shape[0]), m2.shape[0])
     cdef int nt = effective_threads(s.groups * s.nseg * s.seg_len, num_threads)
     cdef Stat* out = alloc_stats(s.groups)
     cdef Stat* buf = grouped_stats_scratch(s, nt)
@@ -257,20 +296,21 @@ def segment_moments(const floating[::1] x,    # IN  flat buffer
         raise MemoryError()
     with nogil:
         grouped_stats(&x[0], s, True, out, buf, nt)
-        store_stats(out, s.groups, mean, m2)
+        store_stats(out, s.groups, shift, dev, m2)
     free(buf)
     free(out)
 
 
 def column_moments(const floating[::1] x,     # IN  flat (outer, rows, cols) buffer
                    object shape,                # a ColumnShape
-                   double[::1] mean,            # OUT (outer*cols,)
+                   double[::1] shift,           # OUT (outer*cols,) mean = shift + dev
+                   double[::1] dev,             # OUT (outer*cols,)
                    double[::1] m2,              # OUT (outer*cols,)
                    int num_threads):
-    """Mean and M2 over the rows of each (outer, column)."""
+    """Mean (as shift + dev) and M2 over the rows of each (outer, column)."""
     cdef ColumnShape s = column_shape(shape)
     check_extent(s.outer * s.rows * s.cols, x.shape[0], x.shape[0])
-    check_extent(s.outer * s.cols, mean.shape[0], m2.shape[0])
+    check_extent(s.outer * s.cols, min(shift.shape[0], dev.shape[0]), m2.shape[0])
     cdef int nt = effective_threads(s.outer * s.rows * s.cols, num_threads)
     cdef Stat* out = alloc_stats(s.outer * s.cols)
     cdef Stat* buf = NULL
@@ -282,6 +322,6 @@ def column_moments(const floating[::1] x,     # IN  flat (outer, rows, cols) buf
             raise MemoryError()
     with nogil:
         column_stats(&x[0], s, out, buf, nt)
-        store_stats(out, s.outer * s.cols, mean, m2)
+        store_stats(out, s.outer * s.cols, shift, dev, m2)
     free(buf)
     free(out)
