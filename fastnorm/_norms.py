@@ -17,7 +17,6 @@ rms_norm_fast, batch_norm_fast) that skips the Python-level planning and runs th
 kernel bodies; it decides alone what it takes (each check beside the _validate rule it
 mirrors) and returns None for anything else, which the general path below validates.
 """
-import math
 
 import numpy as np
 
@@ -113,19 +112,13 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, out=Non
                                             return_stats, num_threads)
     if y is not None:
         return y
-    x = V.array_input(x, min_ndim=1)
-    shape = V.normalized_shape(normalized_shape, x.shape)
-    cdt = V.compute_dtype(x.dtype)
-    weight = V.param(weight, "weight", shape, cdt)
-    bias = V.param(bias, "bias", shape, cdt)
+    x, shape, rows, row, weight, bias = V.row_affine(x, normalized_shape, weight, bias)
     eps = V.eps(eps)
     return_stats = V.flag(return_stats, "return_stats")
     nt = _threads.resolve(V.num_threads(num_threads))
     out, in_place = V.out(out, x, weight=weight, bias=bias)
 
     k = len(shape)
-    row = math.prod(shape)
-    rows = math.prod(x.shape[:-k])
     y, mean, var = _normalize_groups(x, out, in_place, RowShape.rows(rows, row), weight, bias,
                                      eps, nt, want_stats=return_stats)
     if not return_stats:
@@ -141,16 +134,11 @@ def rms_norm(x, normalized_shape, weight=None, eps=None, *, out=None, num_thread
     y = _dispatch.kernels().rms_norm_fast(x, normalized_shape, weight, eps, out, num_threads)
     if y is not None:
         return y
-    x = V.array_input(x, min_ndim=1)
-    shape = V.normalized_shape(normalized_shape, x.shape)
-    cdt = V.compute_dtype(x.dtype)
-    weight = V.param(weight, "weight", shape, cdt)
+    x, _, rows, row, weight, _ = V.row_affine(x, normalized_shape, weight, None)
     eps = float(np.finfo(x.dtype).eps) if eps is None else V.eps(eps)
     nt = _threads.resolve(V.num_threads(num_threads))
     out, in_place = V.out(out, x, weight=weight)
 
-    row = math.prod(shape)
-    rows = math.prod(x.shape[:-len(shape)])
     return _normalize_groups(x, out, in_place, RowShape.rows(rows, row), weight, None, eps,
                              nt, rms=True)[0]
 

@@ -184,6 +184,16 @@ def channel_affine(x, weight, bias):
             param(bias, "bias", (channels,), cdt))
 
 
+def row_affine(x, shape_arg, weight, bias):
+    """For an op over the trailing dims (LayerNorm, RMSNorm): (x, normalized shape, rows,
+    row length, weight, bias), the parameters in the kernel dtype."""
+    x = array_input(x, min_ndim=1)
+    shape = normalized_shape(shape_arg, x.shape)
+    cdt = compute_dtype(x.dtype)
+    return (x, shape, math.prod(x.shape[:-len(shape)]), math.prod(shape),
+            param(weight, "weight", shape, cdt), param(bias, "bias", shape, cdt))
+
+
 def normalized_shape(value, x_shape):
     """int or sequence of ints matching the trailing dims of x; returned as a tuple."""
     if type(value) is int or (isinstance(value, (numbers.Integral, np.integer))
