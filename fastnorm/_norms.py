@@ -82,8 +82,15 @@ def _stats_out(values, shape, dtype):
 # ---------------------------------------------------------------------------------------
 # row-local normalizations
 
+def _precise(x, *kept):
+    """Whether statistics of float32 data are kept in float64 arrays (running statistics):
+    then the kernels sum in float64 lanes (float32 lanes, ~1e-8 relative, suffice for a
+    float32 output)."""
+    return x.dtype != np.float64 and any(k is not None and k.dtype == np.float64 for k in kept)
+
+
 def _normalize_groups(x, out, in_place, shape, weight, bias, eps, nt, *, rms=False,
-                      want_stats=False):
+                      want_stats=False, precise=False):
     """Run normalize_groups over a RowShape; returns (y, mean, var), float64 statistics per
     group (None unless want_stats)."""
     empty = shape.runs * shape.run_len == 0        # groups of no values: NaN, as in torch
@@ -93,7 +100,7 @@ def _normalize_groups(x, out, in_place, shape, weight, bias, eps, nt, *, rms=Fal
     if x.size:
         _dispatch.kernels().normalize_groups(src.reshape(-1), dst.reshape(-1), shape,
                                              _flat(weight), _flat(bias), eps, rms, mean, var,
-                                             nt)
+                                             nt, precise)
     return _finish(x, out, dst), mean, var
 
 
@@ -197,7 +204,8 @@ def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None
 
     shape = RowShape.instances(n, channels, inner)
     y, mean, var = _normalize_groups(x, out, in_place, shape, weight, bias, eps, nt,
-                                     want_stats=running_mean is not None)
+                                     want_stats=running_mean is not None,
+                                     precise=_precise(x, running_mean, running_var))
     if running_mean is not None and n:
         with np.errstate(all="ignore"):
             unbiased = var.reshape(n, channels) * (inner / (inner - 1))
@@ -254,7 +262,8 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
     if inner > 1:       # channel by channel: statistics, then apply from cache
         mean, var = np.empty(channels), np.empty(channels)
         _dispatch.kernels().normalize_channels(src.reshape(-1), dst.reshape(-1), shape, weight,
-                                               bias, eps, mean, var, nt)
+                                               bias, eps, mean, var, nt,
+                                               _precise(x, running_mean, running_var))
     else:               # (N, C): column statistics, then a row-vector apply
         raw = raw_moments(src.reshape(n, channels), (0,), nt)
         mean, var = raw.mean, raw.m2 / count

@@ -110,7 +110,9 @@ def moments(x, axis=None, *, ddof=0, keepdims=False, dtype=None, num_threads=Non
         mean = np.full(kept_shape, np.nan)
         if count == 0 and mean.size:
             warnings.warn("Mean of empty slice", RuntimeWarning, stacklevel=2)
-        var = _variance(np.full(kept_shape, np.nan), count, ddof)
+        # NumPy: the sum of squares of no values is 0 (0 / max(0 - ddof, 0) is NaN)
+        var = _variance(np.zeros(kept_shape) if count == 0 else np.full(kept_shape, np.nan),
+                        count, ddof)
     else:
         raw = raw_moments(x, axes, nt)
         mean, var = raw.mean, _variance(raw.m2, count, ddof)

@@ -3,14 +3,14 @@
 
 cdef inline Stat normalize_channel(const floating* x, floating* y,  # IN/OUT channel origin
                                    Py_ssize_t n, Py_ssize_t stride, Py_ssize_t inner,
-                                   double w, floating b, double eps,
+                                   double w, floating b, double eps, bint precise,
                                    bint prefetched, bint prefetch_next) noexcept nogil:
     """BatchNorm of one channel (n runs of `inner` values, `stride` apart): statistics, then
     the apply while the channel's data is still in cache. prefetch_next: the next channel
     (run i of which follows run i of this one) is prefetched meanwhile, as in
     normalize_group_range; prefetched: this one was (its statistics then skip their own
     prefetches)."""
-    cdef Stat st = group_stat(x, n, inner, stride, False, not prefetched)
+    cdef Stat st = group_stat(x, n, inner, stride, precise, not prefetched)
     cdef GroupParams p = group_params(st, eps, False)
     cdef floating hi = <floating>p.mean
     cdef floating a = <floating>(p.rstd * w)
@@ -42,7 +42,7 @@ cdef void normalize_channel_range(const floating* xp, floating* yp,
     for c in range(c0, c1):
         st = normalize_channel(xp + c * s.inner, yp + c * s.inner, s.n, s.channels * s.inner,
                                s.inner, w[c] if w != NULL else 1.0, b[c] if b != NULL else 0,
-                               eps, prefetch and c > c0, prefetch and c + 1 < c1)
+                               eps, stats.precise, prefetch and c > c0, prefetch and c + 1 < c1)
         store_group_stats(stats, c, st)
 
 
@@ -54,13 +54,14 @@ def normalize_channels(const floating[::1] x,      # IN  flat (n, channels, inne
                        double eps,
                        double[::1] mean_out not None,  # OUT (channels,)
                        double[::1] var_out not None,   # OUT (channels,) biased variance
-                       int num_threads):
+                       int num_threads, bint precise=False):
     """BatchNorm with batch statistics: per channel over n and inner, channel by channel so
-    that each channel is normalized from cache right after its statistics."""
+    that each channel is normalized from cache right after its statistics. precise: float64
+    lanes for float32 data (running statistics kept in float64)."""
     cdef ChannelShape s = channel_shape(shape)
     cdef Py_ssize_t n = s.n, channels = s.channels, inner = s.inner
     check_extent(n * channels * inner, x.shape[0], out.shape[0])
-    cdef StatsOut stats = stats_out(mean_out, var_out, channels)
+    cdef StatsOut stats = stats_out(mean_out, var_out, channels, precise)
     cdef int nt = effective_threads(n * channels * inner, num_threads)
     cdef const floating* xp = &x[0]
     cdef floating* yp = &out[0]
@@ -93,7 +94,7 @@ def normalize_channels(const floating[::1] x,      # IN  flat (n, channels, inne
         free(sts)
         raise MemoryError()
     with nogil:
-        grouped_stats(xp, seg, False, sts, buf, nt)
+        grouped_stats(xp, seg, stats.precise, sts, buf, nt)
         for c in range(channels):
             store_group_stats(stats, c, sts[c])
         rc = apply_channels_body(xp, yp, s, stats.mean, stats.var, w, b, eps, nt)

@@ -74,7 +74,7 @@ def normalize_columns(const floating[::1] x,      # IN  flat (outer, rows, cols)
     """Normalization across the rows at every (outer, column): channels-first LayerNorm."""
     cdef ColumnShape s = column_shape(shape)
     check_extent(s.outer * s.rows * s.cols, x.shape[0], out.shape[0])
-    cdef StatsOut stats = stats_out(mean_out, var_out, s.outer * s.cols)
+    cdef StatsOut stats = stats_out(mean_out, var_out, s.outer * s.cols, True)
     cdef int nt = effective_threads(s.outer * s.rows * s.cols, num_threads)
     cdef const floating* xp = &x[0]
     cdef floating* yp = &out[0]

@@ -78,6 +78,7 @@ cdef struct SegmentShape:     # groups of nseg segments of seg_len values: group
 cdef struct StatsOut:         # per-group statistics a caller asked for (NULL: not wanted)
     double* mean
     double* var               # biased variance
+    bint precise              # float64 lanes for float32 data (statistics kept in float64)
 
 
 cdef inline Py_ssize_t ceil_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
@@ -125,12 +126,13 @@ cdef inline void store_stats(const Stat* st, Py_ssize_t n, double[::1] shift,
         m2[i] = st[i].m2
 
 
-cdef inline StatsOut stats_out(double[::1] mean, double[::1] var,
-                               Py_ssize_t groups) except *:
+cdef inline StatsOut stats_out(double[::1] mean, double[::1] var, Py_ssize_t groups,
+                               bint precise) except *:
     """The optional (groups,) mean and biased-variance outputs of an entry point."""
     cdef StatsOut out
     out.mean = NULL
     out.var = NULL
+    out.precise = precise
     if mean is not None:
         check_extent(groups, mean.shape[0], var.shape[0])
         out.mean = &mean[0] if groups else NULL

@@ -50,6 +50,7 @@ cdef int fast_op(const floating* x, floating* y, Py_ssize_t n,
         rs.groups, rs.runs, rs.run_len, rs.param_period, rs.per_element = n // a0, 1, a0, 1, True
         none.mean = NULL
         none.var = NULL
+        none.precise = False
         return groups_body(x, y, rs, p0, p1 if op == OP_LAYER else NULL, eps, op == OP_RMS,
                            none, nt)
     cs.n, cs.channels, cs.inner = n // (a0 * a1), a0, a1

@@ -68,14 +68,14 @@ cdef void normalize_group_range(const floating* xp, floating* yp,
     cdef Stat st, nxt
     cdef Py_ssize_t g, ahead = 2 if pipelined else 1
     if pipelined and g0 < g1:
-        nxt = group_stat(xp + g0 * glen, 1, glen, 0, False, False)
+        nxt = group_stat(xp + g0 * glen, 1, glen, 0, stats.precise, False)
     for g in range(g0, g1):
         if pipelined:
             st = nxt
             if g + 1 < g1:
-                nxt = group_stat(xp + (g + 1) * glen, 1, glen, 0, False, False)
+                nxt = group_stat(xp + (g + 1) * glen, 1, glen, 0, stats.precise, False)
         else:
-            st = group_stat(xp + g * glen, 1, glen, 0, False, False)
+            st = group_stat(xp + g * glen, 1, glen, 0, stats.precise, False)
         apply_group_span(xp + g * glen, yp + g * glen, 0, glen, s, g,
                          row_group_params(st, xp + g * glen, glen, eps, rms), w, b,
                          (xp + (g + ahead) * glen) if prefetch and g + ahead < g1 else NULL)
@@ -119,7 +119,7 @@ cdef int groups_body(const floating* xp,         # IN  (groups, runs*run_len) bu
         free(buf)
         return -1
     blocks = ceil_div(glen, APPLY_BLOCK)
-    grouped_stats(xp, seg, False, st, buf, nt)
+    grouped_stats(xp, seg, stats.precise, st, buf, nt)
     for g in range(groups):     # before any block is written: row_group_params may re-read x
         gp[g] = row_group_params(st[g], xp + g * glen, glen, eps, rms)
         store_group_stats(stats, g, st[g])
@@ -142,12 +142,13 @@ def normalize_groups(const floating[::1] x,       # IN  flat (groups, runs*run_l
                      double eps, bint rms,
                      double[::1] mean_out,        # OUT (groups,) mean, or None
                      double[::1] var_out,         # OUT (groups,) biased variance, or None
-                     int num_threads):
+                     int num_threads, bint precise=False):
     """Row-local normalization (LayerNorm, RMSNorm, InstanceNorm, GroupNorm): statistics of
-    each contiguous group and its normalization while the group is in cache."""
+    each contiguous group and its normalization while the group is in cache. precise:
+    float64 lanes for float32 data (statistics the caller keeps in float64)."""
     cdef RowShape s = row_shape(shape)
     check_extent(s.groups * s.runs * s.run_len, x.shape[0], out.shape[0])
-    cdef StatsOut stats = stats_out(mean_out, var_out, s.groups)
+    cdef StatsOut stats = stats_out(mean_out, var_out, s.groups, precise)
     cdef int nt = effective_threads(s.groups * s.runs * s.run_len, num_threads)
     cdef const floating* w = optional_ptr(weight)
     cdef const floating* b = optional_ptr(bias)
