@@ -51,3 +51,51 @@ def empty(shape, dtype, perm):
     if perm is None:
         return np.empty(shape, dtype)
     return np.empty(tuple(shape[p] for p in perm), dtype).transpose(inverse(perm))
+
+
+class Buffers:
+    """The memory a plan's kernels read and write, in memory order (C-contiguous arrays of
+    the kernel dtype): `src` holds x, `dst` receives the result; `perm` is the memory order
+    of the logical array (None: C order), so plans pick the kernel shape for the layout.
+
+    In place, the kernels work through `out` (x's memory, checked writable: x itself may be
+    a read-only view of it). A private copy of x (other strides, float16, non-native byte
+    order) keeps x's native layout if it has one (C order otherwise) and is normalized in
+    place. native=False makes a channels-last x take the C-order copy (ops for which
+    channels-last is not a native layout)."""
+
+    def __init__(self, x, out, in_place, compute_dtype, native=True):
+        self.x, self.out = x, out
+        layout = of(x) if native else (C_ORDER if x.flags.c_contiguous else None)
+        self.perm = perm_of(layout, x.ndim)
+        if in_place and x.dtype == compute_dtype:
+            self.src = self.dst = to_memory(out, self.perm)
+            self.into_out = True
+        elif x.dtype == compute_dtype and layout is not None:
+            self.src = to_memory(x, self.perm)
+            self.into_out = out is not None and of(out) == layout
+            self.dst = to_memory(out, self.perm) if self.into_out else np.empty(
+                self.src.shape, compute_dtype)
+        else:
+            self.src = self.dst = np.array(to_memory(x, self.perm), dtype=compute_dtype,
+                                           order="C", copy=True)
+            self.into_out = False
+
+    def flat(self):
+        """(src, dst) flattened, for the kernels."""
+        return self.src.reshape(-1), self.dst.reshape(-1)
+
+    def finish(self):
+        """The array handed back: out (filled), or the result in x's layout and dtype (native
+        byte order). float16 overflow stores inf, as in torch."""
+        y = to_logical(self.dst, self.perm)
+        if self.out is not None:
+            if not self.into_out:
+                with np.errstate(all="ignore"):
+                    self.out[...] = y
+            return self.out
+        dtype = self.x.dtype if self.x.dtype.isnative else self.x.dtype.newbyteorder("=")
+        if y.dtype == dtype:
+            return y
+        with np.errstate(all="ignore"):
+            return y.astype(dtype, order="K")

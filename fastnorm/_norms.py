@@ -11,6 +11,12 @@ A plan validates its arguments (fastnorm._validate), maps the shape of x onto a 
                             ((N, C) input: column statistics, then      apply_channels)
   batch_norm (eval), instance_norm on running stats                     apply_channels
 
+Channels-last x (fastnorm/_layout.py) is native too: per-channel statistics become column
+statistics over rows of C (moments' column engine) and the per-channel apply a row-vector
+apply (apply_channels, one parameter set per sample for InstanceNorm and GroupNorm);
+channel_layer_norm becomes a row LayerNorm over C; LayerNorm/RMSNorm over trailing dims
+that include C read their elementwise parameters permuted to the memory order.
+
 Calls with plain arguments (C-contiguous ndarrays of one float dtype, in place or
 allocating) first try a fast path in the kernels (_kernels/fast.pxi: layer_norm_fast,
 rms_norm_fast, batch_norm_fast) that skips the Python-level planning and runs the same
@@ -21,49 +27,46 @@ mirrors) and returns None for anything else, which the general path below valida
 import numpy as np
 
 from . import _dispatch, _threads
+from . import _layout as L
 from . import _validate as V
 from ._shapes import ChannelShape, ColumnShape, RowShape
-from ._stats import raw_moments
+from ._stats import merge_raw, raw_moments
 
 
 # ---------------------------------------------------------------------------------------
-# buffers
+# buffers and parameters
 
-def _buffers(x, out, in_place):
-    """(src, dst): C-contiguous kernel-dtype buffers holding x and receiving the result.
-
-    In place, the kernels work through `out` (x's memory, checked writable: x itself may be
-    a read-only view of it). A private copy of x (non-contiguous, float16 or non-native
-    byte order) is normalized in place."""
-    cdt = V.compute_dtype(x.dtype)
-    if in_place and x.dtype == cdt:
-        return out, out
-    if x.dtype == cdt and x.flags.c_contiguous:
-        return x, (out if out is not None else np.empty_like(x, order="C"))
-    src = np.array(x, dtype=cdt, order="C", copy=True)
-    return src, src
+def _buffers(x, out, in_place, native=True):
+    return L.Buffers(x, out, in_place, V.compute_dtype(x.dtype), native)
 
 
-def _finish(x, out, dst):
-    """The array handed back: out (filled), or dst in the dtype of x (native byte order)."""
-    if out is not None:
-        if dst is not out:
-            with np.errstate(all="ignore"):      # float16 overflow is inf, as in torch
-                out[...] = dst
-        return out
-    dtype = V.native(x.dtype)
-    if dst.dtype == dtype:
-        return dst
-    with np.errstate(all="ignore"):
-        return dst.astype(dtype)
+def _apply_channels(buf, shape, mean, var, weight, bias, eps, nt, sets=1):
+    """Per-channel apply from statistics (sets * channels,) of any float dtype, in float64."""
+    _dispatch.kernels().apply_channels(*buf.flat(), shape,
+                                       np.ascontiguousarray(mean, np.float64).reshape(-1),
+                                       np.ascontiguousarray(var, np.float64).reshape(-1),
+                                       weight, bias, eps, nt, sets)
 
 
-def _apply_channels(src, dst, shape, mean, var, weight, bias, eps, nt):
-    """Per-channel apply from statistics (channels,) of any float dtype, taken in float64."""
-    _dispatch.kernels().apply_channels(src.reshape(-1), dst.reshape(-1), shape,
-                                       np.ascontiguousarray(mean, np.float64),
-                                       np.ascontiguousarray(var, np.float64), weight, bias,
-                                       eps, nt)
+def _channel_shape(buf, n, channels, inner):
+    """The ChannelShape of a per-channel apply: (n, C, inner) in C order; channels-last
+    memory is rows of C values."""
+    return ChannelShape(n, channels, inner) if buf.perm is None else ChannelShape(
+        n * inner, channels, 1)
+
+
+def _memory_param(param, buf, k):
+    """An elementwise parameter over the trailing k dims, in the memory order of buf."""
+    if param is None or buf.perm is None:
+        return param
+    first = len(buf.perm) - k
+    return np.ascontiguousarray(param.transpose([p - first for p in buf.perm if p >= first]))
+
+
+def _column_stats(buf, n, inner, channels, nt):
+    """Per-(sample, channel) Raw statistics of a channels-last buffer: columns of C over the
+    spatial rows of each sample."""
+    return raw_moments(buf.src.reshape(n, inner, channels), (1,), nt)
 
 
 def _flat(param):
@@ -90,18 +93,21 @@ def _precise(x, *kept):
 
 
 def _normalize_groups(x, out, in_place, shape, weight, bias, eps, nt, *, rms=False,
-                      want_stats=False, precise=False):
+                      want_stats=False, precise=False, param_dims=0):
     """Run normalize_groups over a RowShape; returns (y, mean, var), float64 statistics per
-    group (None unless want_stats)."""
+    group (None unless want_stats). param_dims: the trailing dims an elementwise weight
+    covers (LayerNorm, RMSNorm); when they include C, a channels-last x is native (its rows
+    are contiguous there) and the parameters are read in its memory order."""
     empty = shape.runs * shape.run_len == 0        # groups of no values: NaN, as in torch
     mean = np.full(shape.groups, np.nan if empty else 0.0) if want_stats else None
     var = np.full(shape.groups, np.nan if empty else 0.0) if want_stats else None
-    src, dst = _buffers(x, out, in_place)
+    buf = _buffers(x, out, in_place, native=param_dims >= x.ndim - 1)
     if x.size:
-        _dispatch.kernels().normalize_groups(src.reshape(-1), dst.reshape(-1), shape,
-                                             _flat(weight), _flat(bias), eps, rms, mean, var,
-                                             nt, precise)
-    return _finish(x, out, dst), mean, var
+        _dispatch.kernels().normalize_groups(*buf.flat(), shape,
+                                             _flat(_memory_param(weight, buf, param_dims)),
+                                             _flat(_memory_param(bias, buf, param_dims)), eps,
+                                             rms, mean, var, nt, precise)
+    return buf.finish(), mean, var
 
 
 def _rstd(var, eps):
@@ -127,7 +133,7 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, out=Non
 
     k = len(shape)
     y, mean, var = _normalize_groups(x, out, in_place, RowShape.rows(rows, row), weight, bias,
-                                     eps, nt, want_stats=return_stats)
+                                     eps, nt, want_stats=return_stats, param_dims=k)
     if not return_stats:
         return y
     stats_shape = x.shape[:-k] + (1,) * k
@@ -141,13 +147,13 @@ def rms_norm(x, normalized_shape, weight=None, eps=None, *, out=None, num_thread
     y = _dispatch.kernels().rms_norm_fast(x, normalized_shape, weight, eps, out, num_threads)
     if y is not None:
         return y
-    x, _, rows, row, weight, _ = V.row_affine(x, normalized_shape, weight, None)
+    x, shape, rows, row, weight, _ = V.row_affine(x, normalized_shape, weight, None)
     eps = float(np.finfo(x.dtype).eps) if eps is None else V.eps(eps)
     nt = _threads.resolve(V.num_threads(num_threads))
     out, in_place = V.out(out, x, weight=weight)
 
     return _normalize_groups(x, out, in_place, RowShape.rows(rows, row), weight, None, eps,
-                             nt, rms=True)[0]
+                             nt, rms=True, param_dims=len(shape))[0]
 
 
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None,
@@ -163,13 +169,37 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None,
     nt = _threads.resolve(V.num_threads(num_threads))
     out, in_place = V.out(out, x, weight=weight, bias=bias)
 
-    shape = RowShape.channel_groups(n, channels, groups, inner)
-    y, mean, var = _normalize_groups(x, out, in_place, shape, weight, bias, eps, nt,
-                                     want_stats=return_stats)
+    if L.of(x) == L.CHANNELS_LAST and x.size:
+        y, mean, var = _group_norm_channels_last(x, out, in_place, groups, weight, bias, eps,
+                                                 nt)
+    else:
+        shape = RowShape.channel_groups(n, channels, groups, inner)
+        y, mean, var = _normalize_groups(x, out, in_place, shape, weight, bias, eps, nt,
+                                         want_stats=return_stats)
     if not return_stats:
         return y
     return (y, _stats_out(mean, (n, groups), x.dtype),
             _stats_out(_rstd(var, eps), (n, groups), x.dtype))
+
+
+def _group_norm_channels_last(x, out, in_place, groups, weight, bias, eps, nt):
+    """GroupNorm of channels-last x: column statistics per (sample, channel), merged over the
+    C/G adjacent channels of each group (Chan's merge, in order), then a row-vector apply
+    with one parameter set per sample. Returns (y, mean, var) per (sample, group)."""
+    n, channels, inner = x.shape[0], x.shape[1], x.size // (x.shape[0] * x.shape[1])
+    buf = _buffers(x, out, in_place)
+    raw = _column_stats(buf, n, inner, channels, nt)
+    per_group = channels // groups
+    parts = [type(raw)(raw.count, *(a.reshape(n, groups, per_group)[:, :, j]
+                                    for a in raw[1:])) for j in range(per_group)]
+    group = parts[0]
+    for part in parts[1:]:
+        group = merge_raw(group, part)
+    mean, var = group.mean, group.m2 / group.count
+    _apply_channels(buf, ChannelShape(n * inner, channels, 1),
+                    np.repeat(mean, per_group, axis=1), np.repeat(var, per_group, axis=1),
+                    weight, bias, eps, nt, sets=n)
+    return buf.finish(), mean.reshape(-1), var.reshape(-1)
 
 
 def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
@@ -196,16 +226,24 @@ def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None
         if running_mean is None:
             raise ValueError("instance_norm with use_input_stats=False needs running_mean "
                              "and running_var")
-        src, dst = _buffers(x, out, in_place)
+        buf = _buffers(x, out, in_place)
         if x.size:
-            _apply_channels(src, dst, ChannelShape(n, channels, inner), running_mean,
+            _apply_channels(buf, _channel_shape(buf, n, channels, inner), running_mean,
                             running_var, weight, bias, eps, nt)
-        return _finish(x, out, dst)
+        return buf.finish()
 
-    shape = RowShape.instances(n, channels, inner)
-    y, mean, var = _normalize_groups(x, out, in_place, shape, weight, bias, eps, nt,
-                                     want_stats=running_mean is not None,
-                                     precise=_precise(x, running_mean, running_var))
+    if L.of(x) == L.CHANNELS_LAST and x.size:
+        buf = _buffers(x, out, in_place)
+        raw = _column_stats(buf, n, inner, channels, nt)
+        mean, var = raw.mean, raw.m2 / inner
+        _apply_channels(buf, ChannelShape(n * inner, channels, 1), mean, var, weight, bias,
+                        eps, nt, sets=n)
+        y = buf.finish()
+    else:
+        shape = RowShape.instances(n, channels, inner)
+        y, mean, var = _normalize_groups(x, out, in_place, shape, weight, bias, eps, nt,
+                                         want_stats=running_mean is not None,
+                                         precise=_precise(x, running_mean, running_var))
     if running_mean is not None and n:
         with np.errstate(all="ignore"):
             unbiased = var.reshape(n, channels) * (inner / (inner - 1))
@@ -252,27 +290,26 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
         raise ValueError(f"batch_norm in training needs more than 1 value per channel, got "
                          f"x of shape {x.shape}")
 
-    src, dst = _buffers(x, out, in_place)
+    buf = _buffers(x, out, in_place)
     if x.size == 0:
-        return _finish(x, out, dst)
-    shape = ChannelShape(n, channels, inner)
+        return buf.finish()
+    shape = _channel_shape(buf, n, channels, inner)
     if not (training or running_mean is None):
-        _apply_channels(src, dst, shape, running_mean, running_var, weight, bias, eps, nt)
-        return _finish(x, out, dst)
-    if inner > 1:       # channel by channel: statistics, then apply from cache
+        _apply_channels(buf, shape, running_mean, running_var, weight, bias, eps, nt)
+        return buf.finish()
+    if shape.inner > 1:     # channel by channel: statistics, then apply from cache
         mean, var = np.empty(channels), np.empty(channels)
-        _dispatch.kernels().normalize_channels(src.reshape(-1), dst.reshape(-1), shape, weight,
-                                               bias, eps, mean, var, nt,
-                                               _precise(x, running_mean, running_var))
-    else:               # (N, C): column statistics, then a row-vector apply
-        raw = raw_moments(src.reshape(n, channels), (0,), nt)
+        _dispatch.kernels().normalize_channels(*buf.flat(), shape, weight, bias, eps, mean,
+                                               var, nt, _precise(x, running_mean, running_var))
+    else:       # (N, C) or channels-last: column statistics, then a row-vector apply
+        raw = raw_moments(buf.src.reshape(shape.n, channels), (0,), nt)
         mean, var = raw.mean, raw.m2 / count
-        _apply_channels(src, dst, shape, mean, var, weight, bias, eps, nt)
+        _apply_channels(buf, shape, mean, var, weight, bias, eps, nt)
     if training and running_mean is not None:
         with np.errstate(all="ignore"):
             unbiased = var * (count / (count - 1))
         _update_running(running_mean, running_var, mean, unbiased, momentum)
-    return _finish(x, out, dst)
+    return buf.finish()
 
 
 def channel_layer_norm(x, weight=None, bias=None, eps=1e-6, *, out=None, num_threads=None):
@@ -284,12 +321,14 @@ def channel_layer_norm(x, weight=None, bias=None, eps=1e-6, *, out=None, num_thr
     nt = _threads.resolve(V.num_threads(num_threads))
     out, in_place = V.out(out, x, weight=weight, bias=bias)
 
-    if inner == 1:      # (N, C): a LayerNorm over the last dim
-        return _normalize_groups(x, out, in_place, RowShape.rows(n, channels), weight, bias,
-                                 eps, nt)[0]
-    src, dst = _buffers(x, out, in_place)
+    if inner == 1 or L.of(x) == L.CHANNELS_LAST:     # a LayerNorm over rows of C
+        buf = _buffers(x, out, in_place)
+        if x.size:
+            _dispatch.kernels().normalize_groups(*buf.flat(), RowShape.rows(n * inner, channels),
+                                                 weight, bias, eps, False, None, None, nt)
+        return buf.finish()
+    buf = _buffers(x, out, in_place)
     if x.size:
-        _dispatch.kernels().normalize_columns(src.reshape(-1), dst.reshape(-1),
-                                              ColumnShape(n, channels, inner), weight, bias,
-                                              eps, None, None, nt)
-    return _finish(x, out, dst)
+        _dispatch.kernels().normalize_columns(*buf.flat(), ColumnShape(n, channels, inner),
+                                              weight, bias, eps, None, None, nt)
+    return buf.finish()

@@ -11,6 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _dispatch, _threads
+from . import _layout as L
 from . import _validate as V
 from ._shapes import ColumnShape, SegmentShape
 
@@ -45,9 +46,34 @@ class Raw(NamedTuple):
         return self.shift + self.dev
 
 
+def merge_raw(a, b):
+    """Chan's merge of the Raw statistics b into a (a new Raw), on deviations from a's shift
+    as the kernels merge chunks."""
+    if b.count == 0:
+        return a
+    if a.count == 0:
+        return b
+    n = a.count + b.count
+    with np.errstate(invalid="ignore", over="ignore"):
+        b_dev = (b.shift - a.shift) + b.dev
+        delta = b_dev - a.dev
+        # infinite data: the weighted mean gives NumPy's inf, -inf or NaN
+        dev = np.where(np.isfinite(delta), a.dev + delta * (b.count / n),
+                       a.dev * (a.count / n) + b_dev * (b.count / n))
+        m2 = a.m2 + b.m2 + delta * delta * (a.count / n) * b.count
+    return Raw(n, a.shift, dev, m2)
+
+
 def raw_moments(x, axes, num_threads):
     """Raw statistics of x over `axes` (a sorted tuple). x: a validated float array with
-    at least one element."""
+    at least one element; a channels-last x is read in its memory order (no copy)."""
+    perm = L.perm_of(L.of(x), x.ndim)
+    if perm is not None:
+        kept_memory_order = [p for p in perm if p not in axes]
+        raw = raw_moments(x.transpose(perm), tuple(sorted(perm.index(a) for a in axes)),
+                          num_threads)
+        order = [int(i) for i in np.argsort(kept_memory_order)]      # back to logical order
+        return Raw(raw.count, *(np.ascontiguousarray(a.transpose(order)) for a in raw[1:]))
     kept_shape = tuple(s for d, s in enumerate(x.shape) if d not in axes)
     count = math.prod(x.shape[d] for d in axes)
     x = np.ascontiguousarray(x, dtype=V.compute_dtype(x.dtype))
@@ -169,23 +195,11 @@ class Moments:
         return self
 
     def _merge_raw(self, raw):
-        """Chan's merge of `raw` into this accumulator, relative to this one's shift."""
-        if raw.count == 0:
-            return
-        if self._count == 0:
-            self._count = raw.count
-            self._shift, self._dev, self._m2 = raw.shift.copy(), raw.dev.copy(), raw.m2.copy()
-            return
-        n = self._count + raw.count
-        with np.errstate(invalid="ignore", over="ignore"):
-            other_dev = (raw.shift - self._shift) + raw.dev
-            delta = other_dev - self._dev
-            finite = np.isfinite(delta)
-            # infinite data: the weighted mean gives NumPy's inf, -inf or NaN
-            self._dev = np.where(finite, self._dev + delta * (raw.count / n),
-                                 self._dev * (self._count / n) + other_dev * (raw.count / n))
-            self._m2 = self._m2 + raw.m2 + delta * delta * (self._count / n) * raw.count
-        self._count = n
+        """Chan's merge of `raw` into this accumulator (merge_raw)."""
+        merged = merge_raw(self._raw(), raw)
+        self._count = merged.count
+        self._shift, self._dev, self._m2 = (np.array(a, dtype=np.float64, copy=True)
+                                            for a in merged[1:])
 
     def _raw(self):
         return Raw(self._count, self._shift, self._dev, self._m2)

@@ -10,6 +10,8 @@ import operator
 
 import numpy as np
 
+from . import _layout
+
 try:
     from numpy.exceptions import AxisError
 except ImportError:  # NumPy < 1.25
@@ -221,8 +223,9 @@ def num_groups(value, channels):
 
 
 def out(value, x, **params):
-    """The `out=` buffer: None, or a C-contiguous writable array of x's shape and dtype
-    that is x itself (in place) or does not overlap x, and overlaps none of the `params`
+    """The `out=` buffer: None, or a writable array of x's shape and dtype in a native layout
+    (C-contiguous or channels-last) that is x itself (in place) or does not overlap x, and
+    overlaps none of the `params`
     (read, or for running stats written, while out is written). Returns (out, in_place)."""
     result = _out_buffer(value, x)
     _out_apart(value, params)
@@ -233,8 +236,9 @@ def _out_buffer(value, x):
     if value is None:
         return None, False
     if value is x:                       # in place: the common fast path
-        if not x.flags.c_contiguous:
-            raise ValueError("out=x normalizes in place and needs x C-contiguous")
+        if _layout.of(x) is None:
+            raise ValueError("out=x normalizes in place and needs x in a native layout "
+                             "(C-contiguous or channels-last)")
         if not x.flags.writeable:
             raise ValueError("out=x normalizes in place and needs x writable")
         return value, True
@@ -244,8 +248,8 @@ def _out_buffer(value, x):
         raise ValueError(f"out must have the shape of x {x.shape}, got {value.shape}")
     if native(value.dtype) != native(x.dtype):
         raise ValueError(f"out must have the dtype of x ({x.dtype}), got {value.dtype}")
-    if not value.flags.c_contiguous:
-        raise ValueError("out must be C-contiguous")
+    if _layout.of(value) is None:
+        raise ValueError("out must be C-contiguous or channels-last")
     if not value.flags.writeable:
         raise ValueError("out must be writable")
     in_place = False

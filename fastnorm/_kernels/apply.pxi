@@ -122,35 +122,55 @@ cdef void channel_params(const stat_float* mean, const stat_float* var,  # IN  (
         c[k] = mean_offset(<double>mean[k], hi[k], scale, <double>b[k] if b != NULL else 0.0)
 
 
+cdef inline void apply_columns_aligned(const floating* x, floating* y, Py_ssize_t n,
+                                       const floating* hi, const floating* a,
+                                       const floating* c) noexcept nogil:
+    """apply_columns from the first 64-byte boundary of y on (aligned_head)."""
+    cdef Py_ssize_t h = aligned_head(y, n, sizeof(floating))
+    apply_columns(x, y, h, hi, a, c)
+    apply_columns(x + h, y + h, n - h, hi + h, a + h, c + h)
+
+
 cdef int apply_channels_body(const floating* xp,   # IN  (n, channels, inner) buffer
                              floating* yp,         # OUT same size; may be xp itself
                              ChannelShape s,
-                             const stat_float* mean, const stat_float* var,  # IN  (channels,)
-                             const floating* w, const floating* b,   # IN  or NULL
+                             Py_ssize_t sets,      # parameter sets (inner == 1 only)
+                             const stat_float* mean, const stat_float* var,  # IN  (sets*channels,)
+                             const floating* w, const floating* b,   # IN  (channels,) or NULL
                              double eps, int nt) noexcept nogil:
     """Per-channel apply y = (x - mean) / sqrt(var + eps) * w + b with given statistics
     (BatchNorm and InstanceNorm on running stats, BatchNorm of (N, C) input; the general
-    path and the fast path). Returns -1, having written nothing, without memory; else 0."""
-    cdef floating* hi = <floating*>malloc(max(3 * s.channels, <Py_ssize_t>1) * sizeof(floating))
+    path and the fast path). With inner == 1 (rows of channels: (N, C) data, channels-last
+    data) the rows come in `sets` equal parts, each with its own statistics (channels-last
+    InstanceNorm, GroupNorm: one set per sample). Returns -1, having written nothing,
+    without memory; else 0."""
+    cdef Py_ssize_t nparams = sets * s.channels
+    cdef floating* hi = <floating*>malloc(max(3 * nparams, <Py_ssize_t>1) * sizeof(floating))
     cdef floating* a
     cdef floating* c
-    cdef Py_ssize_t t, k
+    cdef Py_ssize_t t, k, o, rows_per_set = s.n // sets if sets > 0 else 0
     if hi == NULL:
         return -1
-    a = hi + s.channels
-    c = hi + 2 * s.channels
-    channel_params(mean, var, w, b, eps, s.channels, hi, a, c)
+    a = hi + nparams
+    c = hi + 2 * nparams
+    for o in range(sets):
+        channel_params(mean + o * s.channels, var + o * s.channels, w, b, eps, s.channels,
+                       hi + o * s.channels, a + o * s.channels, c + o * s.channels)
     if nt == 1:     # (not even an inactive parallel region: it costs tiny calls ~0.4 us)
         if s.inner == 1:
             for t in range(s.n):
-                apply_columns(xp + t * s.channels, yp + t * s.channels, s.channels, hi, a, c)
+                k = (t // rows_per_set) * s.channels
+                apply_columns_aligned(xp + t * s.channels, yp + t * s.channels, s.channels,
+                                      hi + k, a + k, c + k)
         else:
             for t in range(s.n * s.channels):
                 k = t % s.channels
                 apply_run(xp + t * s.inner, yp + t * s.inner, s.inner, hi[k], a[k], c[k])
     elif s.inner == 1:
         for t in prange(s.n, schedule='static', num_threads=nt):
-            apply_columns(xp + t * s.channels, yp + t * s.channels, s.channels, hi, a, c)
+            k = (t // rows_per_set) * s.channels
+            apply_columns_aligned(xp + t * s.channels, yp + t * s.channels, s.channels,
+                                  hi + k, a + k, c + k)
     else:
         for t in prange(s.n * s.channels, schedule='static', num_threads=nt):
             k = t % s.channels
@@ -162,20 +182,22 @@ cdef int apply_channels_body(const floating* xp,   # IN  (n, channels, inner) bu
 def apply_channels(const floating[::1] x,     # IN  flat (n, channels, inner) buffer
                    floating[::1] out,         # OUT same size; may be x itself
                    object shape,              # a ChannelShape
-                   const double[::1] mean,    # IN  (channels,)
-                   const double[::1] var,     # IN  (channels,)
+                   const double[::1] mean,    # IN  (sets*channels,)
+                   const double[::1] var,     # IN  (sets*channels,)
                    const floating[::1] weight,  # IN  (channels,) or None
                    const floating[::1] bias,    # IN  (channels,) or None
-                   double eps, int num_threads):
+                   double eps, int num_threads, Py_ssize_t sets=1):
     """Per-channel apply with given float64 statistics (apply_channels_body)."""
     cdef ChannelShape s = channel_shape(shape)
     check_extent(s.n * s.channels * s.inner, x.shape[0], out.shape[0])
-    check_extent(s.channels, mean.shape[0], var.shape[0])
+    check_extent(sets * s.channels, mean.shape[0], var.shape[0])
+    if sets < 1 or (sets > 1 and (s.inner != 1 or s.n % sets)):
+        raise ValueError(f"{sets} parameter sets do not fit shape {shape}")
     cdef int nt = effective_threads(s.n * s.channels * s.inner, num_threads)
     cdef const floating* w = optional_ptr(weight)
     cdef const floating* b = optional_ptr(bias)
     cdef int rc
     with nogil:
-        rc = apply_channels_body(&x[0], &out[0], s, &mean[0], &var[0], w, b, eps, nt)
+        rc = apply_channels_body(&x[0], &out[0], s, sets, &mean[0], &var[0], w, b, eps, nt)
     if rc < 0:
         raise MemoryError()

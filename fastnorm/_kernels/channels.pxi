@@ -97,7 +97,7 @@ def normalize_channels(const floating[::1] x,      # IN  flat (n, channels, inne
         grouped_stats(xp, seg, stats.precise, sts, buf, nt)
         for c in range(channels):
             store_group_stats(stats, c, sts[c])
-        rc = apply_channels_body(xp, yp, s, stats.mean, stats.var, w, b, eps, nt)
+        rc = apply_channels_body(xp, yp, s, 1, stats.mean, stats.var, w, b, eps, nt)
     free(buf)
     free(sts)
     if rc < 0:

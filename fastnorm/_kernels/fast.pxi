@@ -54,7 +54,7 @@ cdef int fast_op(const floating* x, floating* y, Py_ssize_t n,
         return groups_body(x, y, rs, p0, p1 if op == OP_LAYER else NULL, eps, op == OP_RMS,
                            none, nt)
     cs.n, cs.channels, cs.inner = n // (a0 * a1), a0, a1
-    return apply_channels_body(x, y, cs, p0, p1, p2, p3, eps, nt)
+    return apply_channels_body(x, y, cs, 1, p0, p1, p2, p3, eps, nt)
 
 
 cdef int fast_run(bint f32, const void* x, void* y, Py_ssize_t n,
