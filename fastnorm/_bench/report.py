@@ -154,7 +154,8 @@ def header_lines(info, machine, threads, quick, versions, load):
     ]
     if any(versions.get(impl) for impl in PEERS):
         lines.insert(-1, "phase 1 (in-place, alloc, numpy, roof) ran before any peer in this "
-                         "process; phase 2 timed each peer beside in-place")
+                         "process; x torch and x ORT are ratios to in-place timed again beside "
+                         "the peer (phase 2)")
     if load is not None:
         lines.append(f"load average (1 min) before the run: {load:.2f} on {os.cpu_count()} "
                      "CPUs" + ("  (other work is running: expect noisy figures)"
