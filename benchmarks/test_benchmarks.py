@@ -5,8 +5,11 @@ One benchmark per (case, implementation), grouped by case:
     pytest benchmarks/ --benchmark-only        # the comparison (groups = cases)
     pytest benchmarks/ --benchmark-disable     # each once, as plain tests (CI)
 
-Every test first checks its implementation's result against the NumPy reference on fresh
-data, so a benchmark never times a wrong kernel and the CI run catches a broken runner.
+Every test first checks its implementation's result against the float64 reference
+(fastnorm._reference) on fresh data, so a benchmark never times a wrong kernel and the CI run
+catches a broken runner. As in `python -m fastnorm`, the peers come last: fastnorm, NumPy and
+the roof of every case run before any PyTorch or ONNX Runtime call, whose spinning threads
+would slow them.
 PyTorch and ONNX Runtime tests are skipped when those packages are not installed, and an
 ONNX op this ONNX Runtime cannot run is skipped with the reason.
 """
@@ -18,9 +21,11 @@ from fastnorm import _bench as B
 
 THREADS = B.DEFAULT_THREADS
 
-# case-major order, so the one cached Setup below serves all implementations of a case
+# the peers after everything else; case-major within each part, so that the one cached Setup
+# below serves all implementations of a case
 PARAMS = [pytest.param(case, impl, id=f"{case.id}-{impl}")
-          for case in B.CASES for impl in B.IMPLEMENTATIONS]
+          for peers in (False, True) for case in B.CASES
+          for impl in B.IMPLEMENTATIONS if (impl in B.PEERS) == peers]
 
 
 @functools.lru_cache(maxsize=1)      # one case's data at a time (the largest are 100 MB)
@@ -40,8 +45,9 @@ def test_benchmark(benchmark, case, impl):
     except B.Unavailable as exc:
         pytest.skip(str(exc))
 
-    err, tol = setup.check(impl, runner)       # one call on fresh data vs NumPy
-    assert err <= tol, f"{impl} on {case.id}: max |error| {err:.3g} vs NumPy exceeds {tol:g}"
+    err, tol = setup.check(impl, runner)       # one call on fresh data vs the reference
+    assert err <= tol, (f"{impl} on {case.id}: max |error| {err:.3g} vs the float64 reference "
+                        f"exceeds {tol:g}")
 
     benchmark.group = f"{case.label} {case.shape_str}"
     benchmark.name = impl
@@ -49,8 +55,5 @@ def test_benchmark(benchmark, case, impl):
                                 nbytes=case.nbytes())
     if runner.reset:
         runner.reset()
-    if runner.context:
-        with runner.context():
-            benchmark(runner.call)
-    else:
+    with runner.entered():
         benchmark(runner.call)

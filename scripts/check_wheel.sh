@@ -114,8 +114,9 @@ tar tzf "$sdist" >"$work/sdist.txt" || fail "tar tzf $sdist"
 prefix=$(head -n 1 "$work/sdist.txt" | cut -d/ -f1)
 missing=()
 # every source the build or the tests need, as found in the tree the sdist was made from
-for f in setup.py pyproject.toml README.md MANIFEST.in \
-         $(cd "$src" && ls fastnorm/*.pyx fastnorm/*.pxi fastnorm/*.h fastnorm/*.py tests/*.py); do
+py_sources=$(cd "$src" && find fastnorm -name '*.py' | sort)   # subpackages too (fastnorm/_bench)
+for f in setup.py pyproject.toml README.md MANIFEST.in $py_sources \
+         $(cd "$src" && ls fastnorm/*.pyx fastnorm/*.pxi fastnorm/*.h tests/*.py); do
     grep -qxF "$prefix/$f" "$work/sdist.txt" || missing+=("$f")
 done
 [ ${#missing[@]} -eq 0 ] || fail "the sdist lacks: ${missing[*]}"
@@ -136,6 +137,11 @@ if grep -qE "fastnorm/_kernels_native\.[^ ]*\.so " "$work/wheel.txt"; then
     fail "the wheel holds a -march=native kernel variant: not portable"
 fi
 echo "  extension modules: ${modules[*]}"
+for f in $py_sources; do
+    # a subpackage missing from pyproject.toml's `packages` would be left out
+    grep -qE "^$f " "$work/wheel.txt" || fail "the wheel lacks $f"
+done
+echo "  $(echo "$py_sources" | wc -l) Python modules"
 
 step "auditwheel show (as built)"
 auditwheel show "$wheel" | tee "$work/show-built.log" | sed 's/^/  /' \

@@ -1,0 +1,112 @@
+"""What the benchmark ran on: CPU model, cache sizes, fastnorm's kernel variant, and the
+versions of the peers (read from package metadata, without importing the peers)."""
+import glob
+import importlib.metadata
+import os
+import platform
+import subprocess
+
+import numpy as np
+
+from .. import _dispatch
+from .runners import PEERS, installed
+
+_CPUINFO_KEYS = ("model name", "Model", "Hardware", "cpu model")   # x86, ARM, MIPS
+_SIZE_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def cpu_model():
+    """The CPU's model name, or the best the platform says."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in _CPUINFO_KEYS and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    if platform.system() == "Darwin":
+        try:
+            out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"],
+                                 capture_output=True, text=True, timeout=2).stdout.strip()
+            if out:
+                return out
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _read(path):
+    with open(path) as f:
+        return f.read().strip()
+
+
+def _cpu_count(cpu_list):
+    """Number of CPUs in a sysfs list such as "0-3,8"."""
+    n = 0
+    for part in cpu_list.split(","):
+        lo, _, hi = part.partition("-")
+        n += int(hi or lo) - int(lo) + 1
+    return n
+
+
+def caches(cache_dir="/sys/devices/system/cpu/cpu0/cache"):
+    """{"L1d": {"bytes": .., "shared_by": CPUs}, "L2": .., "L3": ..} of the first CPU, from
+    Linux sysfs; {} where it is not available."""
+    out = {}
+    for index in sorted(glob.glob(os.path.join(cache_dir, "index*"))):
+        try:
+            kind = _read(os.path.join(index, "type"))
+            if kind == "Instruction":
+                continue
+            size = _read(os.path.join(index, "size"))
+            name = "L" + _read(os.path.join(index, "level")) + ("d" if kind == "Data" else "")
+            out[name] = {"bytes": int(size.rstrip("KMG")) * _SIZE_UNITS.get(size[-1:], 1),
+                         "shared_by": _cpu_count(_read(os.path.join(index,
+                                                                    "shared_cpu_list")))}
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def fmt_bytes(n):
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} B"
+
+
+def describe_caches(sizes):
+    """"L2 2 MiB per CPU, L3 300 MiB shared by 2 CPUs" (the L2 and L3 of `caches()`)."""
+    parts = []
+    for name in ("L2", "L3"):
+        if name in sizes:
+            k = sizes[name]["shared_by"]
+            parts.append(f"{name} {fmt_bytes(sizes[name]['bytes'])} "
+                         + ("per CPU" if k == 1 else f"shared by {k} CPUs"))
+    return ", ".join(parts)
+
+
+def _version(module):
+    """The installed version of the distribution providing `module`, without importing it."""
+    for dist in importlib.metadata.packages_distributions().get(module, [module]):
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return "?"
+
+
+def versions():
+    """numpy and each peer's version (None: not installed)."""
+    out = {"numpy": np.__version__}
+    for impl, module in PEERS.items():
+        out[impl] = _version(module) if installed(impl) else None
+    return out
+
+
+def machine_info():
+    """The CPU, its caches and the kernel variant fastnorm runs (the table's header, JSON)."""
+    return {"cpu_model": cpu_model(), "machine": platform.machine(),
+            "cpu_count": os.cpu_count(), "caches": caches(),
+            "kernel_variant": _dispatch.current_variant()}

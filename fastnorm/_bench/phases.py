@@ -1,0 +1,100 @@
+"""A whole run in two phases: fastnorm, NumPy and the roof for every case before any peer
+has run in the process, then the peers beside fastnorm in place (see the package
+docstring)."""
+import dataclasses
+import time
+
+from .cases import DEFAULT_THREADS, select_cases
+from .data import Setup
+from .results import CaseResult, PhaseTimes
+from .runners import IMPLEMENTATIONS, PEERS, Unavailable, available_implementations, missing
+from .timing import FULL, QUICK, cpu_snapshot, measure, other_cpu
+
+PHASE_1 = tuple(impl for impl in IMPLEMENTATIONS if impl not in PEERS)
+BESIDE_PEERS = "fastnorm"      # timed again in phase 2: the peers' ratios are per round
+
+
+def _checked_runners(setup, impls, res):
+    """The runners of `impls` whose result on fresh data matches the reference; the others
+    are recorded in `res` (unavailable or wrong) and not timed."""
+    runners = {}
+    for impl in impls:
+        try:
+            r = setup.runner(impl)
+        except Unavailable as exc:
+            res.unavailable[impl] = str(exc)
+            continue
+        try:
+            err, tol = setup.check(impl, r)
+        except Exception as exc:               # a crash is a wrong result, not a crash of the run
+            res.wrong[impl] = f"{type(exc).__name__}: {exc}"
+            continue
+        res.errors[impl] = err
+        if not err <= tol:
+            res.wrong[impl] = f"max |error| {err:.3g} vs the float64 reference exceeds {tol:g}"
+            continue
+        res.notes[impl] = r.note
+        runners[impl] = r
+    return runners
+
+
+def _time_phase(res, runners, settings):
+    """Time `runners` interleaved and append the phase to `res`. The case's budget is shared
+    between the phases by their number of runners."""
+    share = len(runners) / len(IMPLEMENTATIONS)
+    phase_settings = dataclasses.replace(settings, case_budget=settings.case_budget * share)
+    before, t0 = cpu_snapshot(), time.perf_counter()
+    timings = measure(runners, phase_settings)
+    res.phases.append(PhaseTimes(
+        samples={k: list(t.samples) for k, t in timings.items()},
+        reps={k: t.reps for k, t in timings.items()},
+        others=other_cpu(before, cpu_snapshot()), seconds=time.perf_counter() - t0))
+
+
+def run_phase_1(case, threads=DEFAULT_THREADS, settings=FULL, implementations=None):
+    """Check then time fastnorm (in place, allocating), NumPy and the roof on one case;
+    returns its CaseResult. A runner whose result is wrong is not timed (fastnorm failing
+    shows in `result.ok`)."""
+    t0 = time.perf_counter()
+    impls = [i for i in (implementations or IMPLEMENTATIONS) if i in PHASE_1]
+    res = CaseResult(case)
+    runners = _checked_runners(Setup(case, threads), impls, res)
+    _time_phase(res, runners, settings)
+    res.seconds += time.perf_counter() - t0
+    return res
+
+
+def run_phase_2(res, threads=DEFAULT_THREADS, settings=FULL, peers=tuple(PEERS)):
+    """Check then time the peers on `res.case` on a fresh Setup (the same data), each round
+    beside fastnorm in place when it passed phase 1; adds to `res`."""
+    t0 = time.perf_counter()
+    setup = Setup(res.case, threads)
+    runners = _checked_runners(setup, peers, res)
+    if runners:
+        if res.phases and BESIDE_PEERS in res.phases[0].samples:
+            runners = {BESIDE_PEERS: setup.runner(BESIDE_PEERS), **runners}
+        _time_phase(res, runners, settings)
+    res.seconds += time.perf_counter() - t0
+
+
+def run(cases=None, threads=DEFAULT_THREADS, quick=False, settings=None, progress=None):
+    """Run `cases` (default: the full or quick set): phase 1 over all cases, then phase 2
+    over all cases; `progress(phase, result)` after each case of each phase."""
+    cases = select_cases(quick) if cases is None else cases
+    settings = settings or (QUICK if quick else FULL)
+    impls = available_implementations()
+    peers = [impl for impl in impls if impl in PEERS]
+    results = []
+    for case in cases:
+        res = run_phase_1(case, threads, settings, impls)
+        for impl in IMPLEMENTATIONS:
+            if impl not in impls:
+                res.unavailable.setdefault(impl, f"{', '.join(missing(impl))} not installed")
+        results.append(res)
+        if progress:
+            progress(1, res)
+    for res in results if peers else ():
+        run_phase_2(res, threads, settings, peers)
+        if progress:
+            progress(2, res)
+    return results

@@ -1,0 +1,89 @@
+"""Runners: one module per implementation, each a table op -> a function building the
+callable for a Setup (numpy.py, fastnorm.py, torch.py, onnxruntime.py).
+
+The peer modules (torch.py, onnxruntime.py) import their runtime at their own import, and
+are imported only when a peer runner is built: looking up whether a peer is installed
+(`missing`) finds its package without importing it, because importing PyTorch or ONNX
+Runtime already starts threads.
+"""
+import contextlib
+import importlib
+import importlib.util
+
+# every implementation, in table order
+IMPLEMENTATIONS = ("fastnorm", "fastnorm_alloc", "numpy", "roof", "torch", "onnxruntime")
+PEERS = {"torch": "torch", "onnxruntime": "onnxruntime"}   # implementation -> module needed
+_REQUIRES = {"torch": ("torch",), "onnxruntime": ("onnxruntime", "onnx")}
+
+# implementation -> (module of this package, its function building the Runner of a Setup)
+_BUILDERS = {
+    "fastnorm": ("fastnorm", "in_place"),
+    "fastnorm_alloc": ("fastnorm", "allocating"),
+    "numpy": ("numpy", "runner"),
+    "roof": ("fastnorm", "roof"),
+    "torch": ("torch", "runner"),
+    "onnxruntime": ("onnxruntime", "runner"),
+}
+
+
+class Unavailable(Exception):
+    """This implementation cannot run this case here (peer missing, op unsupported)."""
+
+
+class Runner:
+    """One implementation of one case: `call()` runs it once; `reset()` (may be None) restores
+    its input buffer between rounds (not timed); `output()` the result of the last call;
+    `context` a context manager factory entered around timed calls (torch inference mode);
+    `settle` seconds to pause after its samples (None: Settings.settle) so that its idle
+    worker threads stop spinning before the next runner is timed."""
+
+    def __init__(self, call, output=None, reset=None, context=None, note="", settle=None):
+        self.call = call
+        self.reset = reset
+        self.context = context
+        self.note = note
+        self.settle = settle
+        self._output = output
+
+    def output(self, last):
+        return self._output() if self._output is not None else last
+
+    def entered(self):
+        """The context its calls run in (a no-op one when it has none)."""
+        return self.context() if self.context else contextlib.nullcontext()
+
+
+def for_op(table, op):
+    """The entry of an implementation's table for `op`."""
+    try:
+        return table[op]
+    except KeyError:
+        raise ValueError(f"unknown op {op!r}") from None
+
+
+def build(setup, impl):
+    """The Runner of `impl` for `setup`; raises Unavailable when it cannot run here."""
+    try:
+        module, function = _BUILDERS[impl]
+    except KeyError:
+        raise ValueError(f"unknown implementation {impl!r}") from None
+    return getattr(importlib.import_module(f"{__name__}.{module}"), function)(setup)
+
+
+def missing(impl):
+    """The packages `impl` needs that are not installed, found without importing them."""
+    def found(module):
+        try:
+            return importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            return False
+    return [m for m in _REQUIRES.get(impl, ()) if not found(m)]
+
+
+def installed(impl):
+    return not missing(impl)
+
+
+def available_implementations():
+    """Implementations whose packages are installed here, in table order."""
+    return [impl for impl in IMPLEMENTATIONS if installed(impl)]

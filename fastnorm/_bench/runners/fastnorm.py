@@ -1,0 +1,89 @@
+"""fastnorm in place (out=x), allocating (out=None), and the roof: one in-place pass
+x = a*x + b over the same bytes with the same threads."""
+import numpy as np
+
+import fastnorm as fn
+
+from ... import _dispatch
+from ..cases import MOMENTUM
+from . import Runner, for_op
+
+
+def _batch_norm(training):
+    def build(s):
+        batch_norm, (rm, rv) = fn.batch_norm, s.running()
+        w, b, eps, nt = s.weight, s.bias, s.eps, s.threads
+
+        def f(x, out):
+            return batch_norm(x, rm, rv, w, b, training, MOMENTUM, eps, out=out,
+                              num_threads=nt)
+        return f
+    return build
+
+
+def _layer_norm(s):
+    layer_norm, ns = fn.layer_norm, s.case.normalized_shape
+    w, b, eps, nt = s.weight, s.bias, s.eps, s.threads
+    return lambda x, out: layer_norm(x, ns, w, b, eps, out=out, num_threads=nt)
+
+
+def _rms_norm(s):
+    rms_norm, ns = fn.rms_norm, s.case.normalized_shape
+    w, eps, nt = s.weight, s.eps, s.threads
+    return lambda x, out: rms_norm(x, ns, w, eps, out=out, num_threads=nt)
+
+
+def _instance_norm(s):
+    instance_norm = fn.instance_norm
+    w, b, eps, nt = s.weight, s.bias, s.eps, s.threads
+    return lambda x, out: instance_norm(x, None, None, w, b, True, MOMENTUM, eps, out=out,
+                                        num_threads=nt)
+
+
+def _group_norm(s):
+    group_norm, g = fn.group_norm, s.case.arg
+    w, b, eps, nt = s.weight, s.bias, s.eps, s.threads
+    return lambda x, out: group_norm(x, g, w, b, eps, out=out, num_threads=nt)
+
+
+def _channel_layer_norm(s):
+    channel_layer_norm = fn.channel_layer_norm
+    w, b, eps, nt = s.weight, s.bias, s.eps, s.threads
+    return lambda x, out: channel_layer_norm(x, w, b, eps, out=out, num_threads=nt)
+
+
+# op -> builder of f(x, out) for a Setup (private running statistics)
+FUNCTIONS = {
+    "batch_norm_eval": _batch_norm(training=False),
+    "batch_norm_train": _batch_norm(training=True),
+    "layer_norm": _layer_norm,
+    "rms_norm": _rms_norm,
+    "instance_norm": _instance_norm,
+    "group_norm": _group_norm,
+    "channel_layer_norm": _channel_layer_norm,
+}
+
+
+def _in_place_buffer(x0):
+    """(buffer, reset) where reset() restores the buffer to x0 between rounds."""
+    buf = x0.copy()
+    return buf, lambda: np.copyto(buf, x0)
+
+
+def in_place(setup):
+    f = for_op(FUNCTIONS, setup.case.op)(setup)
+    buf, reset = _in_place_buffer(setup.x0)
+    return Runner(lambda: f(buf, buf), output=lambda: buf, reset=reset)
+
+
+def allocating(setup):
+    f = for_op(FUNCTIONS, setup.case.op)(setup)
+    x0 = setup.x0
+    return Runner(lambda: f(x0, None))
+
+
+def roof(setup):
+    kernel, nt = _dispatch.kernels().roof, setup.threads
+    buf, reset = _in_place_buffer(setup.x0.reshape(-1))
+    # a = -1, b = 0: bounded under repetition and checkable (x -> -x)
+    return Runner(lambda: kernel(buf, -1.0, 0.0, nt), output=lambda: buf, reset=reset)

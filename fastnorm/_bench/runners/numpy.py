@@ -1,0 +1,105 @@
+"""The "numpy" implementation: plain vectorized float32 NumPy formulas, allocating, with
+private running statistics. (The correctness check uses fastnorm._reference, not these.)"""
+import numpy as np
+
+from ..cases import MOMENTUM
+from . import Runner, for_op
+
+
+def _normalize(x, axes, eps, weight=None, bias=None):
+    mean = x.mean(axis=axes, keepdims=True)
+    d = x - mean
+    var = np.square(d).mean(axis=axes, keepdims=True)
+    d *= 1 / np.sqrt(var + np.float32(eps))
+    if weight is not None:
+        d *= weight
+    if bias is not None:
+        d += bias
+    return d, mean, var
+
+
+def _trailing_axes(s):
+    ndim = len(s.case.shape)
+    return tuple(range(ndim - s.case.arg, ndim))
+
+
+def _batch_norm_eval(s):
+    rm, rv = s.running()
+    bs = s.channel_shape
+    a = (s.weight / np.sqrt(rv + np.float32(s.eps))).reshape(bs)
+    m, b = rm.reshape(bs), s.bias.reshape(bs)
+
+    def f(x):
+        y = x - m
+        y *= a
+        y += b
+        return y
+    return f
+
+
+def _batch_norm_train(s):
+    rm, rv = s.running()
+    bs, eps = s.channel_shape, s.eps
+    w, b = s.weight.reshape(bs), s.bias.reshape(bs)
+    axes = (0,) + tuple(range(2, len(s.case.shape)))
+    n = s.case.size // s.case.shape[1]
+    mom = np.float32(MOMENTUM)
+
+    def f(x):
+        y, mean, var = _normalize(x, axes, eps, w, b)
+        rm[...] = (1 - mom) * rm + mom * mean.reshape(-1)
+        rv[...] = (1 - mom) * rv + mom * var.reshape(-1) * np.float32(n / (n - 1))
+        return y
+    return f
+
+
+def _normalize_over(axes_of, per_channel):
+    """Builder of an affine normalization over the axes `axes_of(setup)` gives; weight and
+    bias broadcast per channel or cover the normalized dims."""
+    def build(s):
+        axes, eps = axes_of(s), s.eps
+        shape = s.channel_shape if per_channel else s.weight.shape
+        w, b = s.weight.reshape(shape), s.bias.reshape(shape)
+        return lambda x: _normalize(x, axes, eps, w, b)[0]
+    return build
+
+
+def _rms_norm(s):
+    axes, eps, w = _trailing_axes(s), np.float32(s.eps), s.weight
+
+    def f(x):
+        ms = np.square(x).mean(axis=axes, keepdims=True)
+        y = x * (1 / np.sqrt(ms + eps))
+        y *= w
+        return y
+    return f
+
+
+def _group_norm(s):
+    g, eps = s.case.arg, s.eps
+    w, b = s.weight.reshape(s.channel_shape), s.bias.reshape(s.channel_shape)
+
+    def f(x):
+        y = _normalize(x.reshape(x.shape[0], g, -1), (2,), eps)[0].reshape(x.shape)
+        y *= w
+        y += b
+        return y
+    return f
+
+
+# op -> builder of f(x) for a Setup
+FUNCTIONS = {
+    "batch_norm_eval": _batch_norm_eval,
+    "batch_norm_train": _batch_norm_train,
+    "layer_norm": _normalize_over(_trailing_axes, per_channel=False),
+    "rms_norm": _rms_norm,
+    "instance_norm": _normalize_over(lambda s: tuple(range(2, len(s.case.shape))), True),
+    "group_norm": _group_norm,
+    "channel_layer_norm": _normalize_over(lambda s: (1,), per_channel=True),
+}
+
+
+def runner(setup):
+    f = for_op(FUNCTIONS, setup.case.op)(setup)
+    x0 = setup.x0
+    return Runner(lambda: f(x0))
