@@ -25,9 +25,14 @@ class Case:
                             # group_norm: number of groups
     quick: bool = False     # part of the --quick subset
     tiny: bool = False
+    channels_last: bool = False   # x in channels-last (NHWC) memory, torch channels_last
 
     @property
     def label(self):
+        return self._op_label + (" NHWC" if self.channels_last else "")
+
+    @property
+    def _op_label(self):
         if self.op in ("layer_norm", "rms_norm"):
             dims = "[-1]" if self.arg == 1 else "[" + ",".join(("C", "H", "W", "D")[
                 len(self.shape) - self.arg - 1:][:self.arg]) + "]"
@@ -55,11 +60,19 @@ class Case:
         return self.size * np.dtype(dtype).itemsize
 
 
-def _case(op, shape, arg=0, quick=False, tiny=False):
+def _case(op, shape, arg=0, quick=False, tiny=False, channels_last=False):
     short = _SHORT[op]
     if op in ("layer_norm", "rms_norm"):
         short += f"{arg}d"
-    return Case(f"{short}_{'x'.join(map(str, shape))}", op, tuple(shape), arg, quick, tiny)
+    suffix = "_nhwc" if channels_last else ""
+    return Case(f"{short}_{'x'.join(map(str, shape))}{suffix}", op, tuple(shape), arg, quick,
+                tiny, channels_last)
+
+
+# channels-last rows: each beside the same op on the same shape in NCHW memory
+_CHANNELS_LAST_OPS = [("batch_norm_eval", 0), ("batch_norm_train", 0), ("instance_norm", 0),
+                      ("group_norm", 32), ("channel_layer_norm", 0)]
+_CHANNELS_LAST_SHAPES = [(8, 256, 56, 56), (32, 64, 56, 56)]
 
 
 CASES = [
@@ -77,7 +90,9 @@ CASES = [
     _case("channel_layer_norm", (32, 96, 56, 56)),
     _case("layer_norm", (1, 768), 1, quick=True, tiny=True),
     _case("batch_norm_eval", (1, 64, 8, 8), quick=True, tiny=True),
-]
+] + [_case(op, shape, arg, channels_last=layout)
+     for shape in _CHANNELS_LAST_SHAPES for op, arg in _CHANNELS_LAST_OPS
+     for layout in (False, True)]
 
 
 def select_cases(quick=False, pattern=None):

@@ -41,6 +41,8 @@ class Setup:
         x *= 2
         x += 0.5
         self.x0 = x.astype(self.dtype, copy=False)
+        if case.channels_last:      # the same values in (N, *spatial, C) memory
+            self.x0 = np.moveaxis(np.ascontiguousarray(np.moveaxis(self.x0, 1, -1)), -1, 1)
         c = shape[1]
         pshape = case.normalized_shape if case.op in ("layer_norm", "rms_norm") else (c,)
         # |weight / sqrt(var + eps)| < 1 so that repeated in-place application stays bounded

@@ -61,6 +61,16 @@ def for_op(table, op):
         raise ValueError(f"unknown op {op!r}") from None
 
 
+def named_table(namespace):
+    """op -> builder, from a runner module's functions named after the ops (`_layer_norm`,
+    ...); BatchNorm's two modes from its `_batch_norm(training)`."""
+    from ..cases import OPS
+    table = {op: namespace["_" + op] for op in OPS if not op.startswith("batch_norm")}
+    table["batch_norm_eval"] = namespace["_batch_norm"](training=False)
+    table["batch_norm_train"] = namespace["_batch_norm"](training=True)
+    return table
+
+
 def build(setup, impl):
     """The Runner of `impl` for `setup`; raises Unavailable when it cannot run here."""
     try:

@@ -6,7 +6,7 @@ import fastnorm as fn
 
 from ... import _dispatch
 from ..cases import MOMENTUM
-from . import Runner, for_op
+from . import Runner, for_op, named_table
 
 
 def _batch_norm(training):
@@ -53,15 +53,7 @@ def _channel_layer_norm(s):
 
 
 # op -> builder of f(x, out) for a Setup (private running statistics)
-FUNCTIONS = {
-    "batch_norm_eval": _batch_norm(training=False),
-    "batch_norm_train": _batch_norm(training=True),
-    "layer_norm": _layer_norm,
-    "rms_norm": _rms_norm,
-    "instance_norm": _instance_norm,
-    "group_norm": _group_norm,
-    "channel_layer_norm": _channel_layer_norm,
-}
+FUNCTIONS = named_table(globals())
 
 
 def _in_place_buffer(x0):

@@ -120,6 +120,9 @@ def _first_line(exc):
 def runner(setup):
     if ort is None:
         raise Unavailable(f"onnxruntime or onnx cannot be imported ({_IMPORT_ERROR})")
+    if setup.case.channels_last:
+        raise Unavailable("ONNX Runtime's normalization operators take NCHW (channels-last "
+                          "data would be timed with its copy to NCHW)")
     sess = _session(model(setup), setup.threads)
     feed = {"X": setup.x0}
 

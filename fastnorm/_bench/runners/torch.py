@@ -1,7 +1,7 @@
 """PyTorch: torch.nn.functional with torch.set_num_threads(threads), in inference mode.
 Importing this module imports torch (only done when a torch runner is built)."""
 from ..cases import MOMENTUM
-from . import Runner, Unavailable, for_op
+from . import Runner, Unavailable, for_op, named_table
 
 try:
     import torch
@@ -48,15 +48,7 @@ def _channel_layer_norm(s, x, w, b):
 
 
 # op -> builder of call() for (Setup, x, weight, bias as tensors sharing the setup's arrays)
-CALLS = {
-    "batch_norm_eval": _batch_norm(training=False),
-    "batch_norm_train": _batch_norm(training=True),
-    "layer_norm": _layer_norm,
-    "rms_norm": _rms_norm,
-    "instance_norm": _instance_norm,
-    "group_norm": _group_norm,
-    "channel_layer_norm": _channel_layer_norm,
-}
+CALLS = named_table(globals())
 NOTES = {"channel_layer_norm": "permute + layer_norm + permute"}
 
 
