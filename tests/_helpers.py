@@ -185,28 +185,10 @@ def unchanged(*arrays):
 
 def valid_call(op, dtype, shape, *seed):
     """x of `shape` and a full valid keyword set for fastnorm.<op>, every parameter given
-    (training mode with running statistics where the op has them); seed: rng_for keys."""
-    rng = rng_for(*seed)
-    x = (rng.standard_normal(shape) * 2 + 1).astype(dtype)
-    c = shape[1] if len(shape) > 1 else 1
-    w = rng.uniform(0.5, 1.5, c).astype(dtype)
-    b = rng.normal(0, 1, c).astype(dtype)
-    rm = rng.normal(0, 1, c).astype(dtype)
-    rv = rng.uniform(0.5, 2, c).astype(dtype)
-    nshape = shape[2:]
-    wn = rng.uniform(0.5, 1.5, nshape).astype(dtype)
-    bn = rng.normal(0, 1, nshape).astype(dtype)
-    kw = {
-        "batch_norm": dict(running_mean=rm, running_var=rv, weight=w, bias=b, training=True,
-                           momentum=0.1, eps=1e-5),
-        "instance_norm": dict(running_mean=rm, running_var=rv, weight=w, bias=b,
-                              use_input_stats=True, momentum=0.1, eps=1e-5),
-        "group_norm": dict(num_groups=2, weight=w, bias=b, eps=1e-5),
-        "layer_norm": dict(normalized_shape=nshape, weight=wn, bias=bn, eps=1e-5),
-        "rms_norm": dict(normalized_shape=nshape, weight=wn, eps=1e-6),
-        "channel_layer_norm": dict(weight=w, bias=b, eps=1e-6),
-    }[op]
-    return x, kw
+    (training mode with running statistics where the op has them); seed: rng_for keys.
+    The registry's Op.valid_call of the function's record in _ops.NORMS."""
+    import _ops                     # here: _ops imports this module
+    return _ops.by_function(_ops.NORMS)[op].valid_call(dtype, shape, *seed)
 
 
 def run_in_threads(worker, n, timeout):
