@@ -11,8 +11,7 @@ import pytest
 from _helpers import BAD_DTYPES, arrays_in, as_bad_dtype, dtype_pattern, noncontig, rng_for
 from _ops import NORMS, by_function, eval_form, fn_id
 
-# the six normalizations, each in training mode with every parameter (tests/_ops.py)
-OPS = NORMS
+# NORMS (tests/_ops.py): the six normalizations, each in training mode with every parameter
 NORM = by_function(NORMS)
 SHAPE = (3, 4, 5, 6)
 C = SHAPE[1]
@@ -52,7 +51,7 @@ def expect_error(op, x, kw, exc, match, out_modes=("none", "buffer", "inplace"),
 # sanity: the valid calls are valid
 # --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("op", OPS, ids=fn_id)
+@pytest.mark.parametrize("op", NORMS, ids=fn_id)
 def test_valid_baseline_call_works(op):
     x, kw = valid_kwargs(op)
     y = op.fn(x, **kw)
@@ -66,14 +65,14 @@ def test_valid_baseline_call_works(op):
 # --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("bad", BAD_DTYPES)
-@pytest.mark.parametrize("op", OPS, ids=fn_id)
+@pytest.mark.parametrize("op", NORMS, ids=fn_id)
 def test_x_bad_dtype(op, bad):
     x, kw = valid_kwargs(op)
     xb = as_bad_dtype(x, bad)
     expect_error(op, xb, kw, TypeError, dtype_pattern(xb), out_modes=("none",))
 
 
-@pytest.mark.parametrize("op", OPS, ids=fn_id)
+@pytest.mark.parametrize("op", NORMS, ids=fn_id)
 def test_x_float16_supported_or_rejected(op):
     x, kw = valid_kwargs(op)
     x16 = x.astype(np.float16)
@@ -96,7 +95,7 @@ LOW_RANK = [(), (4,), (3, 4)]
 ONE_VALUE_GROUPS = {"instance_norm": [(3, 4, 1), (3, 4, 1, 1)]}
 # x of fewer dims than each op needs (the ops without normalized_shape: they need no
 # other argument to say so)
-RANK_CASES = [(op, shape) for op in OPS if op.shape_arg != "normalized_shape"
+RANK_CASES = [(op, shape) for op in NORMS if op.shape_arg != "normalized_shape"
               for shape in LOW_RANK[:op.min_ndim] + ONE_VALUE_GROUPS.get(op.function, [])]
 
 
@@ -118,7 +117,7 @@ def test_instance_norm_too_few_spatial_elements_with_running_stats(op):
 # parameters: shape and dtype
 # --------------------------------------------------------------------------------------
 
-OP_PARAMS = [(op, p) for op in OPS for p in op.params]
+OP_PARAMS = [(op, p) for op in NORMS for p in op.params]
 CHANNEL_BAD_SHAPES = [(C + 1,), (C - 1,), (1, C), (), (C, 1), (2 * C,)]
 NORM_BAD_SHAPES = [NSHAPE[::-1], (NSHAPE[0] * NSHAPE[1],), (1,) + NSHAPE, NSHAPE[-1:],
                    NSHAPE + (1,), (C,)]
@@ -149,7 +148,7 @@ BAD_NSHAPES = [5, (5,), NSHAPE[::-1], (4, 6), (4, 5, 7), (7,), (2,) + SHAPE, (1,
                (3, 4, 5, 6, 6), 0]
 
 
-NSHAPE_OPS = [op for op in OPS if op.shape_arg == "normalized_shape"]
+NSHAPE_OPS = [op for op in NORMS if op.shape_arg == "normalized_shape"]
 
 
 def with_normalized_shape(op, nshape):
@@ -188,14 +187,14 @@ def test_num_groups_invalid(num_groups):
 # --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("eps", [-1e-5, -1.0, float("nan"), float("inf"), float("-inf")])
-@pytest.mark.parametrize("op", OPS, ids=fn_id)
+@pytest.mark.parametrize("op", NORMS, ids=fn_id)
 def test_eps_invalid(op, eps):
     x, kw = valid_kwargs(op)
     kw["eps"] = eps
     expect_error(op, x, kw, ValueError, "eps")
 
 
-@pytest.mark.parametrize("op", OPS, ids=fn_id)
+@pytest.mark.parametrize("op", NORMS, ids=fn_id)
 def test_eps_zero_is_allowed(op):
     x, kw = valid_kwargs(op)
     kw["eps"] = 0.0
@@ -203,7 +202,7 @@ def test_eps_zero_is_allowed(op):
     assert np.isfinite(y).all()
 
 
-@pytest.mark.parametrize("op", [op for op in OPS if "momentum" in op.scalars], ids=fn_id)
+@pytest.mark.parametrize("op", [op for op in NORMS if "momentum" in op.scalars], ids=fn_id)
 def test_momentum_nan(op):
     x, kw = valid_kwargs(op)
     kw["momentum"] = float("nan")
@@ -239,7 +238,7 @@ def _bad_out(kind, x):
 
 
 @pytest.mark.parametrize("kind", OUT_KINDS)
-@pytest.mark.parametrize("op", OPS, ids=fn_id)
+@pytest.mark.parametrize("op", NORMS, ids=fn_id)
 def test_out_invalid(op, kind):
     x, kw = valid_kwargs(op)
     kw["out"] = _bad_out(kind, x)
@@ -248,7 +247,7 @@ def test_out_invalid(op, kind):
 
 
 @pytest.mark.parametrize("shift", [1, 7, -1])
-@pytest.mark.parametrize("op", OPS, ids=fn_id)
+@pytest.mark.parametrize("op", NORMS, ids=fn_id)
 def test_out_partially_overlapping_x(op, shift):
     x0, kw = valid_kwargs(op)
     n = x0.size
@@ -265,7 +264,7 @@ def test_out_partially_overlapping_x(op, shift):
     expect_error(op, x, kw, ValueError, r"\bout\b", out_modes=("none",), watch=(base,))
 
 
-@pytest.mark.parametrize("op", OPS, ids=fn_id)
+@pytest.mark.parametrize("op", NORMS, ids=fn_id)
 def test_out_is_x_but_x_not_contiguous(op):
     x0, kw = valid_kwargs(op)
     x = noncontig(x0, "step_last", fill=2.0)
@@ -274,7 +273,7 @@ def test_out_is_x_but_x_not_contiguous(op):
                  watch=(x.base,))
 
 
-@pytest.mark.parametrize("op", OPS, ids=fn_id)
+@pytest.mark.parametrize("op", NORMS, ids=fn_id)
 def test_out_is_x_but_x_read_only(op):
     x, kw = valid_kwargs(op)
     x.flags.writeable = False
@@ -282,7 +281,7 @@ def test_out_is_x_but_x_read_only(op):
     expect_error(op, x, kw, ValueError, r"\bout\b|in.place|writ|read", out_modes=("none",))
 
 
-@pytest.mark.parametrize("op", OPS, ids=fn_id)
+@pytest.mark.parametrize("op", NORMS, ids=fn_id)
 def test_read_only_x_without_out_is_fine(op):
     x, kw = valid_kwargs(op)
     x.flags.writeable = False
@@ -294,7 +293,7 @@ def test_read_only_x_without_out_is_fine(op):
 # running statistics
 # --------------------------------------------------------------------------------------
 
-RUNNING_OPS = [op for op in OPS if op.running]
+RUNNING_OPS = [op for op in NORMS if op.running]
 
 
 @pytest.mark.parametrize("which", ["running_mean", "running_var", "both"])
@@ -339,7 +338,7 @@ def test_batch_norm_single_sample_fine_in_eval():
 # --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("nt", [0, -1])
-@pytest.mark.parametrize("op", OPS, ids=fn_id)
+@pytest.mark.parametrize("op", NORMS, ids=fn_id)
 def test_num_threads_non_positive(op, nt):
     x, kw = valid_kwargs(op)
     kw["num_threads"] = nt
@@ -347,7 +346,7 @@ def test_num_threads_non_positive(op, nt):
 
 
 @pytest.mark.parametrize("nt", [1.5, True, "2"])
-@pytest.mark.parametrize("op", OPS, ids=fn_id)
+@pytest.mark.parametrize("op", NORMS, ids=fn_id)
 def test_num_threads_wrong_type(op, nt):
     x, kw = valid_kwargs(op)
     kw["num_threads"] = nt
