@@ -5,12 +5,17 @@
 * float64 NumPy reference implementations of the six normalizations (``ref_*``),
 * ``unchanged``: a context manager asserting arrays are not modified,
 * ``dtype_pattern``: a regex matching a message that names a dtype,
-* ``max_abs_err`` and ``assert_close_to_ref``: the float32/float64 comparison policy.
+* ``max_abs_err`` and ``assert_close_to_ref``: the float32/float64 comparison policy,
+* ``run_in_threads`` and ``calls_until_another_thread_ran``: concurrency and the GIL.
+
+The table of the operations themselves (calls, references, parameters) is tests/_ops.py.
 """
 
 import contextlib
 import re
+import sys
 import threading
+import time
 import zlib
 
 import numpy as np
@@ -180,28 +185,10 @@ def unchanged(*arrays):
 
 def valid_call(op, dtype, shape, *seed):
     """x of `shape` and a full valid keyword set for fastnorm.<op>, every parameter given
-    (training mode with running statistics where the op has them); seed: rng_for keys."""
-    rng = rng_for(*seed)
-    x = (rng.standard_normal(shape) * 2 + 1).astype(dtype)
-    c = shape[1] if len(shape) > 1 else 1
-    w = rng.uniform(0.5, 1.5, c).astype(dtype)
-    b = rng.normal(0, 1, c).astype(dtype)
-    rm = rng.normal(0, 1, c).astype(dtype)
-    rv = rng.uniform(0.5, 2, c).astype(dtype)
-    nshape = shape[2:]
-    wn = rng.uniform(0.5, 1.5, nshape).astype(dtype)
-    bn = rng.normal(0, 1, nshape).astype(dtype)
-    kw = {
-        "batch_norm": dict(running_mean=rm, running_var=rv, weight=w, bias=b, training=True,
-                           momentum=0.1, eps=1e-5),
-        "instance_norm": dict(running_mean=rm, running_var=rv, weight=w, bias=b,
-                              use_input_stats=True, momentum=0.1, eps=1e-5),
-        "group_norm": dict(num_groups=2, weight=w, bias=b, eps=1e-5),
-        "layer_norm": dict(normalized_shape=nshape, weight=wn, bias=bn, eps=1e-5),
-        "rms_norm": dict(normalized_shape=nshape, weight=wn, eps=1e-6),
-        "channel_layer_norm": dict(weight=w, bias=b, eps=1e-6),
-    }[op]
-    return x, kw
+    (training mode with running statistics where the op has them); seed: rng_for keys.
+    The registry's Op.valid_call of the function's record in _ops.NORMS."""
+    import _ops                     # here: _ops imports this module
+    return _ops.by_function(_ops.NORMS)[op].valid_call(dtype, shape, *seed)
 
 
 def run_in_threads(worker, n, timeout):
@@ -224,6 +211,55 @@ def run_in_threads(worker, n, timeout):
         th.join(timeout)
     assert not any(th.is_alive() for th in threads), "a worker thread hangs"
     assert not errors, errors
+
+
+def calls_until_another_thread_ran(call, tries):
+    """Call `call()` up to `tries` times in a row; returns how many calls it took until
+    another Python thread ran Python code while this thread was in that run of calls, or
+    0 when it never did. A call that releases the GIL gives a positive count; one that
+    holds it throughout gives 0.
+
+    Why this cannot pass for a call that holds the GIL: the switch interval is raised to
+    1000 s, so during the run CPython never makes this thread hand over the GIL (a forced
+    switch needs a thread that waited 1000 s for it); the watcher can take the GIL only
+    when this thread gives it up itself. From `inside[0] = True` to `inside[0] = False`
+    this thread runs only the loop below and `call()`, and the loop gives it up nowhere.
+    So if `call()` holds the GIL, the watcher never runs while inside[0] is True: it only
+    sees False, before and after the run. (The tests check this on C code that holds the
+    GIL.)
+
+    Why it needs no free core and no particular speed: nothing is timed. The watcher waits
+    for the GIL, which a releasing call hands over at once; the OS runs the watcher on a
+    free core, or by time-slicing on a busy machine, while the call is still computing,
+    and the loop calls again until that has happened (`tries` bounds only the failing
+    case). The watcher sleeps between its checks rather than spinning, so that it never
+    keeps the GIL from this thread before the run starts."""
+    inside, seen, finished = [False], [False], [False]
+
+    def watcher():
+        while not finished[0]:
+            if inside[0]:
+                seen[0] = True
+                return                   # the thread's exit gives the GIL back
+            time.sleep(1e-3)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1000.0)
+    th = threading.Thread(target=watcher)
+    n = 0
+    try:
+        th.start()
+        inside[0] = True
+        for n in range(1, tries + 1):
+            call()
+            if seen[0]:
+                break
+    finally:
+        inside[0] = False
+        finished[0] = True
+        th.join()
+        sys.setswitchinterval(old)
+    return n if seen[0] else 0
 
 
 # float64 reference implementations (NumPy), PyTorch semantics: shipped with the package

@@ -6,15 +6,11 @@ count, releases the GIL and runs the general path's parallel kernel bodies: thos
 give the general path's bits for every thread count, in place and allocating, be taken (the
 kernels return a result, batch_norm declines only large (N, C) input), run concurrently from
 several Python threads with the GIL released, and match float64 NumPy formulas."""
-import sys
-import threading
-import time
-
 import numpy as np
 import pytest
 
 import fastnorm as fn
-from _helpers import rng_for, run_in_threads
+from _helpers import calls_until_another_thread_ran, rng_for, run_in_threads
 from fastnorm import _dispatch
 
 
@@ -368,44 +364,10 @@ def test_concurrent_large_calls_give_the_serial_results():
         mismatches[:10],)
 
 
-def _watched_inside(call, tries=30):
-    """Number of calls of `call` (out of `tries`) until a watcher thread ran Python code
-    while this thread was inside `call`; 0 when it never did.
-
-    The switch interval is raised to 0.5 s, far longer than one call, so the watcher only
-    gets the GIL when this thread gives it up voluntarily (its sleep between calls, or a
-    call that releases the GIL); it never sees "in" during a call that holds the GIL."""
-    state = ["out"]
-    seen = []
-    stop, ready = threading.Event(), threading.Event()
-
-    def watcher():
-        ready.set()
-        while not stop.is_set():
-            seen.append(state[0])
-            time.sleep(1e-4)
-
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(0.5)
-    th = threading.Thread(target=watcher)
-    try:
-        th.start()
-        ready.wait(10)
-        for i in range(tries):
-            time.sleep(2e-4)           # the watcher runs here (GIL given up)
-            state[0] = "in"
-            call()
-            state[0] = "out"
-            if "in" in seen:
-                return i + 1
-        return 0
-    finally:
-        stop.set()
-        th.join(10)
-        sys.setswitchinterval(old)
-
-
 def test_large_fast_path_calls_release_the_gil():
+    """Another Python thread runs while a large fast-path call computes. The check does not
+    time anything (_helpers.calls_until_another_thread_ran): it holds on a machine whose
+    cores are all busy, also for the in-place call that runs on every core."""
     x = _data((512, 4096), np.float32, 1.0, 1.0, "gil")    # 2M values, a few ms per call
     xb = _data((8, 64, 64, 64), np.float32, 1.0, 1.0, "gil bn")
     rm, rv = _running(64, np.float32, "gil")
@@ -419,13 +381,13 @@ def test_large_fast_path_calls_release_the_gil():
     # the detector fails on calls that hold the GIL: a C loop of a few ms, many tiny
     # (serial, GIL-holding) fast-path calls
     tiny = x[:1, :1000].copy()
-    assert _watched_inside(lambda: sum(range(300000)), tries=10) == 0
-    assert _watched_inside(lambda: [fn.layer_norm(tiny, 1000) for _ in range(200)],
-                           tries=10) == 0
+    assert calls_until_another_thread_ran(lambda: sum(range(300000)), tries=10) == 0
+    assert calls_until_another_thread_ran(
+        lambda: [fn.layer_norm(tiny, 1000) for _ in range(200)], tries=10) == 0
     for name, call in calls.items():
         call()                                               # warm up (page faults)
-        assert _watched_inside(call) > 0, (
-            "%s: no other Python thread ran during 30 large fast-path calls: the GIL is "
+        assert calls_until_another_thread_ran(call, tries=1000) > 0, (
+            "%s: no other Python thread ran during 1000 large fast-path calls: the GIL is "
             "held" % name)
 
 

@@ -133,6 +133,14 @@ def draw_input(draw, **shape_kw):
     return dtype, shape, draw(arrays(shape, dtype))
 
 
+def draw_channel_input(draw, **shape_kw):
+    """(dtype, shape, x0, C, weight, bias): the input of one example of a per-channel
+    normalization."""
+    dtype, shape, x0 = draw_input(draw, **shape_kw)
+    C = shape[1]
+    return dtype, shape, x0, C, draw(params((C,), dtype)), draw(params((C,), dtype))
+
+
 def running_stats(C, dtype, present):
     """(running_mean, running_var) of C channels, or (None, None)."""
     if not present:
@@ -154,6 +162,39 @@ def check_running(rm, rv, erm, erv):
     np.testing.assert_allclose(rv, erv, rtol=1e-5, atol=1e-6)
 
 
+def check_call(call, x, x0, out, params, ref, dtype, stats=None):
+    """call() leaves x (unless it is out) and params unchanged; its y (split from the
+    returned statistics, checked too, when stats = (return_stats, shape, mean, rstd))
+    matches the float64 reference ref."""
+    snap = snapshot(*(a for a in (x,) + params if a is not out))
+    res = call()
+    assert_unchanged(snap)
+    y = res if stats is None else split_stats(res, *stats, dtype)
+    check_result(y, out, x0, ref, dtype)
+
+
+def check_running_norm(fn, ref_fn, x, x0, out, rm, rv, w, b, batch_stats, momentum, eps,
+                       dtype, rejected):
+    """batch_norm / instance_norm (fn, its float64 reference ref_fn) with the mode flag
+    batch_stats (training / use_input_stats): a rejected call raises ValueError and
+    changes nothing; otherwise y matches the reference, the arguments it may not write
+    are unchanged and the running statistics (if any) are updated as the reference's
+    (batch_stats) or left alone."""
+    def call():
+        return fn(x, rm, rv, w, b, batch_stats, momentum, eps, out=out)
+    if rejected:
+        assert_rejected(call, x, out, rm, rv, w, b)
+        return
+    ref, erm, erv = ref_fn(x, rm, rv, w, b, batch_stats, momentum, eps)
+    snap = snapshot(*(a for a in (x, w, b) if a is not out)) + (
+        [] if batch_stats else snapshot(rm, rv))
+    y = call()
+    check_result(y, out, x0, ref, dtype)
+    assert_unchanged(snap)
+    if batch_stats and rm is not None:
+        check_running(rm, rv, erm, erv)
+
+
 def split_stats(res, return_stats, stats_shape, mean, rstd, dtype):
     """y of a call made with return_stats, its mean and rstd checked against the reference
     when they were asked for."""
@@ -173,10 +214,7 @@ def split_stats(res, return_stats, stats_shape, mean, rstd, dtype):
 @given(data=st.data())
 def test_batch_norm_property(data):
     draw = data.draw
-    dtype, shape, x0 = draw_input(draw)
-    C = shape[1]
-    w = draw(params((C,), dtype))
-    b = draw(params((C,), dtype))
+    dtype, shape, x0, C, w, b = draw_channel_input(draw)
     mode = draw(st.sampled_from(["train", "train_nostats", "eval", "eval_nostats"]))
     training = mode.startswith("train")
     stats = not mode.endswith("nostats")
@@ -187,29 +225,18 @@ def test_batch_norm_property(data):
     x, out = out_mode(data.draw, x0)
     count = x.size // C
     uses_batch = training or not stats
-    if uses_batch and count < 2 and training:
-        assert_rejected(lambda: fastnorm.batch_norm(x, rm, rv, w, b, training, momentum, eps,
-                                                    out=out), x, out, rm, rv, w, b)
-        return
-    assume(not (uses_batch and count < 2))
-    ref, erm, erv = ref_batch_norm(x, rm, rv, w, b, training, momentum, eps)
-    snap = snapshot(*(a for a in (x, w, b) if a is not out)) + (
-        [] if training else snapshot(rm, rv))
-    y = fastnorm.batch_norm(x, rm, rv, w, b, training, momentum, eps, out=out)
-    check_result(y, out, x0, ref, dtype)
-    assert_unchanged(snap)
-    if training and stats:
-        check_running(rm, rv, erm, erv)
+    rejected = uses_batch and count < 2 and training
+    if not rejected:
+        assume(not (uses_batch and count < 2))
+    check_running_norm(fastnorm.batch_norm, ref_batch_norm, x, x0, out, rm, rv, w, b,
+                       training, momentum, eps, dtype, rejected)
 
 
 @SETTINGS
 @given(data=st.data())
 def test_instance_norm_property(data):
     draw = data.draw
-    dtype, shape, x0 = draw_input(draw, min_rank=3)
-    C = shape[1]
-    w = draw(params((C,), dtype))
-    b = draw(params((C,), dtype))
+    dtype, shape, x0, C, w, b = draw_channel_input(draw, min_rank=3)
     mode = draw(st.sampled_from(["input", "input_stats", "running"]))
     use_input_stats = mode != "running"
     stats = mode != "input"
@@ -218,39 +245,22 @@ def test_instance_norm_property(data):
     eps = draw(EPS)
     x, out = out_mode(data.draw, x0)
     inner = math.prod(shape[2:])
-    if use_input_stats and inner < 2:
-        assert_rejected(lambda: fastnorm.instance_norm(x, rm, rv, w, b, use_input_stats,
-                                                       momentum, eps, out=out),
-                        x, out, rm, rv, w, b)
-        return
-    ref, erm, erv = ref_instance_norm(x, rm, rv, w, b, use_input_stats, momentum, eps)
-    snap = snapshot(*(a for a in (x, w, b) if a is not out)) + (
-        [] if use_input_stats else snapshot(rm, rv))
-    y = fastnorm.instance_norm(x, rm, rv, w, b, use_input_stats, momentum, eps, out=out)
-    check_result(y, out, x0, ref, dtype)
-    assert_unchanged(snap)
-    if stats and use_input_stats:
-        check_running(rm, rv, erm, erv)
+    check_running_norm(fastnorm.instance_norm, ref_instance_norm, x, x0, out, rm, rv, w, b,
+                       use_input_stats, momentum, eps, dtype, use_input_stats and inner < 2)
 
 
 @SETTINGS
 @given(data=st.data())
 def test_group_norm_property(data):
     draw = data.draw
-    dtype, shape, x0 = draw_input(draw)
-    C = shape[1]
+    dtype, shape, x0, C, w, b = draw_channel_input(draw)
     G = draw(st.sampled_from([g for g in range(1, C + 1) if C % g == 0]))
-    w = draw(params((C,), dtype))
-    b = draw(params((C,), dtype))
     eps = draw(EPS)
     return_stats = draw(st.booleans())
     x, out = out_mode(data.draw, x0)
     ref, mean, rstd = ref_group_norm(x, G, w, b, eps)
-    snap = snapshot(*(a for a in (x, w, b) if a is not out))
-    res = fastnorm.group_norm(x, G, w, b, eps, out=out, return_stats=return_stats)
-    assert_unchanged(snap)
-    y = split_stats(res, return_stats, (shape[0], G), mean, rstd, dtype)
-    check_result(y, out, x0, ref, dtype)
+    check_call(lambda: fastnorm.group_norm(x, G, w, b, eps, out=out, return_stats=return_stats),
+               x, x0, out, (w, b), ref, dtype, (return_stats, (shape[0], G), mean, rstd))
 
 
 @st.composite
@@ -263,56 +273,50 @@ def normalized_shape_arg(draw, shape):
     return k, tuple(nshape), arg
 
 
+def draw_trailing_input(draw):
+    """(dtype, shape, x0, k, nshape, normalized_shape argument, weight): the input of one
+    example of a normalization over the trailing k dims."""
+    dtype, shape, x0 = draw_input(draw)
+    k, nshape, arg = draw(normalized_shape_arg(shape))
+    return dtype, shape, x0, k, nshape, arg, draw(params(nshape, dtype))
+
+
 @SETTINGS
 @given(data=st.data())
 def test_layer_norm_property(data):
     draw = data.draw
-    dtype, shape, x0 = draw_input(draw)
-    k, nshape, arg = draw(normalized_shape_arg(shape))
-    w = draw(params(nshape, dtype))
+    dtype, shape, x0, k, nshape, arg, w = draw_trailing_input(draw)
     b = draw(params(nshape, dtype))
     eps = draw(EPS)
     return_stats = draw(st.booleans())
     x, out = out_mode(data.draw, x0)
     ref, mean, rstd = ref_layer_norm(x, nshape, w, b, eps)
-    snap = snapshot(*(a for a in (x, w, b) if a is not out))
-    res = fastnorm.layer_norm(x, arg, w, b, eps, out=out, return_stats=return_stats)
-    assert_unchanged(snap)
-    y = split_stats(res, return_stats, shape[:len(shape) - k] + (1,) * k, mean, rstd, dtype)
-    check_result(y, out, x0, ref, dtype)
+    stats_shape = shape[:len(shape) - k] + (1,) * k
+    check_call(lambda: fastnorm.layer_norm(x, arg, w, b, eps, out=out, return_stats=return_stats),
+               x, x0, out, (w, b), ref, dtype, (return_stats, stats_shape, mean, rstd))
 
 
 @SETTINGS
 @given(data=st.data())
 def test_rms_norm_property(data):
     draw = data.draw
-    dtype, shape, x0 = draw_input(draw)
-    k, nshape, arg = draw(normalized_shape_arg(shape))
-    w = draw(params(nshape, dtype))
+    dtype, shape, x0, k, nshape, arg, w = draw_trailing_input(draw)
     eps = draw(st.sampled_from([None, 1e-6, 1e-3, 1.0]))
     x, out = out_mode(data.draw, x0)
     ref = ref_rms_norm(x, nshape, w, eps)
-    snap = snapshot(*(a for a in (x, w) if a is not out))
-    y = fastnorm.rms_norm(x, arg, w, eps, out=out)
-    assert_unchanged(snap)
-    check_result(y, out, x0, ref, dtype)
+    check_call(lambda: fastnorm.rms_norm(x, arg, w, eps, out=out), x, x0, out, (w,), ref, dtype)
 
 
 @SETTINGS
 @given(data=st.data())
 def test_channel_layer_norm_property(data):
     draw = data.draw
-    dtype, shape, x0 = draw_input(draw)
-    C = shape[1]
-    w = draw(params((C,), dtype))
-    b = draw(params((C,), dtype))
+    dtype, shape, x0, C, w, b = draw_channel_input(draw)
     eps = draw(EPS)
     x, out = out_mode(data.draw, x0)
     ref = ref_channel_layer_norm(x, w, b, eps)
-    snap = snapshot(*(a for a in (x, w, b) if a is not out))
-    y = fastnorm.channel_layer_norm(x, w, b, eps, out=out)
-    assert_unchanged(snap)
-    check_result(y, out, x0, ref, dtype)
+    check_call(lambda: fastnorm.channel_layer_norm(x, w, b, eps, out=out), x, x0, out, (w, b),
+               ref, dtype)
 
 
 @SETTINGS

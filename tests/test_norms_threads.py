@@ -11,67 +11,59 @@ import pytest
 
 import fastnorm
 from _helpers import ref_layer_norm, rng_for
+from _ops import OPS
 
 M = 1 << 21  # ~2 million elements: large enough to run in parallel
 
+
+def _case(name, dtype, shape, arg=None, op=None):
+    """(name, record, its shape argument, dtype, shape); arg: num_groups, or the number of
+    trailing dims layer_norm / rms_norm normalize (1 by default)."""
+    return name, OPS[op or name], arg, dtype, shape
+
+
 CASES = [
-    ("batch_norm_train", np.float32, (32, 16, 64, 64)),
-    ("batch_norm_train", np.float32, (M // 4, 4)),
-    ("batch_norm_train", np.float64, (4, 2, M // 8)),
-    ("batch_norm_eval", np.float32, (32, 16, 64, 64)),
-    ("instance_norm", np.float32, (4, 8, 256, 256)),
-    ("instance_norm_stats", np.float64, (1, 2, M // 2)),
-    ("group_norm", np.float32, (2, 32, 128, 256)),
-    ("group_norm_1", np.float32, (1, 4, 512, 1024)),
-    ("layer_norm", np.float32, (2048, 1024)),
-    ("layer_norm", np.float64, (1, M)),
-    ("layer_norm_2d", np.float32, (2, 1024, 1024)),
-    ("rms_norm", np.float32, (2048, 1024)),
-    ("rms_norm", np.float32, (1, M)),
-    ("channel_layer_norm", np.float32, (8, 64, 64, 64)),
-    ("channel_layer_norm", np.float64, (M // 8, 8)),
+    _case("batch_norm_train", np.float32, (32, 16, 64, 64)),
+    _case("batch_norm_train", np.float32, (M // 4, 4)),
+    _case("batch_norm_train", np.float64, (4, 2, M // 8)),
+    _case("batch_norm_eval", np.float32, (32, 16, 64, 64)),
+    _case("instance_norm", np.float32, (4, 8, 256, 256)),
+    _case("instance_norm_stats", np.float64, (1, 2, M // 2)),
+    _case("group_norm", np.float32, (2, 32, 128, 256), 8),
+    _case("group_norm_1", np.float32, (1, 4, 512, 1024), 1, "group_norm"),
+    _case("layer_norm", np.float32, (2048, 1024)),
+    _case("layer_norm", np.float64, (1, M)),
+    _case("layer_norm_2d", np.float32, (2, 1024, 1024), 2, "layer_norm"),
+    _case("rms_norm", np.float32, (2048, 1024)),
+    _case("rms_norm", np.float32, (1, M)),
+    _case("channel_layer_norm", np.float32, (8, 64, 64, 64)),
+    _case("channel_layer_norm", np.float64, (M // 8, 8)),
 ]
 
 
-def _run(name, x, nt):
-    """Returns the list of arrays the call produces (output and updated running stats)."""
+def _run(op, arg, x, nt):
+    """Returns the list of arrays the call produces (output, returned statistics where the
+    op has them, updated running stats). Per-channel parameters; none for layer_norm and
+    rms_norm."""
     C = x.shape[1]
     w = np.linspace(0.5, 1.5, C).astype(x.dtype)
     b = np.linspace(-1, 1, C).astype(x.dtype)
     rm, rv = np.linspace(-1, 1, C).astype(x.dtype), np.linspace(0.5, 2, C).astype(x.dtype)
-    if name == "batch_norm_train":
-        y = fastnorm.batch_norm(x, rm, rv, w, b, True, 0.1, 1e-5, num_threads=nt)
-        return [y, rm, rv]
-    if name == "batch_norm_eval":
-        return [fastnorm.batch_norm(x, rm, rv, w, b, False, num_threads=nt)]
-    if name == "instance_norm":
-        return [fastnorm.instance_norm(x, None, None, w, b, num_threads=nt)]
-    if name == "instance_norm_stats":
-        y = fastnorm.instance_norm(x, rm, rv, w, b, True, 0.1, num_threads=nt)
-        return [y, rm, rv]
-    if name == "group_norm":
-        return list(fastnorm.group_norm(x, 8, w, b, return_stats=True, num_threads=nt))
-    if name == "group_norm_1":
-        return list(fastnorm.group_norm(x, 1, w, b, return_stats=True, num_threads=nt))
-    if name == "layer_norm":
-        return list(fastnorm.layer_norm(x, x.shape[-1], return_stats=True, num_threads=nt))
-    if name == "layer_norm_2d":
-        return list(fastnorm.layer_norm(x, x.shape[-2:], return_stats=True, num_threads=nt))
-    if name == "rms_norm":
-        return [fastnorm.rms_norm(x, x.shape[-1], num_threads=nt)]
-    if name == "channel_layer_norm":
-        return [fastnorm.channel_layer_norm(x, w, b, num_threads=nt)]
-    raise ValueError(name)
+    if op.per_element:
+        w, b = None, None
+    running = (rm, rv) if op.running else None
+    kw = dict(return_stats=True) if op.return_stats else {}
+    return op.outputs(op.call(x, w, b, running, arg, num_threads=nt, **kw), running)
 
 
-@pytest.mark.parametrize("name,dtype,shape", CASES,
-                         ids=["%s-%s-%s" % (n, np.dtype(d).name, s) for n, d, s in CASES])
-def test_bit_identical_for_every_thread_count(name, dtype, shape):
+@pytest.mark.parametrize("name,op,arg,dtype,shape", CASES,
+                         ids=["%s-%s-%s" % (n, np.dtype(d).name, s) for n, _, _, d, s in CASES])
+def test_bit_identical_for_every_thread_count(name, op, arg, dtype, shape):
     x = (rng_for("nthreads", name, shape).standard_normal(shape, dtype=np.float32) * 3
          + 10).astype(dtype)
-    base = [a.tobytes() for a in _run(name, x, 1)]
+    base = [a.tobytes() for a in _run(op, arg, x, 1)]
     for nt in (2, 3, None):
-        got = [a.tobytes() for a in _run(name, x, nt)]
+        got = [a.tobytes() for a in _run(op, arg, x, nt)]
         assert len(got) == len(base)
         for i, (g, r) in enumerate(zip(got, base)):
             assert g == r, "%s: result %d differs between num_threads=1 and %s" % (name, i, nt)

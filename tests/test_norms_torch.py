@@ -347,11 +347,23 @@ def _trailing_case(rng, rank, k, dtype):
     return shape, shape[rank - k:], random_data(rng, shape, dtype)
 
 
-@pytest.mark.parametrize("out_mode", OUT_MODES)
-@pytest.mark.parametrize("return_stats", [False, True], ids=["y", "stats"])
-@pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
-@pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
-@pytest.mark.parametrize("rank,k", LN_CASES, ids=["r%d-k%d" % c for c in LN_CASES])
+def trailing_dims_cases(flag, values, ids, affine_ids=("affine", "plain")):
+    """The parametrization of the trailing-dims normalizations (layer_norm, rms_norm):
+    every (rank, k) of LN_CASES, dtype, affine or not, the op's own flag and out mode."""
+    marks = [pytest.mark.parametrize("out_mode", OUT_MODES),
+             pytest.mark.parametrize(flag, values, ids=ids),
+             pytest.mark.parametrize("affine", [True, False], ids=list(affine_ids)),
+             pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS),
+             pytest.mark.parametrize("rank,k", LN_CASES, ids=["r%d-k%d" % c for c in LN_CASES])]
+
+    def decorate(test):
+        for mark in reversed(marks):
+            test = mark(test)
+        return test
+    return decorate
+
+
+@trailing_dims_cases("return_stats", [False, True], ["y", "stats"])
 def test_layer_norm(rank, k, dtype, affine, return_stats, out_mode):
     rng = rng_for("ln", rank, k, np.dtype(dtype).name, affine, return_stats, out_mode)
     shape, nshape, x = _trailing_case(rng, rank, k, dtype)
@@ -380,11 +392,7 @@ def test_layer_norm_normalized_shape_forms_agree():
 # rms_norm
 # --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("out_mode", OUT_MODES)
-@pytest.mark.parametrize("eps_kind", ["default", "given"])
-@pytest.mark.parametrize("affine", [True, False], ids=["weight", "plain"])
-@pytest.mark.parametrize("dtype", DTYPES, ids=DT_IDS)
-@pytest.mark.parametrize("rank,k", LN_CASES, ids=["r%d-k%d" % c for c in LN_CASES])
+@trailing_dims_cases("eps_kind", ["default", "given"], None, ("weight", "plain"))
 def test_rms_norm(rank, k, dtype, affine, eps_kind, out_mode):
     rng = rng_for("rms", rank, k, np.dtype(dtype).name, affine, eps_kind, out_mode)
     shape, nshape, x = _trailing_case(rng, rank, k, dtype)

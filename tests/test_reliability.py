@@ -14,24 +14,16 @@ test_reliability_processes.py; buffers of more than 2**31 elements in
 test_reliability_huge.py.
 """
 
-import math
 import re
-import sys
-import threading
-import time
 
 import numpy as np
 import pytest
 
 import fastnorm
-from _helpers import (arrays_in, ref_batch_norm, ref_channel_layer_norm, ref_group_norm,
-                      ref_instance_norm, ref_layer_norm, ref_rms_norm, rng_for,
+from _helpers import (arrays_in, calls_until_another_thread_ran, ref_batch_norm, rng_for,
                       run_in_threads)
-from _helpers import valid_call as helpers_valid_call
+from _ops import FAST, NORMS, OPS, PLAIN, RUNNING, by_function, fn_id, name_id
 
-OPS = ["batch_norm", "instance_norm", "group_norm", "layer_norm", "rms_norm",
-       "channel_layer_norm"]
-FN = {op: getattr(fastnorm, op) for op in OPS}
 THREAD_COUNTS = (1, 2, 3, 4, 8)
 
 
@@ -51,8 +43,22 @@ def _channel_params(x, key):
 # one call of every op flavour, returning every array it produces
 # --------------------------------------------------------------------------------------
 
+def case_params(op, x, kind, arg=None):
+    """(weight, bias, running) of a run_case call: per-channel parameters and running
+    statistics (or None where op passes none) from _channel_params(x, kind), per-element
+    ones of layer_norm / rms_norm from their own generator."""
+    w, b, rm, rv = _channel_params(x, kind)
+    if op.per_element:
+        rng = rng_for("ln-params", op.name, x.shape)
+        nshape = op.param_shape(x.shape, arg)
+        w = rng.uniform(0.5, 1.5, nshape).astype(x.dtype)
+        b = rng.normal(0, 1, nshape).astype(x.dtype) if "bias" in op.params else None
+    return w, b, ((rm, rv) if op.running else None)
+
+
 def run_case(kind, x, nt, mode="new", arg=None):
-    """Run one op flavour on x with num_threads=nt.
+    """Run one op flavour on x with num_threads=nt. kind: a record of tests/_ops.py, or
+    layer_norm_int / rms_norm_int (an int normalized_shape: the tiny fast path).
 
     mode: "new" (out=None), "out" (a separate output buffer) or "inplace" (out=x on a
     private copy). Returns the list of produced arrays: the output, returned statistics and
@@ -65,43 +71,14 @@ def run_case(kind, x, nt, mode="new", arg=None):
         out = np.full(x.shape, np.nan, x.dtype)
     else:
         out = None
-    w, b, rm, rv = _channel_params(x, kind)
+    op = OPS[kind.removesuffix("_int")]
+    w, b, running = case_params(op, x, kind, arg)
     kw = dict(out=out, num_threads=nt)
-    if kind == "batch_norm_train":
-        y = fastnorm.batch_norm(x, rm, rv, w, b, True, 0.1, 1e-5, **kw)
-        res = [y, rm, rv]
-    elif kind == "batch_norm_nostats":
-        res = [fastnorm.batch_norm(x, None, None, w, b, True, **kw)]
-    elif kind == "batch_norm_eval":
-        res = [fastnorm.batch_norm(x, rm, rv, w, b, False, **kw)]
-    elif kind == "instance_norm":
-        res = [fastnorm.instance_norm(x, None, None, w, b, **kw)]
-    elif kind == "instance_norm_stats":
-        y = fastnorm.instance_norm(x, rm, rv, w, b, True, 0.1, **kw)
-        res = [y, rm, rv]
-    elif kind == "instance_norm_eval":
-        res = [fastnorm.instance_norm(x, rm, rv, w, b, False, **kw)]
-    elif kind == "group_norm":
-        res = list(fastnorm.group_norm(x, arg, w, b, return_stats=True, **kw))
-    elif kind in ("layer_norm", "rms_norm", "layer_norm_int", "rms_norm_int"):
-        k = arg or 1
-        nshape = x.shape[-k:]
-        if kind.endswith("_int"):             # int normalized_shape: the tiny fast path
-            kind, nshape = kind[:-4], x.shape[-1]
-        rng = rng_for("ln-params", kind, x.shape)
-        wn = rng.uniform(0.5, 1.5, nshape).astype(x.dtype)
-        if kind == "layer_norm":
-            bn = rng.normal(0, 1, nshape).astype(x.dtype)
-            if isinstance(nshape, int):
-                res = [fastnorm.layer_norm(x, nshape, wn, bn, **kw)]
-            else:
-                res = list(fastnorm.layer_norm(x, nshape, wn, bn, return_stats=True, **kw))
-        else:
-            res = [fastnorm.rms_norm(x, nshape, wn, **kw)]
-    elif kind == "channel_layer_norm":
-        res = [fastnorm.channel_layer_norm(x, w, b, **kw)]
-    else:
-        raise ValueError(kind)
+    if kind.endswith("_int"):
+        kw["normalized_shape"] = x.shape[-1]
+    elif op.return_stats:
+        kw["return_stats"] = True
+    res = op.outputs(op.call(x, w, b, running, arg, **kw), running)
     if out is not None:
         assert res[0] is out
     return res
@@ -186,44 +163,9 @@ def test_concurrent_calls_of_every_op_are_bitwise_serial():
     assert not failures, "results differ from the serial ones: %s" % failures[:10]
 
 
-def _longest_stall(call, repeats=3):
-    """Run `call` `repeats` times in a worker thread while this thread spins running Python
-    code. Returns (longest pause of this thread, shortest call) in seconds: a call that
-    holds the GIL stalls this thread for all of its duration; one that releases it only for
-    scheduler time slices."""
-    durations = []
-    done = threading.Event()
-
-    def worker():
-        try:
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                call()
-                durations.append(time.perf_counter() - t0)
-        finally:
-            done.set()
-
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-4)
-    try:
-        th = threading.Thread(target=worker)
-        longest = 0.0
-        last = time.perf_counter()
-        th.start()
-        while not done.is_set():
-            now = time.perf_counter()
-            longest = max(longest, now - last)
-            last = now
-        th.join()
-    finally:
-        sys.setswitchinterval(old)
-    assert len(durations) == repeats
-    return longest, min(durations)
-
-
 GIL_SHAPE = (128, 8, 128, 256)     # 32M float32 values: ~50 ms or more per serial call
-GIL_KINDS = ["batch_norm_train", "batch_norm_eval", "instance_norm", "group_norm",
-             "layer_norm", "rms_norm", "channel_layer_norm", "moments"]
+# the shape argument of each op on GIL_SHAPE (layer_norm: the last dim)
+GIL_ARGS = {"group_norm": 2, "rms_norm": 2, "moments": (0, 2, 3)}
 
 
 @pytest.fixture(scope="module")
@@ -232,37 +174,24 @@ def gil_buffers():
     return x, np.empty_like(x)
 
 
-@pytest.mark.parametrize("kind", GIL_KINDS)
-def test_kernels_release_the_gil(kind, gil_buffers):
-    """While one thread runs a (single-threaded) kernel, another thread keeps running Python
-    code: its longest stall is a scheduler time slice, not the kernel's duration."""
+@pytest.mark.parametrize("op", OPS.values(), ids=name_id)
+def test_kernels_release_the_gil(op, gil_buffers):
+    """While one thread runs a (single-threaded) kernel, another thread runs Python code.
+    Nothing is timed (_helpers.calls_until_another_thread_ran): this holds on a machine
+    whose cores are all busy."""
     x, out = gil_buffers
     w, b, rm, rv = _channel_params(x, "gil")
-    calls = {
-        "batch_norm_train": lambda: fastnorm.batch_norm(x, rm, rv, w, b, True, out=out,
-                                                        num_threads=1),
-        "batch_norm_eval": lambda: fastnorm.batch_norm(x, rm, rv, w, b, False, out=out,
-                                                       num_threads=1),
-        "instance_norm": lambda: fastnorm.instance_norm(x, None, None, w, b, out=out,
-                                                        num_threads=1),
-        "group_norm": lambda: fastnorm.group_norm(x, 2, w, b, out=out, num_threads=1),
-        "layer_norm": lambda: fastnorm.layer_norm(x, GIL_SHAPE[-1:], out=out, num_threads=1),
-        "rms_norm": lambda: fastnorm.rms_norm(x, GIL_SHAPE[-2:], out=out, num_threads=1),
-        "channel_layer_norm": lambda: fastnorm.channel_layer_norm(x, w, b, out=out,
-                                                                  num_threads=1),
-        "moments": lambda: fastnorm.moments(x, axis=(0, 2, 3), num_threads=1),
-    }
-    call = calls[kind]
+    if op.per_element or not op.params:          # per-channel parameters only
+        w, b = None, None
+    kw = dict(out=out) if op.is_norm else {}
+
+    def call():
+        return op.call(x, w, b, (rm, rv) if op.running else None, GIL_ARGS.get(op.function),
+                       num_threads=1, **kw)
     call()                                           # warm up (page faults, imports)
-    ratios = []
-    for _ in range(3):                               # a loaded machine can stall a thread
-        stall, duration = _longest_stall(call)
-        ratios.append(stall / duration)
-        if ratios[-1] < 0.6:
-            break
-    assert min(ratios) < 0.6, (
-        "%s: another Python thread stalled for %s of a kernel call: the GIL is held while "
-        "the kernel runs" % (kind, ["%.0f%%" % (100 * r) for r in ratios]))
+    assert calls_until_another_thread_ran(call, tries=200) > 0, (
+        "%s: no other Python thread ran during 200 kernel calls: the GIL is held while "
+        "the kernel runs" % op.name)
 
 
 # --------------------------------------------------------------------------------------
@@ -342,7 +271,9 @@ def test_moments_identical_bits_for_every_thread_count(shape, dtype, axis):
 
 # (op, shape, arg): arg = num_groups or the number of normalized trailing dims; small
 # shapes run serially, the large ones take the chunk-parallel paths (few large groups)
-NONFINITE_SHAPES = [
+# the normalizations on the statistics of x, no running statistics (tests/_ops.py)
+PLAIN_OPS = by_function(PLAIN)
+NONFINITE_SHAPES = [(PLAIN_OPS[op], shape, arg) for op, shape, arg in [
     ("batch_norm", (3, 4, 5, 7), None), ("batch_norm", (2, 3, 150, 150), None),
     ("batch_norm", (40000, 3), None),
     ("instance_norm", (3, 4, 35), None), ("instance_norm", (1, 3, 150, 150), None),
@@ -351,55 +282,14 @@ NONFINITE_SHAPES = [
     ("rms_norm", (6, 5, 7), 2), ("rms_norm", (3, 70000), 1),
     ("channel_layer_norm", (3, 4, 5, 7), None), ("channel_layer_norm", (2, 4, 100, 100), None),
     ("channel_layer_norm", (40000, 3), None),
-]
+]]
 NONFINITE_VALUES = {"nan": [np.nan], "inf": [np.inf], "-inf": [-np.inf],
                     "inf_and_-inf": [np.inf, -np.inf], "nan_and_inf": [np.nan, np.inf]}
 
 
-def group_labels(op, shape, arg):
-    """Label of the normalization group of every element (C-order array of x's shape)."""
-    N, C = shape[:2]
-    inner = math.prod(shape[2:])
-    n = np.arange(N).reshape(N, 1, 1)
-    c = np.arange(C).reshape(1, C, 1)
-    s = np.arange(inner).reshape(1, 1, inner)
-    if op == "batch_norm":
-        lab = c + 0 * n + 0 * s
-    elif op == "instance_norm":
-        lab = n * C + c + 0 * s
-    elif op == "group_norm":
-        lab = n * arg + c // (C // arg) + 0 * s
-    elif op in ("layer_norm", "rms_norm"):
-        row = math.prod(shape[len(shape) - arg:])
-        return (np.arange(math.prod(shape)) // row).reshape(shape)
-    elif op == "channel_layer_norm":
-        lab = n * inner + s + 0 * c
-    else:
-        raise ValueError(op)
-    return np.broadcast_to(lab, (N, C, inner)).reshape(shape)
-
-
 def run_plain(op, x, arg, nt, w=None, b=None):
     """(y, float64 reference y) for op with optional affine parameters (batch statistics)."""
-    if op == "batch_norm":
-        y = fastnorm.batch_norm(x, None, None, w, b, True, 0.1, 1e-5, num_threads=nt)
-        ref = ref_batch_norm(x, None, None, w, b, True, 0.1, 1e-5)[0]
-    elif op == "instance_norm":
-        y = fastnorm.instance_norm(x, None, None, w, b, num_threads=nt)
-        ref = ref_instance_norm(x, None, None, w, b)[0]
-    elif op == "group_norm":
-        y = fastnorm.group_norm(x, arg, w, b, num_threads=nt)
-        ref = ref_group_norm(x, arg, w, b)[0]
-    elif op == "layer_norm":
-        y = fastnorm.layer_norm(x, x.shape[-arg:], w, b, num_threads=nt)
-        ref = ref_layer_norm(x, x.shape[-arg:], w, b)[0]
-    elif op == "rms_norm":
-        y = fastnorm.rms_norm(x, x.shape[-arg:], w, num_threads=nt)
-        ref = ref_rms_norm(x, x.shape[-arg:], w)
-    else:
-        y = fastnorm.channel_layer_norm(x, w, b, num_threads=nt)
-        ref = ref_channel_layer_norm(x, w, b)
-    return y, ref
+    return op.call(x, w, b, arg=arg, num_threads=nt), op.ref(x, w, b, arg=arg)[0]
 
 
 def _tol(dtype):
@@ -423,19 +313,18 @@ def _assert_matches_reference(y, ref, mask, dtype, what):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("value", list(NONFINITE_VALUES))
 @pytest.mark.parametrize("op,shape,arg", NONFINITE_SHAPES,
-                         ids=["%s-%s" % (o, "x".join(map(str, s))) for o, s, _ in
+                         ids=["%s-%s" % (o.function, "x".join(map(str, s))) for o, s, _ in
                               NONFINITE_SHAPES])
 def test_non_finite_values_stay_in_their_group(op, shape, arg, value, dtype):
     """NaN/Inf at the first, last, a chunk-boundary and a random position of one group:
     that group follows the float64 reference formula (NaN where it is NaN), every other
     group is finite and correct; serial and 2 threads."""
-    rng = rng_for("nonfinite", op, shape, value, np.dtype(dtype).name)
-    labels = group_labels(op, shape, arg)
+    rng = rng_for("nonfinite", op.function, shape, value, np.dtype(dtype).name)
+    labels = op.groups(shape, arg)
     n_groups = int(labels.max()) + 1
-    C = shape[1]
-    pshape = shape[-arg:] if op in ("layer_norm", "rms_norm") else (C,)
+    pshape = op.param_shape(shape, arg)
     w = rng.uniform(0.5, 1.5, pshape).astype(dtype)
-    b = None if op == "rms_norm" else rng.normal(0, 1, pshape).astype(dtype)
+    b = rng.normal(0, 1, pshape).astype(dtype) if "bias" in op.params else None
     for where in ("first", "last", "chunk", "random"):
         x = (rng.standard_normal(shape) * 2 + 1).astype(dtype)
         g = int(rng.integers(n_groups))
@@ -448,7 +337,7 @@ def test_non_finite_values_stay_in_their_group(op, shape, arg, value, dtype):
             x.reshape(-1)[p] = v
         bad = labels == g
         for nt in (1, 2):
-            what = "%s %s at %s (nt=%d)" % (op, value, where, nt)
+            what = "%s %s at %s (nt=%d)" % (op.function, value, where, nt)
             with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
                 y, ref = run_plain(op, x, arg, nt, w, b)
             assert np.isfinite(y[~bad]).all(), what + ": non-finite values leaked out"
@@ -469,22 +358,21 @@ def test_batch_norm_non_finite_running_stats_only_in_its_channel(dtype, value):
     np.testing.assert_allclose(rv[:2], erv, rtol=1e-5)
 
 
-NAN_PARAM_CASES = [(op, p) for op in OPS for p in ("weight", "bias", "running_mean",
-                                                    "running_var")
-                   if not (p.startswith("running") and op not in ("batch_norm",
-                                                                  "instance_norm"))
-                   and not (p == "bias" and op == "rms_norm")]
+# one record per normalization; those with running statistics in eval mode
+NAN_PARAM_OPS = [op for op in OPS.values()
+                 if op.is_norm and (op.stats == "running" or not op.takes_running)]
+NAN_PARAM_CASES = [(op, p) for op in NAN_PARAM_OPS for p in op.params]
 
 
-@pytest.mark.parametrize("op,param", NAN_PARAM_CASES)
+@pytest.mark.parametrize("op,param", NAN_PARAM_CASES, ids=fn_id)
 def test_nan_parameter_stays_in_its_channel(op, param):
     """A NaN in one entry of a parameter makes NaN only the outputs that use that entry
     (running statistics: eval mode)."""
     shape = (3, 4, 40, 300)
-    x = _data(("nan-param", op), shape, np.float32)
-    per_element = op in ("layer_norm", "rms_norm")
+    x = _data(("nan-param", op.function), shape, np.float32)
+    per_element = op.per_element
     pshape = shape[2:] if per_element else (4,)
-    rng = rng_for("nan-param", op, param)
+    rng = rng_for("nan-param", op.function, param)
     params = {"weight": rng.uniform(0.5, 1.5, pshape).astype(np.float32),
               "bias": rng.normal(0, 1, pshape).astype(np.float32),
               "running_mean": rng.normal(0, 1, 4).astype(np.float32),
@@ -496,21 +384,11 @@ def test_nan_parameter_stays_in_its_channel(op, param):
         expect_nan[:, :, idx[0], idx[1]] = True
     else:
         expect_nan[:, idx[0]] = True
-    w, b = params["weight"], params["bias"]
-    if op == "batch_norm":
-        y = fastnorm.batch_norm(x, params["running_mean"], params["running_var"], w, b, False,
-                                num_threads=2)
-    elif op == "instance_norm":
-        y = fastnorm.instance_norm(x, params["running_mean"], params["running_var"], w, b,
-                                   False, num_threads=2)
-    elif op == "group_norm":
-        y = fastnorm.group_norm(x, 4, w, b, num_threads=2)
-    elif op == "layer_norm":
-        y = fastnorm.layer_norm(x, shape[2:], w, b, num_threads=2)
-    elif op == "rms_norm":
-        y = fastnorm.rms_norm(x, shape[2:], w, num_threads=2)
-    else:
-        y = fastnorm.channel_layer_norm(x, w, b, num_threads=2)
+    w = params["weight"]
+    b = params["bias"] if "bias" in op.params else None
+    running = (params["running_mean"], params["running_var"]) if op.running else None
+    arg = {"num_groups": 4, "normalized_shape": 2}.get(op.shape_arg)   # 4 groups; (H, W)
+    y = op.call(x, w, b, running, arg, num_threads=2)
     np.testing.assert_array_equal(np.isnan(y), expect_nan)
 
 
@@ -525,22 +403,17 @@ def test_constant_groups_exact_under_every_parallel_strategy(kind, shape, arg, d
     the thread count, also when its statistics are merged from chunks computed by several
     threads. (Small serial cases are in test_accuracy.py.)"""
     x = _data(("const", kind), shape, dtype)
-    op = kind.replace("_train", "")
-    labels = group_labels(op, shape, arg)
+    op = OPS[kind]
+    labels = op.groups(shape, arg)
     g = 1
-    const = 0.0 if op == "rms_norm" else 1e4 + 0.1
+    const = 1e4 + 0.1 if op.centered else 0.0
     x[labels == g] = const
     for nt in THREAD_COUNTS:
         y = run_case(kind, x, nt, "new", arg)[0]
-        w, b, _, _ = _channel_params(x, kind)
-        if op in ("layer_norm", "rms_norm"):
-            rng = rng_for("ln-params", kind, x.shape)
-            rng.uniform(0.5, 1.5, shape[-1:])
-            bias = (rng.normal(0, 1, shape[-1:]).astype(dtype) if op == "layer_norm"
-                    else np.zeros(shape[-1:], dtype))
-            expect = np.broadcast_to(bias, shape)
-        else:
-            expect = np.broadcast_to(b.reshape((1, -1) + (1,) * (len(shape) - 2)), shape)
+        _, b, _ = case_params(op, x, kind, arg)
+        if b is None:                              # rms_norm of zeros
+            b = np.zeros(op.param_shape(shape, arg), dtype)
+        expect = op.expand(b, shape)
         mask = labels == g
         np.testing.assert_array_equal(y[mask], expect[mask], err_msg="num_threads=%d" % nt)
         assert np.isfinite(y).all()
@@ -568,7 +441,7 @@ HSHAPE = (3, 4, 5, 6)
 
 def valid_call(op, dtype=np.float32, shape=HSHAPE):
     """x and a valid keyword set with every parameter (training mode)."""
-    return helpers_valid_call(op, dtype, shape, "hostile", op, shape)
+    return op.valid_call(dtype, shape, "hostile", op.function, shape)
 
 
 def expect_rejected(op, x, kw, name, exc=(TypeError, ValueError), modes=("new", "out",
@@ -591,13 +464,13 @@ def expect_rejected(op, x, kw, name, exc=(TypeError, ValueError), modes=("new", 
         arrays = arrays_in(x, call_kw)
         copies = [a.copy() for a in arrays]
         with pytest.raises(exc) as info:
-            FN[op](x, **call_kw)
+            op.fn(x, **call_kw)
         assert re.search(r"\b%s\b" % re.escape(name), str(info.value)), (
-            "%s: the error does not name %r: %s: %s" % (op, name, info.type.__name__,
-                                                        info.value))
+            "%s: the error does not name %r: %s: %s" % (op.function, name,
+                                                        info.type.__name__, info.value))
         for a, c in zip(arrays, copies):
             np.testing.assert_array_equal(a, c, err_msg="%s (%s) modified an argument"
-                                          % (op, mode))
+                                          % (op.function, mode))
         ran += 1
     assert ran
 
@@ -621,40 +494,33 @@ BAD_X = {
 
 
 @pytest.mark.parametrize("bad", list(BAD_X))
-@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("op", NORMS, ids=fn_id)
 def test_x_not_an_array_of_floats(op, bad):
     _, kw = valid_call(op)
-    for k in ("weight", "bias", "running_mean", "running_var", "normalized_shape"):
+    for k in op.params + ("normalized_shape",):
         kw.pop(k, None)
-    if op in ("layer_norm", "rms_norm"):
+    if op.shape_arg == "normalized_shape":
         kw["normalized_shape"] = 2
     expect_rejected(op, BAD_X[bad], kw, "x", modes=("new",))
 
 
-@pytest.mark.parametrize("op", [op for op in OPS if op != "instance_norm"])  # needs 3-D
+@pytest.mark.parametrize("op", [op for op in NORMS if op.min_ndim <= 2], ids=fn_id)
 def test_x_numpy_matrix(op):
     """np.matrix is an ndarray subclass that stays 2-D when reshaped: a clear error naming
     x, or the result for the plain array."""
     base = _data("matrix", (6, 4), np.float64)
-    kw = {"group_norm": dict(num_groups=2), "layer_norm": dict(normalized_shape=4),
-          "rms_norm": dict(normalized_shape=4)}.get(op, {})
-    if op == "batch_norm":
-        kw = dict(training=True)
+    kw = dict(op.flags)                                  # batch_norm: training=True
+    if op.shape_arg is not None:
+        kw[op.shape_arg] = {"num_groups": 2, "normalized_shape": 4}[op.shape_arg]
     m = np.asmatrix(base.copy())
     try:
-        y = FN[op](m, **kw)
+        y = op.fn(m, **kw)
     except (TypeError, ValueError) as exc:
         assert re.search(r"\bx\b", str(exc)), (
             "unclear error for np.matrix input: %s: %s" % (type(exc).__name__, exc))
         return
-    np.testing.assert_array_equal(np.asarray(y), FN[op](base, **kw))
+    np.testing.assert_array_equal(np.asarray(y), op.fn(base, **kw))
     np.testing.assert_array_equal(np.asarray(m), base)
-
-
-def _param_names(op):
-    return {"batch_norm": ["weight", "bias", "running_mean", "running_var"],
-            "instance_norm": ["weight", "bias", "running_mean", "running_var"],
-            "rms_norm": ["weight"]}.get(op, ["weight", "bias"])
 
 
 BAD_PARAMS = {
@@ -671,8 +537,11 @@ BAD_PARAMS = {
 }
 
 
+PARAM_CASES = [(op, p) for op in NORMS for p in op.params]
+
+
 @pytest.mark.parametrize("bad", list(BAD_PARAMS))
-@pytest.mark.parametrize("op,param", [(op, p) for op in OPS for p in _param_names(op)])
+@pytest.mark.parametrize("op,param", PARAM_CASES, ids=fn_id)
 def test_parameter_garbage(op, param, bad):
     x, kw = valid_call(op)
     kw[param] = BAD_PARAMS[bad](kw[param])
@@ -681,11 +550,11 @@ def test_parameter_garbage(op, param, bad):
 
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("container", ["list", "tuple", "memoryview"])
-@pytest.mark.parametrize("op", ["batch_norm", "instance_norm"])
+@pytest.mark.parametrize("op", [op for op in NORMS if op.running], ids=fn_id)
 def test_running_stats_not_ndarray(op, container, training):
     """Updated in place (training): must be an ndarray; in eval any float sequence works."""
     x, kw = valid_call(op)
-    kw["training" if op == "batch_norm" else "use_input_stats"] = training
+    kw[op.mode_flag] = training
     ref_kw = dict(kw, running_mean=kw["running_mean"].copy(),
                   running_var=kw["running_var"].copy())
     conv = {"list": list, "tuple": tuple, "memoryview": memoryview}[container]
@@ -694,7 +563,7 @@ def test_running_stats_not_ndarray(op, container, training):
     if training:
         expect_rejected(op, x, kw, "running_mean")
     else:
-        np.testing.assert_array_equal(FN[op](x, **kw), FN[op](x, **ref_kw))
+        np.testing.assert_array_equal(op.fn(x, **kw), op.fn(x, **ref_kw))
 
 
 BAD_SCALARS = {
@@ -707,19 +576,22 @@ BAD_SCALARS = {
     "num_groups": [True, np.float64(2.0), [2], "two", 2 ** 70],
     "num_threads": [2.0, np.float64(2), [2], "2", -(2 ** 64), np.int64(-3)],
 }
-SCALAR_CASES = [(op, name, i) for name, vals in BAD_SCALARS.items() for i in range(len(vals))
-                for op in OPS
-                if not (name in ("momentum",) and op not in ("batch_norm", "instance_norm"))
-                and not (name == "training" and op != "batch_norm")
-                and not (name == "use_input_stats" and op != "instance_norm")
-                and not (name == "return_stats" and op not in ("layer_norm", "group_norm"))
-                and not (name == "num_groups" and op != "group_norm")
-                and not (name == "eps" and op == "rms_norm" and BAD_SCALARS[name][i] is None)]
+def scalar_cases(ops, bad):
+    """(op, name, i): every bad value bad[name][i] of every argument name that op takes
+    (eps=None only where it is not the default)."""
+    return [(op, name, i) for name, vals in bad.items() for i in range(len(vals))
+            for op in ops if name in op.scalars
+            and not (name == "eps" and vals[i] is None and op.eps is None)]
 
 
-@pytest.mark.parametrize("op,name,i", SCALAR_CASES,
-                         ids=[("%s-%s-%r" % (op, n, BAD_SCALARS[n][i]))[:50]
-                              for op, n, i in SCALAR_CASES])
+def scalar_ids(cases, bad):
+    return [("%s-%s-%r" % (op.function, n, bad[n][i]))[:50] for op, n, i in cases]
+
+
+SCALAR_CASES = scalar_cases(NORMS, BAD_SCALARS)
+
+
+@pytest.mark.parametrize("op,name,i", SCALAR_CASES, ids=scalar_ids(SCALAR_CASES, BAD_SCALARS))
 def test_scalar_argument_garbage(op, name, i):
     """Wrong types and values for eps, momentum, the flags, num_groups and num_threads
     (huge ints included): an error naming the argument, nothing written."""
@@ -735,33 +607,36 @@ def test_scalar_argument_garbage(op, name, i):
 TINY_SHAPE = (3, 4, 5, 6)
 
 
+TINY_DRAW = {"running_mean": lambda rng, n: rng.normal(0, 1, n),
+             "running_var": lambda rng, n: rng.uniform(0.5, 2, n),
+             "weight": lambda rng, n: rng.uniform(0.5, 1.5, n),
+             "bias": lambda rng, n: rng.normal(0, 1, n)}
+
+
 def tiny_call(op):
-    rng = rng_for("tiny-hostile", op)
+    """x and a plain float32 call of a fast-path form: an int normalized_shape, every
+    parameter, eps 1e-5."""
+    rng = rng_for("tiny-hostile", op.function)
     x = (rng.standard_normal(TINY_SHAPE) * 2 + 1).astype(np.float32)
-    if op == "batch_norm":
-        C = TINY_SHAPE[1]
-        return x, dict(running_mean=rng.normal(0, 1, C).astype(np.float32),
-                       running_var=rng.uniform(0.5, 2, C).astype(np.float32),
-                       weight=rng.uniform(0.5, 1.5, C).astype(np.float32),
-                       bias=rng.normal(0, 1, C).astype(np.float32), training=False,
-                       momentum=0.1, eps=1e-5)
-    n = TINY_SHAPE[-1]
-    kw = dict(normalized_shape=n, weight=rng.uniform(0.5, 1.5, n).astype(np.float32))
-    if op == "layer_norm":
-        kw["bias"] = rng.normal(0, 1, n).astype(np.float32)
+    n = TINY_SHAPE[-1] if op.per_element else TINY_SHAPE[1]
+    kw = {"normalized_shape": n} if op.shape_arg == "normalized_shape" else {}
+    for p in op.params:
+        kw[p] = TINY_DRAW[p](rng, n).astype(np.float32)
+    kw.update(op.flags)
+    if "momentum" in op.scalars:
+        kw["momentum"] = 0.1
     kw["eps"] = 1e-5
     return x, kw
 
 
-TINY_PARAM_CASES = [("batch_norm", p) for p in _param_names("batch_norm")] + [
-    ("layer_norm", "weight"), ("layer_norm", "bias"), ("rms_norm", "weight")]
+TINY_PARAM_CASES = [(op, p) for op in FAST for p in op.params]
 
 
 # (the garbage whose only issue is the general path's message -- ragged lists -- is left to
 # test_parameter_garbage: the fast path hands it over unchanged)
 @pytest.mark.parametrize("bad", [b for b in BAD_PARAMS if b != "ragged_list"]
                          + ["float16", "float64_other", "2d"])
-@pytest.mark.parametrize("op,param", TINY_PARAM_CASES)
+@pytest.mark.parametrize("op,param", TINY_PARAM_CASES, ids=fn_id)
 def test_tiny_fast_path_parameter_garbage(op, param, bad):
     x, kw = tiny_call(op)
     p = kw[param]
@@ -777,7 +652,7 @@ def test_tiny_fast_path_parameter_garbage(op, param, bad):
         return
     kw[param] = p.astype(np.float16 if bad == "float16" else np.float64)
     kw_ref[param] = kw[param].astype(np.float32)
-    np.testing.assert_array_equal(FN[op](x, **kw), FN[op](x, **kw_ref))
+    np.testing.assert_array_equal(op.fn(x, **kw), op.fn(x, **kw_ref))
 
 
 TINY_SCALARS = {
@@ -787,18 +662,11 @@ TINY_SCALARS = {
     "num_threads": [0, -1, 2.0, "1"],
     "normalized_shape": [2 ** 70, 2 ** 63, -6, 6.0, "6", 0],
 }
-TINY_SCALAR_CASES = [(op, name, i) for name, vals in TINY_SCALARS.items()
-                     for i in range(len(vals)) for op in ("batch_norm", "layer_norm",
-                                                          "rms_norm")
-                     if not (name in ("momentum", "training") and op != "batch_norm")
-                     and not (name == "normalized_shape" and op == "batch_norm")
-                     and not (name == "eps" and op == "rms_norm"
-                              and TINY_SCALARS[name][i] is None)]
+TINY_SCALAR_CASES = scalar_cases(FAST, TINY_SCALARS)
 
 
 @pytest.mark.parametrize("op,name,i", TINY_SCALAR_CASES,
-                         ids=[("%s-%s-%r" % (op, n, TINY_SCALARS[n][i]))[:50]
-                              for op, n, i in TINY_SCALAR_CASES])
+                         ids=scalar_ids(TINY_SCALAR_CASES, TINY_SCALARS))
 def test_tiny_fast_path_scalar_garbage(op, name, i):
     x, kw = tiny_call(op)
     kw[name] = TINY_SCALARS[name][i]
@@ -807,17 +675,17 @@ def test_tiny_fast_path_scalar_garbage(op, name, i):
 
 @pytest.mark.parametrize("nt", [2 ** 31, 2 ** 40, 2 ** 64, np.int64(2 ** 62)],
                          ids=["2**31", "2**40", "2**64", "int64(2**62)"])
-@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("op", NORMS, ids=fn_id)
 def test_num_threads_beyond_c_int(op, nt):
     """Thread counts that do not fit a C int: the result for any thread count (a cap is
     invisible, results do not depend on it) or an error naming num_threads; nothing written.
     (Counts that fit a C int but no machine, like 10**9, run in a subprocess in
     test_reliability_processes.py: a runaway count can abort the process.)"""
     x, kw = valid_call(op, shape=(8, 4, 64, 64))
-    expect = FN[op](x, **dict(valid_call(op, shape=(8, 4, 64, 64))[1], num_threads=1))
+    expect = op.fn(x, **dict(valid_call(op, shape=(8, 4, 64, 64))[1], num_threads=1))
     snap = [(a, a.copy()) for a in arrays_in(x, kw)]
     try:
-        y = FN[op](x, num_threads=nt, **kw)
+        y = op.fn(x, num_threads=nt, **kw)
     except (TypeError, ValueError, OverflowError) as exc:
         assert re.search(r"\bnum_threads\b", str(exc)), "%s: %s" % (type(exc).__name__, exc)
         for a, c in snap:
@@ -838,40 +706,32 @@ BAD_OUT = {
 
 
 @pytest.mark.parametrize("bad", list(BAD_OUT))
-@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("op", NORMS, ids=fn_id)
 def test_out_garbage(op, bad):
     x, kw = valid_call(op)
     kw["out"] = BAD_OUT[bad](x)
     expect_rejected(op, x, kw, "out", modes=("new",))
 
 
-@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("op", NORMS, ids=fn_id)
 def test_out_is_another_view_of_x_means_in_place(op):
     """out=x.view() (another ndarray object over the same memory, same layout) is the same
     buffer as x: it normalizes in place, and the result is the out-of-place one."""
     x, kw = valid_call(op)
-    expect = FN[op](x, **valid_call(op)[1])
-    y = FN[op](x, out=x.view(), **kw)
+    expect = op.fn(x, **valid_call(op)[1])
+    y = op.fn(x, out=x.view(), **kw)
     np.testing.assert_array_equal(y, expect)
     np.testing.assert_array_equal(x, expect)
 
 
-def _aliasing_cases():
-    cases = []
-    for op in OPS:
-        for p in _param_names(op):
-            cases.append((op, p))
-    return cases
-
-
-@pytest.mark.parametrize("op,param", _aliasing_cases())
+@pytest.mark.parametrize("op,param", PARAM_CASES, ids=fn_id)
 def test_out_overlapping_a_parameter(op, param):
     """out shares memory with weight, bias or a running statistic: either a clear error
     naming out (nothing written), or the result of the same call without the overlap (as
     NumPy's ufuncs do); never a silently wrong result."""
     x, kw = valid_call(op)
     ref_kw = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in kw.items()}
-    expect = FN[op](x, **ref_kw)
+    expect = op.fn(x, **ref_kw)
     out = np.zeros_like(x)
     p = kw[param]
     alias = out.reshape(-1)[5:5 + p.size].reshape(p.shape)   # a view into out
@@ -879,21 +739,21 @@ def test_out_overlapping_a_parameter(op, param):
     kw[param] = alias
     out_before = out.copy()
     try:
-        y = FN[op](x, out=out, **kw)
+        y = op.fn(x, out=out, **kw)
     except ValueError as exc:
         assert "out" in str(exc), exc
         np.testing.assert_array_equal(out, out_before)
         return
     assert y is out
-    updated = param in ("running_mean", "running_var")
+    updated = param in RUNNING
     if not updated:
         np.testing.assert_array_equal(y, expect, err_msg="%s with out overlapping %s gave a "
-                                      "wrong result" % (op, param))
+                                      "wrong result" % (op.function, param))
     else:
         # the running statistic lives inside out: both cannot hold their values; the call
         # must have refused (handled above) -- reaching here means one of them is wrong
         pytest.fail("%s: out overlaps %s (updated in place) and the call did not refuse"
-                    % (op, param))
+                    % (op.function, param))
 
 
 # --------------------------------------------------------------------------------------
@@ -903,11 +763,12 @@ def test_out_overlapping_a_parameter(op, param):
 SCRATCH_SHAPE = (64, 3, 128, 256)       # 25 MB of float32, 3 channels
 
 
-@pytest.mark.parametrize("kind", ["batch_norm_train", "batch_norm_nostats", "batch_norm_eval",
-                                  "instance_norm", "instance_norm_stats",
-                                  "instance_norm_eval", "group_norm", "layer_norm",
-                                  "rms_norm", "channel_layer_norm", "channel_layer_norm_2d",
-                                  "batch_norm_2d", "moments"])
+# every record, and two of them on (N, C) input
+SCRATCH_KINDS = list(OPS) + ["channel_layer_norm_2d", "batch_norm_nostats_2d"]
+SCRATCH_ARGS = {"group_norm": 3, "moments": (0, 2, 3)}   # layer / rms norm: the last dim
+
+
+@pytest.mark.parametrize("kind", SCRATCH_KINDS)
 def test_in_place_calls_allocate_little_scratch_memory(kind):
     """A huge input normalized in place (out=x) must not need another buffer of its size:
     the NumPy allocations of a call (traced by tracemalloc) stay below 5% of x. A scratch
@@ -916,26 +777,19 @@ def test_in_place_calls_allocate_little_scratch_memory(kind):
     import tracemalloc
     x = _data("scratch", SCRATCH_SHAPE, np.float32)
     w, b, rm, rv = _channel_params(x, "scratch")
-    x2d = x.reshape(-1, 3)
-    calls = {
-        "batch_norm_train": lambda: fastnorm.batch_norm(x, rm, rv, w, b, True, out=x),
-        "batch_norm_nostats": lambda: fastnorm.batch_norm(x, None, None, w, b, True, out=x),
-        "batch_norm_eval": lambda: fastnorm.batch_norm(x, rm, rv, w, b, False, out=x),
-        "instance_norm": lambda: fastnorm.instance_norm(x, None, None, w, b, out=x),
-        "instance_norm_stats": lambda: fastnorm.instance_norm(x, rm, rv, w, b, out=x),
-        "instance_norm_eval": lambda: fastnorm.instance_norm(x, rm, rv, w, b, False, out=x),
-        "group_norm": lambda: fastnorm.group_norm(x, 3, w, b, out=x),
-        "layer_norm": lambda: fastnorm.layer_norm(x, x.shape[-1], out=x),
-        "rms_norm": lambda: fastnorm.rms_norm(x, x.shape[-1], out=x),
-        "channel_layer_norm": lambda: fastnorm.channel_layer_norm(x, w, b, out=x),
-        "channel_layer_norm_2d": lambda: fastnorm.channel_layer_norm(x2d, w, b, out=x2d),
-        "batch_norm_2d": lambda: fastnorm.batch_norm(x2d, None, None, w, b, True, out=x2d),
-        "moments": lambda: fastnorm.moments(x, axis=(0, 2, 3)),
-    }
-    calls[kind]()                               # warm up: imports, caches
+    op = OPS[kind.removesuffix("_2d")]
+    xx = x.reshape(-1, 3) if kind.endswith("_2d") else x
+    if op.per_element or not op.params:          # per-channel parameters only
+        w, b = None, None
+    kw = dict(out=xx) if op.is_norm else {}
+    running = (rm, rv) if op.running else None
+
+    def call():
+        return op.call(xx, w, b, running, SCRATCH_ARGS.get(op.function), **kw)
+    call()                                      # warm up: imports, caches
     tracemalloc.start()
     try:
-        calls[kind]()
+        call()
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
