@@ -73,7 +73,7 @@ def raw_moments(x, axes, num_threads):
         raw = raw_moments(x.transpose(perm), tuple(sorted(perm.index(a) for a in axes)),
                           num_threads)
         order = [int(i) for i in np.argsort(kept_memory_order)]      # back to logical order
-        return Raw(raw.count, *(np.ascontiguousarray(a.transpose(order)) for a in raw[1:]))
+        return Raw(raw.count, *(np.array(a.transpose(order), order="C") for a in raw[1:]))
     kept_shape = tuple(s for d, s in enumerate(x.shape) if d not in axes)
     count = math.prod(x.shape[d] for d in axes)
     x = np.ascontiguousarray(x, dtype=V.compute_dtype(x.dtype))
