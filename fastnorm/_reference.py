@@ -4,13 +4,54 @@ The one copy used by the test suite, the self-check of `python -m fastnorm`, the
 and the benchmark's correctness check. Written from the definitions (DESIGN.md section 5),
 in plain float64 NumPy with no fastnorm code, so that they are an independent oracle.
 """
+import math
+
 import numpy as np
+
+# long double wider than float64 (x87 extended, 64-bit mantissa) on most x86-64 builds
+LD_EXTENDED = np.finfo(np.longdouble).nmant > np.finfo(np.float64).nmant
 
 
 def ref_moments(x, axis=None, ddof=0):
     """(mean, var) in float64 over `axis`, as np.mean / np.var."""
     x = np.asarray(x, dtype=np.float64)
     return x.mean(axis=axis), x.var(axis=axis, ddof=ddof)
+
+
+def _reduced_axes(axis, ndim):
+    if axis is None:
+        return tuple(range(ndim))
+    items = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    return tuple(sorted(int(a) % ndim for a in items))
+
+
+def _fsum_var(row, ddof):
+    n = row.size
+    m = math.fsum(row) / n
+    d = row - m
+    s1, s2 = math.fsum(d), math.fsum(d * d)
+    return (s2 - s1 * s1 / n) / (n - ddof)
+
+
+def ref_var_exact(x, axis=None, ddof=0):
+    """The variance of x's very values over `axis` (np.longdouble, shaped like the kept
+    dims), far more exact than any float64 method: two-pass in long double with the mean
+    refined once, or with exactly rounded sums (math.fsum) where long double is no wider
+    than float64. The oracle of the accuracy tests and scripts/stats_accuracy.py."""
+    x = np.asarray(x)
+    axes = _reduced_axes(axis, x.ndim)
+    kept = tuple(s for d, s in enumerate(x.shape) if d not in axes)
+    n = math.prod(x.shape[d] for d in axes)
+    g = np.moveaxis(x, axes, tuple(range(x.ndim - len(axes), x.ndim))).reshape(-1, n)
+    if LD_EXTENDED:
+        xl = g.astype(np.longdouble)
+        m = xl.mean(axis=1, keepdims=True)
+        m = m + (xl - m).mean(axis=1, keepdims=True)
+        d = xl - m
+        v = (d * d).sum(axis=1) / (n - ddof)
+    else:
+        v = np.array([_fsum_var(row, ddof) for row in g.astype(np.float64)])
+    return v.astype(np.longdouble).reshape(kept)
 
 
 def _chan_shape(x):

@@ -22,13 +22,13 @@ NumPy only (torch optional); runs in a few seconds.
 
     python scripts/stats_accuracy.py
 """
-import math
 import sys
 import zlib
 
 import numpy as np
 
 import fastnorm as fn
+from fastnorm._reference import LD_EXTENDED, ref_var_exact
 
 try:
     import torch
@@ -38,42 +38,10 @@ except ImportError:          # optional
 RATIOS = {"float64": [10.0 ** k for k in range(0, 13, 2)],
           # float32 holds no spread below |mean| * 2**-24 (|mean|/std beyond ~1.7e7)
           "float32": [1.0, 1e2, 1e4, 1e6, 1e7]}
-LD_EXTENDED = np.finfo(np.longdouble).nmant > np.finfo(np.float64).nmant
 
 
 # NumPy errors below one float64 ulp count as one ulp in the ratio
 FLOOR = float(np.finfo(np.float64).eps)
-
-def norm_axes(axis, ndim):
-    if axis is None:
-        return tuple(range(ndim))
-    items = (axis,) if isinstance(axis, int) else tuple(axis)
-    return tuple(sorted(a % ndim for a in items))
-
-
-def ref_var(x, axis=None, ddof=0):
-    """Variance of x's values over axis, as np.longdouble, shaped like the kept dims."""
-    x = np.asarray(x)
-    axes = norm_axes(axis, x.ndim)
-    kept = tuple(s for d, s in enumerate(x.shape) if d not in axes)
-    n = math.prod(x.shape[d] for d in axes)
-    g = np.moveaxis(x, axes, tuple(range(x.ndim - len(axes), x.ndim))).reshape(-1, n)
-    if LD_EXTENDED:
-        xl = g.astype(np.longdouble)
-        m = xl.mean(axis=1, keepdims=True)
-        m = m + (xl - m).mean(axis=1, keepdims=True)
-        d = xl - m
-        v = (d * d).sum(axis=1) / (n - ddof)
-    else:
-        out = []
-        for row in g.astype(np.float64):
-            m = math.fsum(row) / n
-            d = row - m
-            s1, s2 = math.fsum(d), math.fsum(d * d)
-            out.append((s2 - s1 * s1 / n) / (n - ddof))
-        v = np.array(out)
-    return v.astype(np.longdouble).reshape(kept)
-
 
 def rel_err(got, ref):
     """Worst relative error; None when the reference variance is 0 somewhere."""
@@ -100,7 +68,7 @@ def case_moments(shape, axis):
             got = fn.moments(x, axis)[1]
         else:
             got = fn.moments(x, axis, dtype=np.float64)[1]
-        ref = ref_var(x, axis)
+        ref = ref_var_exact(x, axis)
         return got, np.var(x.astype(np.float64), axis=axis), ref, None
     return "moments %s axis=%s" % (shape, axis), shape, run
 
@@ -112,7 +80,7 @@ def case_accumulator(bshape, nbatch, axis):
         acc = fn.Moments(axis=axis)
         for b in np.split(x, nbatch, axis=0):
             acc.update(b)
-        ref = ref_var(x, axis)
+        ref = ref_var_exact(x, axis)
         return acc.var(), np.var(x.astype(np.float64), axis=axis), ref, None
     return "Moments %dx%s axis=%s" % (nbatch, bshape, axis), shape, run
 
@@ -124,7 +92,7 @@ def case_batch_norm(shape):
         c = shape[1]
         rm, rv = np.zeros(c), np.ones(c)
         fn.batch_norm(x, rm, rv, training=True, momentum=1.0)
-        ref = ref_var(x, axes, ddof=1)
+        ref = ref_var_exact(x, axes, ddof=1)
         peer = None
         if torch is not None and x.dtype == np.float64:
             trm = torch.zeros(c, dtype=torch.float64)
@@ -143,7 +111,7 @@ def case_instance_norm(shape):
         c = shape[1]
         rm, rv = np.zeros(c), np.ones(c)
         fn.instance_norm(x, rm, rv, use_input_stats=True, momentum=1.0)
-        ref = ref_var(x, spatial, ddof=1).mean(axis=0)
+        ref = ref_var_exact(x, spatial, ddof=1).mean(axis=0)
         npv = np.var(x.astype(np.float64), axis=spatial, ddof=1).mean(axis=0)
         return rv, npv, ref, None
     return "instance_norm running_var %s" % (shape,), shape, run
@@ -169,7 +137,7 @@ CASES = [
 def actual_ratio(x):
     """max |mean|/std of the values over the whole array ("inf": all values equal)."""
     xl = np.asarray(x, dtype=np.longdouble)
-    sd = float(np.sqrt(ref_var(x.reshape(-1))))
+    sd = float(np.sqrt(ref_var_exact(x.reshape(-1))))
     return "inf" if sd == 0 else "%9.1e" % (abs(float(xl.mean())) / sd)
 
 

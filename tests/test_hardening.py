@@ -28,6 +28,7 @@ import fastnorm as fn
 from _helpers import (noncontig, ref_batch_norm, ref_channel_layer_norm, ref_group_norm,
                       ref_instance_norm, ref_layer_norm, ref_rms_norm, rng_for, unchanged,
                       valid_call)
+from fastnorm._reference import _reduced_axes, ref_var_exact
 
 OPS = ["batch_norm", "instance_norm", "group_norm", "layer_norm", "rms_norm",
        "channel_layer_norm"]
@@ -83,48 +84,7 @@ def _quiet_numpy():
 # relative error of fastnorm's variance is within 10x of NumPy's (np.var in float64 on the
 # same values), with a floor of 1e-15 for cases where NumPy happens to be nearly exact.
 
-_LD_EXTENDED = np.finfo(np.longdouble).nmant > np.finfo(np.float64).nmant
 ACC_FLOOR = 1e-15
-
-
-def _norm_axes(axis, ndim):
-    if axis is None:
-        return tuple(range(ndim))
-    items = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
-    return tuple(sorted(int(a) % ndim for a in items))
-
-
-def _as_groups(x, axis):
-    """x as a (groups, n) array of the reduced values; also the kept shape and n."""
-    x = np.asarray(x)
-    axes = _norm_axes(axis, x.ndim)
-    kept = tuple(s for d, s in enumerate(x.shape) if d not in axes)
-    n = math.prod(x.shape[d] for d in axes)
-    moved = np.moveaxis(x, axes, tuple(range(x.ndim - len(axes), x.ndim)))
-    return moved.reshape(math.prod(kept), n), kept, n
-
-
-def _fsum_var(row, ddof):
-    n = row.size
-    m = math.fsum(row) / n
-    d = row - m
-    s1 = math.fsum(d)
-    s2 = math.fsum(d * d)
-    return (s2 - s1 * s1 / n) / (n - ddof)
-
-
-def ref_var_ld(x, axis=None, ddof=0):
-    """Variance of x's values over axis (np.longdouble array of the kept shape)."""
-    g, kept, n = _as_groups(x, axis)
-    if _LD_EXTENDED:
-        xl = g.astype(np.longdouble)
-        m = xl.mean(axis=1, keepdims=True)
-        m = m + (xl - m).mean(axis=1, keepdims=True)
-        d = xl - m
-        v = (d * d).sum(axis=1) / (n - ddof)
-    else:
-        v = np.array([_fsum_var(row, ddof) for row in g.astype(np.float64)])
-    return v.astype(np.longdouble).reshape(kept)
 
 
 def rel_err(got, ref):
@@ -174,7 +134,7 @@ MOMENTS_ACC_CASES = [
                          ids=["%s-ax%s" % (s, a) for s, a in MOMENTS_ACC_CASES])
 def test_moments_variance_accuracy_large_mean(shape, axis, kind):
     x = _ill_data(rng_for("acc-moments", shape, axis, kind), shape, kind)
-    ref = ref_var_ld(x, axis)
+    ref = ref_var_exact(x, axis)
     got = fn.moments(x, axis) if kind == "f64" else fn.moments(x, axis, dtype=np.float64)
     assert got[1].dtype == np.float64
     _check_acc("moments(%s data %s, axis=%s)" % (kind, shape, axis), got[1], ref,
@@ -184,7 +144,7 @@ def test_moments_variance_accuracy_large_mean(shape, axis, kind):
 @pytest.mark.parametrize("ddof", [0, 1])
 def test_moments_variance_accuracy_ddof(ddof):
     x = _ill_data(rng_for("acc-ddof"), (50, 7, 3), "f64")
-    ref = ref_var_ld(x, (0, 2), ddof=ddof)
+    ref = ref_var_exact(x, (0, 2), ddof=ddof)
     _check_acc("moments(ddof=%d)" % ddof, fn.moments(x, (0, 2), ddof=ddof)[1], ref,
                np.var(x, axis=(0, 2), ddof=ddof))
 
@@ -209,7 +169,7 @@ def test_accumulator_variance_accuracy_large_mean(bshape, nbatch, axis, kind):
         acc.update(b)
     cat_axis = 0
     allx = np.concatenate(batches, axis=cat_axis)
-    ref = ref_var_ld(allx, axis)
+    ref = ref_var_exact(allx, axis)
     _check_acc("Moments(axis=%s) over %d %s batches of %s" % (axis, nbatch, kind, bshape),
                acc.var(), ref, np.var(allx.astype(np.float64), axis=axis))
 
@@ -225,7 +185,7 @@ def test_batch_norm_running_var_accuracy_large_mean(shape, kind):
     axes = (0,) + tuple(range(2, len(shape)))
     rm, rv = np.zeros(c), np.ones(c)
     fn.batch_norm(x, rm, rv, training=True, momentum=1.0)
-    ref = ref_var_ld(x, axes, ddof=1)
+    ref = ref_var_exact(x, axes, ddof=1)
     _check_acc("batch_norm(%s data %s) running_var" % (kind, shape), rv, ref,
                np.var(x.astype(np.float64), axis=axes, ddof=1))
 
@@ -239,7 +199,7 @@ def test_instance_norm_running_var_accuracy_large_mean(shape):
     spatial = tuple(range(2, len(shape)))
     rm, rv = np.zeros(c), np.ones(c)
     fn.instance_norm(x, rm, rv, use_input_stats=True, momentum=1.0)
-    ref = ref_var_ld(x, spatial, ddof=1).mean(axis=0)
+    ref = ref_var_exact(x, spatial, ddof=1).mean(axis=0)
     _check_acc("instance_norm(%s) running_var" % (shape,), rv, ref,
                np.var(x, axis=spatial, ddof=1).mean(axis=0))
 
@@ -263,11 +223,11 @@ def test_running_var_float32_data_float64_stats_keeps_precision(op, shape):
     if op == "batch_norm":
         fn.batch_norm(x, rm, rv, training=True, momentum=1.0)
         axes = (0,) + spatial
-        ref = ref_var_ld(x, axes, ddof=1)
+        ref = ref_var_exact(x, axes, ddof=1)
         numpy_result = np.var(x.astype(np.float64), axis=axes, ddof=1)
     else:
         fn.instance_norm(x, rm, rv, use_input_stats=True, momentum=1.0)
-        ref = ref_var_ld(x, spatial, ddof=1).mean(axis=0)
+        ref = ref_var_exact(x, spatial, ddof=1).mean(axis=0)
         numpy_result = np.var(x.astype(np.float64), axis=spatial, ddof=1).mean(axis=0)
     _check_acc("%s(float32 %s, float64 running stats) running_var" % (op, shape), rv, ref,
                numpy_result)
@@ -278,7 +238,7 @@ def test_batch_norm_running_var_accuracy_torch_example():
     better than fastnorm there (about 1e-12)."""
     torch = pytest.importorskip("torch")
     x = _ill_data(np.random.default_rng(0), (64, 16, 2), "f64")
-    ref = ref_var_ld(x, (0, 2), ddof=1)
+    ref = ref_var_exact(x, (0, 2), ddof=1)
     rm, rv = np.zeros(16), np.ones(16)
     fn.batch_norm(x, rm, rv, training=True, momentum=1.0)
     trm, trv = torch.zeros(16, dtype=torch.float64), torch.ones(16, dtype=torch.float64)
@@ -795,6 +755,16 @@ def _const_rows(dtype):
     return np.array([[1.0, 1.0, 1.0, 1.0], [1.0, 2.0, 3.0, 4.0]], dtype=dtype)
 
 
+def _with_out(x, out_mode):
+    """(x, out) for an out mode: x itself, a filled buffer, or None."""
+    return x, (x if out_mode == "inplace" else
+               np.full(x.shape, 7.25, x.dtype) if out_mode == "buffer" else None)
+
+
+def _not_none(args):
+    return [a for a in args if a is not None]
+
+
 # out_mode "none": guard (the error comes after the kernel, but no caller array is written)
 @pytest.mark.parametrize("out_mode", ["inplace", "buffer", "none"])
 @pytest.mark.parametrize("dtype", ALL_FLOATS, ids=["f16", "f32", "f64"])
@@ -802,22 +772,18 @@ def test_layer_norm_stats_eps0_constant_row_errstate(dtype, out_mode):
     """Constant row, eps=0: rstd = 1/0. The review: FloatingPointError after out=x was
     overwritten."""
     def fresh():
-        x = _const_rows(dtype)
-        return x, (x if out_mode == "inplace" else
-                   np.full(x.shape, 7.25, dtype) if out_mode == "buffer" else None)
+        return _with_out(_const_rows(dtype), out_mode)
 
     def call(x, out):
         return fn.layer_norm(x, 4, eps=0.0, return_stats=True, out=out)
 
-    def written(args):
-        return [a for a in args if a is not None]
     # the reference of the no-error outcome: rstd inf for the constant row, like torch
     res, _ = _run_plain(call, fresh)
     with _quiet_numpy():
         _, emean, erstd = ref_layer_norm(_const_rows(dtype), 4, eps=0.0)
     assert_like(res[2], erstd.astype(dtype), dtype, "layer_norm rstd without errstate")
     assert_like(res[1], emean.astype(dtype), dtype, "layer_norm mean without errstate")
-    check_errstate(call, fresh, written, dict(all="raise"),
+    check_errstate(call, fresh, _not_none, dict(all="raise"),
                    "layer_norm(%s, eps=0, return_stats=True, out=%s)"
                    % (np.dtype(dtype).name, out_mode))
 
@@ -829,15 +795,12 @@ def test_group_norm_stats_eps0_constant_group_errstate(dtype, out_mode):
     def fresh():
         x = rng_for("gn-errstate").standard_normal((2, 4, 3)).astype(dtype)
         x[0, :2] = 1.0                 # sample 0, group 0 constant
-        return x, (x if out_mode == "inplace" else
-                   np.full(x.shape, 7.25, dtype) if out_mode == "buffer" else None)
+        return _with_out(x, out_mode)
 
     def call(x, out):
         return fn.group_norm(x, 2, eps=0.0, return_stats=True, out=out)
 
-    def written(args):
-        return [a for a in args if a is not None]
-    check_errstate(call, fresh, written, dict(all="raise"),
+    check_errstate(call, fresh, _not_none, dict(all="raise"),
                    "group_norm(%s, eps=0, return_stats=True, out=%s)"
                    % (np.dtype(dtype).name, out_mode))
 
@@ -895,7 +858,7 @@ def test_running_stats_overflow_errstate(op, xdt, sdt, offset, scale, out_mode, 
         return list(args)
     res, exp_args = _run_plain(call, fresh)
     assert np.isinf(exp_args[2]).any(), "case set-up: running_var is meant to overflow"
-    check_errstate(call, fresh, written, errstate, "%s(x %s, running stats %s, out=%s)"
+    check_errstate(call, fresh, _not_none, errstate, "%s(x %s, running stats %s, out=%s)"
                    % (op, np.dtype(xdt).name, np.dtype(sdt).name, out_mode))
 
 
@@ -1211,7 +1174,7 @@ B4 = rng_for("merge", "b").standard_normal((4, 3))
 
 
 def _check_stats(acc, data, axis, what):
-    assert acc.count == math.prod(data.shape[d] for d in _norm_axes(axis, data.ndim)), what
+    assert acc.count == math.prod(data.shape[d] for d in _reduced_axes(axis, data.ndim)), what
     np.testing.assert_allclose(acc.mean, np.mean(data, axis=axis), rtol=1e-13, atol=1e-14,
                                err_msg=what + " mean")
     np.testing.assert_allclose(acc.var(), np.var(data, axis=axis), rtol=1e-13, atol=1e-14,
