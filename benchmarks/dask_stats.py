@@ -54,10 +54,9 @@ def bench_moments(client, shape, chunks, rounds):
     rng = da.random.default_rng(0)
     x = (rng.standard_normal(shape, chunks=chunks, dtype=np.float32) * 0.5 + 3.0)
     x = x.astype(np.float32)
-    x = client.persist(x) if client is not None else x.persist()
-    if client is not None:
-        from distributed import wait
-        wait(x)
+    x = client.persist(x)
+    from distributed import wait
+    wait(x)
     axis = (0, 2, 3)
     ref_var = x.astype(np.float64).var(axis=axis).compute()   # float64 reference, dask
 
@@ -158,9 +157,8 @@ def main(argv=None):
            "dask": dask.__version__, "distributed": distributed.__version__,
            "numpy": np.__version__}
     try:
-        with distributed.Client(cluster, set_as_default=False) as client:
-            with dask.config.set(scheduler=client):
-                ours, theirs, errors, nbytes = bench_moments(client, shape, chunks, rounds)
+        with distributed.Client(cluster) as client:        # the default scheduler
+            ours, theirs, errors, nbytes = bench_moments(client, shape, chunks, rounds)
             doc["moments"] = {"shape": shape, "chunks": chunks, "MB": nbytes / 1e6,
                               "fastnorm_s": ours, "dask_s": theirs,
                               "speedup": theirs / ours, "var_relative_error": errors}

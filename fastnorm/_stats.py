@@ -290,7 +290,7 @@ class Moments:
     _STATE_VERSION = 1
 
     def __getstate__(self):
-        arrays = tuple(None if a is None else np.ascontiguousarray(a, dtype=np.float64)
+        arrays = tuple(None if a is None else np.asarray(a, dtype=np.float64, order="C")
                        for a in (self._shift, self._dev, self._m2))
         return (self._STATE_VERSION, self._axis, self._ndim, self._axes, int(self._count),
                 *arrays)

@@ -226,6 +226,10 @@ def test_moments_pickle_is_compact_plain_state():
     np.testing.assert_array_equal(clone.mean, acc.mean)
     np.testing.assert_array_equal(clone.var(ddof=1), acc.var(ddof=1))
     assert clone.count == acc.count and clone.axis == acc.axis
+    whole = fn.Moments().update(_data((7, 2), np.float64, "pickle-0d"))   # 0-d state
+    for protocol in (2, pickle.HIGHEST_PROTOCOL):
+        clone = pickle.loads(pickle.dumps(whole, protocol=protocol))
+        assert clone.mean.shape == () and clone.var() == whole.var()
     empty = pickle.loads(pickle.dumps(fn.Moments(1)))
     assert empty.count == 0 and empty.axis == 1
 
