@@ -270,12 +270,12 @@ class Summary:
 
 def _summary(values, label, dtype, files, threads):
     from . import Moments
-    from .dask import statistics_input
+    from .dask import integers_as_float64
     s = Summary()
     s.channels, s.label, s.files, s.dtypes = values.shape[1], label, files, (str(dtype),)
     s.moments = Moments(axis=0)
     if values.size:
-        s.moments.update(statistics_input(values), num_threads=threads)
+        s.moments.update(integers_as_float64(values), num_threads=threads)
         s.minimum, s.maximum = values.min(axis=0), values.max(axis=0)
     else:
         s.minimum = s.maximum = None

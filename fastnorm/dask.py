@@ -54,7 +54,7 @@ def _task_threads():
 # ---------------------------------------------------------------------------------------
 # integer data
 
-def statistics_input(block):
+def integers_as_float64(block):
     """The one place integer data is made ready for the statistics: integer blocks are
     widened to float64 (exact for |values| < 2**53, every uint8/uint16/int32 dataset).
     Remove once fastnorm.moments / Moments.update take integer arrays themselves (exact
@@ -82,7 +82,8 @@ def _block_stats(block, axis, keepdims=True, computing_meta=False, *, threads=1)
     if block.size == 0:                 # a zero-size block: no values, or no groups
         zeros = np.zeros(kept_shape)
         return Raw(count if zeros.size == 0 else 0, zeros, zeros.copy(), zeros.copy())
-    raw = raw_moments(statistics_input(np.asarray(block)), axis, _threads.resolve(threads))
+    raw = raw_moments(integers_as_float64(np.asarray(block)), axis,
+                      _threads.resolve(threads))
     return Raw(raw.count, *(a.reshape(kept_shape) for a in raw[1:]))
 
 
