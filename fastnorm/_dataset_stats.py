@@ -207,7 +207,7 @@ def _slab_index(source, ndim):
 
 
 def _read_arrays(source):
-    """[(array, label, is_image)] of one Source."""
+    """[(array, label, is_image)] of one Source (for an .npz, its members to load)."""
     if source.kind == "image":
         return [(frame, source.label, True) for frame in _read_image(source.path)]
     try:
@@ -219,9 +219,9 @@ def _read_arrays(source):
         if source.kind == "npz":
             with np.load(source.path, allow_pickle=False) as archive:
                 names = list(archive.files)
-                if not names:
-                    raise DatasetError(f"{source.path}: an .npz without arrays")
-                return [(archive[name], f"{source.path}[{name}]", False) for name in names]
+            if not names:
+                raise DatasetError(f"{source.path}: an .npz without arrays")
+            return [_NpzMember(source.path, name) for name in names]
         if source.kind == "zarr":
             import zarr
             node = zarr.open(source.path, mode="r")
@@ -234,6 +234,21 @@ def _read_arrays(source):
     except Exception as exc:
         raise DatasetError(f"{source.label}: cannot read as .{source.kind}: {exc}") from exc
     raise DatasetError(f"{source.label}: unknown input kind {source.kind!r}")
+
+
+class _NpzMember:
+    """One array of an .npz, loaded when the read task comes to it (one at a time)."""
+
+    def __init__(self, path, name):
+        self.path, self.name = path, name
+
+    def load(self):
+        label = f"{self.path}[{self.name}]"
+        try:
+            with np.load(self.path, allow_pickle=False) as archive:
+                return archive[self.name], label, False
+        except Exception as exc:
+            raise DatasetError(f"{label}: cannot read as .npz: {exc}") from exc
 
 
 def _values_by_channel(arr, label, is_image, channel_axis):
@@ -311,7 +326,8 @@ def read_summary(sources, channel_axis, threads):
     parts = []
     for source in sources:
         arrays = _read_arrays(source)
-        for i, (arr, label, is_image) in enumerate(arrays):
+        for i, item in enumerate(arrays):
+            arr, label, is_image = item.load() if isinstance(item, _NpzMember) else item
             values = _values_by_channel(arr, label, is_image, channel_axis)
             counts_file = 1 if (i == 0 and (source.slab_axis is None or source.start == 0)) \
                 else 0
@@ -323,8 +339,9 @@ def read_summary(sources, channel_axis, threads):
 # the graph and its computation
 
 def _graph(sources, channel_axis, threads):
-    """(root, leaves): delayed read tasks of up to FILES_PER_TASK small inputs (a slab of
-    a large array on its own) and the tree of merges over them."""
+    """(root, sizes, leaves): delayed read tasks (`leaves`) of up to FILES_PER_TASK small
+    inputs each (a slab of a large array on its own; `sizes`: the inputs of each), and the
+    root of the tree of merges over them."""
     from dask import delayed
     groups, current = [], []
     for source in sources:

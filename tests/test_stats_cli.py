@@ -193,6 +193,9 @@ def test_other_bad_inputs(capsys, tmp_path, dataset, monkeypatch):
     np.save(tmp_path / "c.npy", np.zeros((3, 4), dtype=complex))
     code, _, err = _run(capsys, tmp_path / "c.npy")
     assert code == 2 and "c.npy" in err and "complex128" in err
+    np.save(tmp_path / "b.npy", np.zeros((3, 4), dtype=bool))
+    code, _, err = _run(capsys, tmp_path / "b.npy")
+    assert code == 2 and "b.npy: dtype bool" in err
     code, _, err = _run(capsys, root / "train" / "extra0.npy", "--channel-axis", "5")
     assert code == 2 and "extra0.npy" in err and "no axis 5" in err
     code, _, err = _run(capsys, root, "--scheduler", "tcp://127.0.0.1:9")
