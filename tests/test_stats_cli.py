@@ -204,3 +204,16 @@ def test_other_bad_inputs(capsys, tmp_path, dataset, monkeypatch):
         main(["stats"])
     assert exc.value.code == 2
     assert os.path.isdir(root)
+
+
+@pytest.mark.parametrize("shape", [(1, 3), (7, 3), (4097, 1), (70001, 3), (1000, 7),
+                                   (3, 5000)])
+def test_column_extremes_match_numpy(shape):
+    values = rng_for("extremes", shape).normal(size=shape)
+    values[-1, 0] = np.nan if shape[0] > 1 else values[-1, 0]
+    low, high = S._column_extremes(values)
+    np.testing.assert_array_equal(low, values.min(axis=0))
+    np.testing.assert_array_equal(high, values.max(axis=0))
+    ints = (values * 10).astype(np.int16) if shape[0] == 1 else \
+        np.nan_to_num(values * 10).astype(np.int16)
+    np.testing.assert_array_equal(S._column_extremes(ints)[0], ints.min(axis=0))
