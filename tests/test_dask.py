@@ -423,3 +423,19 @@ def test_importing_fastnorm_imports_no_optional_library():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd="/")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_readme_example_runs(tmp_path):
+    """The README's example ("Beyond one machine") runs as written, on its own cluster."""
+    import pathlib
+    readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Beyond one machine"):]
+    code = section[section.index("```python\n") + 10:]
+    code = code[:code.index("```")]
+    assert "LocalCluster" in code and "fnd.moments" in code
+    script = tmp_path / "example.py"
+    script.write_text(code)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "4194304" in result.stdout          # acc.count: 256 * 128 * 128 per channel
