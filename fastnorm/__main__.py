@@ -1,4 +1,6 @@
 """python -m fastnorm: build information, a self-check against NumPy, and the benchmark table.
+`python -m fastnorm stats PATH...` computes per-channel statistics of a dataset (needs dask;
+`python -m fastnorm stats --help`).
 
 Each benchmark case times fastnorm in place (out=x) and allocating (out=None), plain float32
 NumPy, the roof (one in-place pass x = a*x + b over the same bytes with the same threads) and,
@@ -102,6 +104,10 @@ def _progress(log):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["stats"]:        # python -m fastnorm stats PATH... (dataset statistics)
+        from ._dataset_stats import main as stats_main
+        return stats_main(argv[1:])
     args = _parser().parse_args(argv)
     info = fn.build_info()
     out = sys.stdout

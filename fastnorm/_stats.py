@@ -4,6 +4,7 @@ Both reduce to `raw_moments`, which maps an axis choice onto the two statistics 
 (groups of contiguous segments; strided columns) and returns float64 statistics with the
 mean as a pair shift + dev (see `Raw`).
 """
+import hashlib
 import math
 import warnings
 from typing import NamedTuple
@@ -155,7 +156,7 @@ class Moments:
     accumulators exactly as if one had seen all the batches (Chan's merge in float64, on
     deviations from a shift, as the kernels merge chunks). Batches must agree on the
     dimensions that are not reduced. An accumulator that has seen no data merges as a
-    no-op. Picklable.
+    no-op. Pickles as plain NumPy state and tokenizes deterministically for dask.
     """
 
     def __init__(self, axis=None):
@@ -272,3 +273,39 @@ class Moments:
     def __repr__(self):
         shape = None if self._shift is None else self._shift.shape
         return f"Moments(axis={self._axis!r}, count={self._count}, shape={shape})"
+
+    @classmethod
+    def _from_raw(cls, raw, axis, ndim):
+        """The accumulator of Raw statistics of ndim-dimensional data over `axis` (the
+        statistics of a whole dask array, fastnorm.dask.accumulate)."""
+        acc = cls(axis)
+        if axis is not None:
+            acc._ndim, acc._axes = ndim, V.axes(axis, ndim)
+        acc._merge_raw(raw)
+        return acc
+
+    # Pickling (dask.distributed ships accumulators between processes) and dask's
+    # tokenization see the same plain state: the axis, the rank and normalized axes the
+    # batches fixed, the count, and three C-contiguous float64 arrays (or None).
+    _STATE_VERSION = 1
+
+    def __getstate__(self):
+        arrays = tuple(None if a is None else np.asarray(a, dtype=np.float64, order="C")
+                       for a in (self._shift, self._dev, self._m2))
+        return (self._STATE_VERSION, self._axis, self._ndim, self._axes, int(self._count),
+                *arrays)
+
+    def __setstate__(self, state):
+        if not (isinstance(state, tuple) and state and state[0] == self._STATE_VERSION):
+            raise ValueError("cannot unpickle a Moments saved by an incompatible version "
+                             "of fastnorm")
+        (_, self._axis, self._ndim, self._axes, self._count, self._shift, self._dev,
+         self._m2) = state
+
+    def __dask_tokenize__(self):
+        """A deterministic token: equal state gives the same token in any process."""
+        version, *plain, shift, dev, m2 = self.__getstate__()
+        digest = hashlib.sha256()
+        for a in (shift, dev, m2):
+            digest.update(b"-" if a is None else repr(a.shape).encode() + a.tobytes())
+        return ("fastnorm.Moments", version, repr(plain), digest.hexdigest())

@@ -294,3 +294,36 @@ def ddof(value):
     """ddof: a real number, NumPy's meaning (count - ddof <= 0 gives inf or NaN, with
     NumPy's RuntimeWarning, at the division)."""
     return real_scalar(value, "ddof")
+
+
+# ---------------------------------------------------------------------------------------
+# fastnorm.dask (the adapter hands in dask's Array type: nothing here imports dask)
+
+def dask_array(x, array_type, integers, min_ndim=0, name="x"):
+    """A dask array of floats (float16/32/64), or for the statistics (`integers`) also of
+    integers; bool and other dtypes are refused."""
+    if not isinstance(x, array_type):
+        raise TypeError(f"{name} must be a dask.array.Array, got {type(x).__name__} "
+                        f"(fastnorm's own functions take NumPy arrays)")
+    dt = np.dtype(x.dtype)
+    if not (is_float(dt) or (integers and dt.kind in "ui")):
+        kinds = "floats or integers" if integers else "floats (float16, float32, float64)"
+        raise TypeError(f"{name} has dtype {dt}; fastnorm.dask takes {kinds} here")
+    if x.ndim < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} dimensions, got shape "
+                         f"{x.shape}")
+    return x
+
+
+def split_every(value):
+    """split_every of a dask reduction: None, an int >= 2, or a dict {axis: int >= 2}."""
+    if value is None:
+        return None
+    items = value.values() if isinstance(value, dict) else (value,)
+    for v in items:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+            raise TypeError(f"split_every must be None, an int or a dict of ints, got "
+                            f"{value!r}")
+        if v < 2:
+            raise ValueError(f"split_every must be >= 2, got {value!r}")
+    return value

@@ -1,0 +1,549 @@
+"""fastnorm on dask arrays: one-pass statistics and normalizations beyond one machine.
+
+    import fastnorm.dask as fnd
+    mean, var = fnd.moments(x, axis=(0, 2, 3))      # lazy, one pass over the data
+    acc = fnd.accumulate(x, axis=(0, 2, 3))         # computes: a fastnorm.Moments
+    y = fnd.batch_norm(x, running_mean, running_var, training=True)
+
+Statistics are one `da.reduction`: each block's float64 (count, mean, M2) comes from
+fastnorm's statistics engine (`raw_moments`, the mean as shift + dev), and dask's tree
+reduction merges them with Chan's formula (`merge_raw`, the merge `Moments` uses), so float32
+data with a large mean keeps its digits and mean and var come from the same single pass.
+
+The normalizations follow one rule: where every group (a LayerNorm row, an InstanceNorm
+(n, c), a GroupNorm (n, g)) lies inside one block, each block is normalized on its own by the
+in-memory op (`map_blocks`-style, no statistics pass); otherwise the small statistics are
+computed first (one pass, the result of a few floats per group) and the apply runs block by
+block with them. BatchNorm in training always computes its statistics first and updates the
+running statistics in place at that moment. No step gathers the array in one process.
+
+Kernels inside tasks run with one thread (DESIGN.md section 12: dask already runs one task
+per core, distributed's workers set OMP_NUM_THREADS=1); the dask config key
+``fastnorm.task-threads`` changes that, read when the graph is built.
+
+This module is an adapter: it validates (fastnorm._validate), translates dask arrays into
+blocks and calls fastnorm's plans; it holds no kernels.
+"""
+import functools
+import math
+
+import numpy as np
+
+try:
+    import dask
+    import dask.array as da
+except ImportError as exc:          # dask is optional: say what to install
+    raise ImportError("fastnorm.dask needs dask: pip install 'dask[array]' (or "
+                      "pip install 'fastnorm-kernels[dask]')") from exc
+
+from . import _norms, _threads
+from . import _validate as V
+from ._stats import Moments, Raw, _variance, merge_raw, raw_moments
+
+__all__ = ["moments", "accumulate", "batch_norm", "instance_norm", "group_norm",
+           "layer_norm", "rms_norm", "channel_layer_norm"]
+
+TASK_THREADS_KEY = "fastnorm.task-threads"
+
+
+def _task_threads():
+    """Threads of each kernel call inside a task (dask config, default 1)."""
+    return V.num_threads(dask.config.get(TASK_THREADS_KEY, 1))
+
+
+# ---------------------------------------------------------------------------------------
+# integer data
+
+def integers_as_float64(block):
+    """The one place integer data is made ready for the statistics: integer blocks are
+    widened to float64 (exact for |values| < 2**53, every uint8/uint16/int32 dataset).
+    Remove once fastnorm.moments / Moments.update take integer arrays themselves (exact
+    integer sums); then integers go to the engine unchanged."""
+    if block.dtype.kind in "ui":
+        return block.astype(np.float64)
+    return block
+
+
+# ---------------------------------------------------------------------------------------
+# the statistics reduction
+
+def _keepdims_shape(shape, axes):
+    return tuple(1 if d in axes else s for d, s in enumerate(shape))
+
+
+def _block_stats(block, axis, keepdims=True, computing_meta=False, *, threads=1):
+    """chunk of the reduction: the Raw statistics of one block over `axis` (a tuple), the
+    arrays shaped like the block with the reduced dims kept at size 1. At graph time dask
+    calls it on a zero-size meta array (computing_meta): that never reaches a kernel."""
+    if computing_meta:
+        return np.empty((0,) * block.ndim, dtype=np.float64)
+    kept_shape = _keepdims_shape(block.shape, axis)
+    count = math.prod(block.shape[d] for d in axis)
+    if block.size == 0:                 # a zero-size block: no values, or no groups
+        zeros = np.zeros(kept_shape)
+        return Raw(count if zeros.size == 0 else 0, zeros, zeros.copy(), zeros.copy())
+    raw = raw_moments(integers_as_float64(np.asarray(block)), axis,
+                      _threads.resolve(threads))
+    return Raw(raw.count, *(a.reshape(kept_shape) for a in raw[1:]))
+
+
+def _leaves(parts):
+    """The Raw results handed to a combine step: nested lists (one level per reduced
+    axis), or a single result."""
+    if isinstance(parts, Raw):
+        yield parts
+    else:
+        for part in parts:
+            yield from _leaves(part)
+
+
+def _merge_stats(parts, axis, keepdims=True, computing_meta=False):
+    """combine and aggregate of the reduction: Chan's merge of the Raw statistics of
+    adjacent blocks (merge_raw), in block order."""
+    if computing_meta:
+        return np.empty((0,) * (parts.ndim if hasattr(parts, "ndim") else len(axis)),
+                        dtype=np.float64)
+    merged = None
+    for raw in _leaves(parts):
+        merged = raw if merged is None else merge_raw(merged, raw)
+    return merged
+
+
+def _stats_graph(x, axes, split_every):
+    """A dask array of x's shape with the reduced dims at size 1 whose blocks are Raw
+    statistics (not arrays: only the functions below read them)."""
+    chunk = functools.partial(_block_stats, threads=_task_threads())
+    return da.reduction(x, chunk, _merge_stats, combine=_merge_stats, axis=axes,
+                        keepdims=True, dtype=np.float64, split_every=split_every,
+                        concatenate=False, name="fastnorm-moments",
+                        meta=np.empty((0,) * x.ndim, dtype=np.float64))
+
+
+def _mean_block(raw, dtype):
+    if raw.count == 0:
+        return np.full(raw.shift.shape, np.nan, dtype=dtype)
+    return raw.mean.astype(dtype)
+
+
+def _var_block(raw, ddof, dtype):
+    return np.asarray(_variance(raw.m2, raw.count, ddof)).astype(dtype)
+
+
+def _check_reduced(x, axes):
+    """The kept dims must have known chunk sizes (the reduced ones may be unknown: their
+    counts are found when the blocks are read)."""
+    for d, chunks in enumerate(x.chunks):
+        if d not in axes and any(math.isnan(c) for c in chunks):
+            raise ValueError(f"x has unknown chunk sizes along axis {d}, which is not "
+                             f"reduced; call x.compute_chunk_sizes() first")
+
+
+def _stats_input(x):
+    """x for the statistics: a dask array of floats or integers."""
+    return V.dask_array(x, da.Array, integers=True)
+
+
+def moments(x, axis=None, *, ddof=0, keepdims=False, dtype=None, split_every=None):
+    """Lazy mean and variance of the dask array x over `axis`, like fastnorm.moments.
+
+    One pass over the data: float64 (count, mean, M2) of each block from fastnorm's
+    statistics engine, merged with Chan's formula in dask's tree reduction (`split_every`
+    as in dask's reductions). Returns two dask arrays in `dtype` (default: the dtype of x,
+    float64 for integer x); compute them together (dask.compute(mean, var)) to read the
+    data once.
+    """
+    x = _stats_input(x)
+    axes = V.axes(axis, x.ndim)
+    ddof = V.ddof(ddof)
+    keepdims = V.flag(keepdims, "keepdims")
+    out_dtype = V.result_dtype(dtype, x.dtype if V.is_float(x.dtype) else np.float64)
+    split_every = V.split_every(split_every)
+    _check_reduced(x, axes)
+    stats = _stats_graph(x, axes, split_every)
+    meta = np.empty((0,) * x.ndim, dtype=out_dtype)
+    mean = stats.map_blocks(_mean_block, out_dtype, dtype=out_dtype, meta=meta,
+                            token="fastnorm-mean")
+    var = stats.map_blocks(_var_block, ddof, out_dtype, dtype=out_dtype, meta=meta,
+                           token="fastnorm-var")
+    if not keepdims:
+        mean, var = mean.squeeze(axis=axes), var.squeeze(axis=axes)
+    return mean, var
+
+
+def _concatenate_raws(raws, kept_shape):
+    """One Raw from the Raw blocks of a reduction (an object array of numblocks, reduced
+    dims at size 1), joined along the kept dims and shaped `kept_shape`."""
+    first = raws.flat[0]
+    arrays = []
+    for field in ("shift", "dev", "m2"):
+        parts = np.empty(raws.shape, dtype=object)
+        for index, raw in np.ndenumerate(raws):
+            parts[index] = getattr(raw, field)
+        joined = np.block(parts.tolist()) if parts.ndim else parts[()]
+        arrays.append(np.ascontiguousarray(joined, dtype=np.float64).reshape(kept_shape))
+    return Raw(first.count, *arrays)
+
+
+def _computed_raw(x, axes, split_every=None):
+    """The Raw statistics of x over `axes`, computed (NumPy arrays of the kept dims)."""
+    stats = _stats_graph(x, axes, split_every)
+    blocks = stats.to_delayed()
+    raws = np.empty(blocks.shape, dtype=object)
+    computed = dask.compute(*blocks.ravel().tolist())
+    for index, raw in zip(np.ndindex(blocks.shape), computed):
+        raws[index] = raw
+    kept_shape = tuple(s for d, s in enumerate(x.shape) if d not in axes)
+    return _concatenate_raws(raws, kept_shape)
+
+
+def accumulate(x, axis=None, *, split_every=None):
+    """The statistics of the whole dask array x over `axis`, computed now: a
+    fastnorm.Moments, mergeable with others (other arrays, later batches, other
+    processes) as if it had seen every value of x."""
+    x = _stats_input(x)
+    axes = V.axes(axis, x.ndim)
+    split_every = V.split_every(split_every)
+    _check_reduced(x, axes)
+    raw = _computed_raw(x, axes, split_every)
+    return Moments._from_raw(raw, axis, x.ndim)
+
+
+# ---------------------------------------------------------------------------------------
+# normalizations: validation
+
+def _norm_input(x, min_ndim):
+    x = V.dask_array(x, da.Array, integers=False, min_ndim=min_ndim)
+    for d, chunks in enumerate(x.chunks):
+        if any(math.isnan(c) for c in chunks):
+            raise ValueError(f"x has unknown chunk sizes along axis {d}; call "
+                             f"x.compute_chunk_sizes() first")
+    return x
+
+
+def _chunked(param, chunks, axes):
+    """A small NumPy parameter (weight, bias, statistics) as a dask array chunked like
+    x along `axes`, with its blockwise index; (None, None) for None."""
+    if param is None:
+        return None, None
+    return da.from_array(param, chunks=tuple(chunks[d] for d in axes)), tuple(axes)
+
+
+def _blockwise(func, x, *params, **kwargs):
+    """y = func(block, *param blocks, **kwargs) for every block of x: params are
+    (dask array or None, index) pairs aligned with x's dims."""
+    index = tuple(range(x.ndim))
+    args = [x, index]
+    for arr, ind in params:
+        args += [arr, ind]
+    return da.blockwise(func, index, *args, dtype=x.dtype,
+                        meta=np.empty((0,) * x.ndim, dtype=x.dtype), **kwargs)
+
+
+def _spans_blocks(x, axes):
+    """Whether a group reduced over `axes` spans more than one block."""
+    return any(x.numblocks[d] > 1 for d in axes)
+
+
+# ---------------------------------------------------------------------------------------
+# normalizations: block functions (run inside tasks)
+
+def _flat_stats(mean, var):
+    return (np.ascontiguousarray(mean, np.float64).reshape(-1),
+            np.ascontiguousarray(var, np.float64).reshape(-1))
+
+
+def _block_channels(block, mean, var, weight, bias, *, eps, threads):
+    """Per-channel apply with given statistics: BatchNorm's eval path."""
+    return _norms.batch_norm(block, mean, var, weight, bias, False, eps=eps,
+                             num_threads=threads)
+
+
+def _block_instances(block, mean, var, weight, bias, *, eps, threads):
+    """Apply with statistics per (sample, channel) of the block: the block seen as one
+    sample of n*C channels (BatchNorm's eval path, parameters repeated per sample)."""
+    n, c = block.shape[:2]
+    flat = np.ascontiguousarray(block).reshape(1, n * c, -1)
+    mean, var = _flat_stats(mean, var)
+    weight = None if weight is None else np.tile(weight, n)
+    bias = None if bias is None else np.tile(bias, n)
+    return _norms.batch_norm(flat, mean, var, weight, bias, False, eps=eps,
+                             num_threads=threads).reshape(block.shape)
+
+
+def _elementwise_affine(y, weight, bias):
+    """y * weight + bias in place, the parameters broadcast over y's leading dims."""
+    if weight is not None:
+        np.multiply(y, weight, out=y)
+    if bias is not None:
+        np.add(y, bias, out=y)
+    return y
+
+
+def _compute_float(block):
+    return block.astype(V.compute_dtype(block.dtype), copy=False)
+
+
+def _block_rows(block, mean, var, weight, bias, *, k, eps, threads):
+    """LayerNorm/RMSNorm apply with statistics per row (the trailing k dims): rows as
+    channels of BatchNorm's eval path, then the elementwise affine."""
+    dtype = block.dtype
+    x = _compute_float(np.ascontiguousarray(block))
+    rows = math.prod(x.shape[:x.ndim - k])
+    mean, var = _flat_stats(mean, var)
+    y = _norms.batch_norm(x.reshape(1, rows, -1), mean, var, None, None, False, eps=eps,
+                          num_threads=threads).reshape(x.shape)
+    return _elementwise_affine(y, weight, bias).astype(dtype, copy=False)
+
+
+def _block_positions(block, mean, var, weight, bias, *, eps, threads):
+    """channel_layer_norm apply with statistics per (n, *spatial) position: positions as
+    channels of BatchNorm's eval path (C contiguous), then the per-channel affine."""
+    dtype = block.dtype
+    x = _compute_float(block)
+    moved = np.ascontiguousarray(np.moveaxis(x, 1, -1))        # (n, *spatial, C)
+    mean, var = _flat_stats(mean, var)
+    z = _norms.batch_norm(moved.reshape(1, -1, x.shape[1]), mean, var, None, None, False,
+                          eps=eps, num_threads=threads).reshape(moved.shape)
+    y = np.empty(x.shape, dtype=x.dtype)
+    y[...] = np.moveaxis(z, -1, 1)
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    return _elementwise_affine(y, None if weight is None else weight.reshape(shape),
+                               None if bias is None else bias.reshape(shape)).astype(
+        dtype, copy=False)
+
+
+def _block_op(block, *params, op, op_args, op_kwargs, threads):
+    """The in-memory op on one block whose groups all lie in it: op(block, *op_args(block,
+    *param blocks), **op_kwargs)."""
+    return op(block, *op_args(block, *params), **op_kwargs, num_threads=threads)
+
+
+# ---------------------------------------------------------------------------------------
+# normalizations
+
+def _param(value, name, shape, x):
+    return V.param(value, name, shape, V.compute_dtype(x.dtype))
+
+
+def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
+               training=False, momentum=0.1, eps=1e-5):
+    """fastnorm.batch_norm of a dask array (N, C, *spatial); returns a lazy dask array.
+
+    Training (or no running statistics): the per-channel statistics over N and the spatial
+    dims are computed now (one pass), the given running statistics (NumPy arrays) are
+    updated in place now, and the returned array normalizes each block with them. Eval: the
+    running statistics normalize each block."""
+    x = _norm_input(x, 2)
+    training = V.flag(training, "training")
+    channels = x.shape[1]
+    weight = _param(weight, "weight", (channels,), x)
+    bias = _param(bias, "bias", (channels,), x)
+    running_mean, running_var = V.running_stats(running_mean, running_var, channels,
+                                                training)
+    momentum = V.momentum(momentum)
+    eps = V.eps(eps)
+    count = x.size // channels if channels else 0
+    if training and count < 2:
+        raise ValueError(f"batch_norm in training needs more than 1 value per channel, got "
+                         f"x of shape {x.shape}")
+    threads = _task_threads()
+    if x.size == 0:
+        return x.map_blocks(np.copy, dtype=x.dtype)
+    if training or running_mean is None:
+        axes = (0,) + tuple(range(2, x.ndim))
+        raw = _computed_raw(x, axes)
+        mean, var = raw.mean, raw.m2 / count
+        if training and running_mean is not None:
+            with np.errstate(all="ignore"):
+                unbiased = var * (count / (count - 1))
+            _norms._update_running(running_mean, running_var, mean, unbiased, momentum)
+    else:
+        mean, var = running_mean, running_var
+    mean, var = (np.asarray(a, dtype=np.float64) for a in (mean, var))
+    return _blockwise(_block_channels, x, *(_chunked(p, x.chunks, (1,))
+                                            for p in (mean, var, weight, bias)),
+                      eps=eps, threads=threads)
+
+
+def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
+                  use_input_stats=True, momentum=0.1, eps=1e-5):
+    """fastnorm.instance_norm of a dask array (N, C, *spatial); returns a lazy dask array.
+
+    Statistics per (sample, channel) over the spatial dims: within each block when the
+    spatial dims are not chunked, otherwise computed first. Given running statistics are
+    updated in place now (statistics pass first) with the batch average of the
+    per-instance mean and unbiased variance. use_input_stats=False: the running statistics
+    normalize each block."""
+    x = _norm_input(x, 2)
+    use_input_stats = V.flag(use_input_stats, "use_input_stats")
+    n, channels = x.shape[:2]
+    inner = math.prod(x.shape[2:])
+    weight = _param(weight, "weight", (channels,), x)
+    bias = _param(bias, "bias", (channels,), x)
+    running_mean, running_var = V.running_stats(running_mean, running_var, channels,
+                                                use_input_stats)
+    momentum = V.momentum(momentum)
+    eps = V.eps(eps)
+    if use_input_stats and inner < 2 and x.size:
+        raise ValueError(f"instance_norm needs more than 1 spatial element per channel with "
+                         f"use_input_stats=True, got x of shape {x.shape}")
+    if not use_input_stats and running_mean is None:
+        raise ValueError("instance_norm with use_input_stats=False needs running_mean "
+                         "and running_var")
+    threads = _task_threads()
+    params = [_chunked(p, x.chunks, (1,)) for p in (weight, bias)]
+    if x.size == 0:
+        return x.map_blocks(np.copy, dtype=x.dtype)
+    if not use_input_stats:
+        stats = [_chunked(np.asarray(p, np.float64), x.chunks, (1,))
+                 for p in (running_mean, running_var)]
+        return _blockwise(_block_channels, x, *stats, *params, eps=eps, threads=threads)
+    spatial = tuple(range(2, x.ndim))
+    if running_mean is None and not _spans_blocks(x, spatial):
+        return _blockwise(_block_op, x, *params, op=_norms.instance_norm,
+                          op_args=_instance_args, op_kwargs={"eps": eps}, threads=threads)
+    raw = _computed_raw(x, spatial)
+    mean, var = raw.mean, raw.m2 / inner
+    if running_mean is not None and n:
+        with np.errstate(all="ignore"):
+            unbiased = var * (inner / (inner - 1))
+        _norms._update_running(running_mean, running_var, mean.mean(axis=0),
+                               unbiased.mean(axis=0), momentum)
+    stats = [_chunked(s, x.chunks, (0, 1)) for s in (mean, var)]
+    return _blockwise(_block_instances, x, *stats, *params, eps=eps, threads=threads)
+
+
+def _instance_args(block, weight, bias):
+    return (None, None, weight, bias)
+
+
+class _GroupArgs:
+    """The in-memory group_norm arguments of one block: its own number of groups."""
+
+    def __init__(self, per_group):
+        self.per_group = per_group
+
+    def __call__(self, block, weight, bias):
+        return (block.shape[1] // self.per_group, weight, bias)
+
+    def __dask_tokenize__(self):
+        return ("fastnorm.dask.group_args", self.per_group)
+
+
+def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
+    """fastnorm.group_norm of a dask array (N, C, *spatial); returns a lazy dask array.
+
+    Statistics per (sample, group): within each block when the channel chunks hold whole
+    groups and the spatial dims are not chunked, otherwise computed first (per (sample,
+    channel), merged over the channels of each group)."""
+    x = _norm_input(x, 2)
+    n, channels = x.shape[:2]
+    weight = _param(weight, "weight", (channels,), x)
+    bias = _param(bias, "bias", (channels,), x)
+    groups = V.num_groups(num_groups, channels)
+    eps = V.eps(eps)
+    threads = _task_threads()
+    params = [_chunked(p, x.chunks, (1,)) for p in (weight, bias)]
+    if x.size == 0:
+        return x.map_blocks(np.copy, dtype=x.dtype)
+    per_group = channels // groups
+    spatial = tuple(range(2, x.ndim))
+    whole_groups = all(c % per_group == 0 for c in x.chunks[1])
+    if whole_groups and not _spans_blocks(x, spatial):
+        return _blockwise(_block_op, x, *params, op=_norms.group_norm,
+                          op_args=_GroupArgs(per_group), op_kwargs={"eps": eps}, threads=threads)
+    raw = _computed_raw(x, spatial)                     # per (sample, channel)
+    parts = [Raw(raw.count, *(a.reshape(n, groups, per_group)[:, :, j] for a in raw[1:]))
+             for j in range(per_group)]
+    group = parts[0]
+    for part in parts[1:]:
+        group = merge_raw(group, part)
+    mean = np.repeat(group.mean, per_group, axis=1)
+    var = np.repeat(group.m2 / group.count, per_group, axis=1)
+    stats = [_chunked(s, x.chunks, (0, 1)) for s in (mean, var)]
+    return _blockwise(_block_instances, x, *stats, *params, eps=eps, threads=threads)
+
+
+def _row_norm(x, normalized_shape, weight, bias, eps, rms):
+    x = _norm_input(x, 1)
+    shape = V.normalized_shape(normalized_shape, x.shape)
+    k = len(shape)
+    weight = _param(weight, "weight", shape, x)
+    bias = _param(bias, "bias", shape, x) if not rms else None
+    eps = (float(np.finfo(V.compute_dtype(x.dtype)).eps) if eps is None else V.eps(eps))
+    threads = _task_threads()
+    trailing = tuple(range(x.ndim - k, x.ndim))
+    params = [_chunked(p, x.chunks, trailing) for p in (weight, bias)]
+    if x.size == 0:
+        return x.map_blocks(np.copy, dtype=x.dtype)
+    if not _spans_blocks(x, trailing):
+        if rms:
+            return _blockwise(_block_op, x, params[0], op=_norms.rms_norm,
+                              op_args=_RowArgs(k, rms=True), op_kwargs={"eps": eps},
+                              threads=threads)
+        return _blockwise(_block_op, x, *params, op=_norms.layer_norm,
+                          op_args=_RowArgs(k), op_kwargs={"eps": eps}, threads=threads)
+    raw = _computed_raw(x, trailing)
+    var = raw.m2 / raw.count
+    if rms:     # x / sqrt(mean(x**2) + eps): mean 0 and "variance" mean(x**2)
+        mean, var = np.zeros_like(var), var + raw.mean * raw.mean
+    else:
+        mean = raw.mean
+    leading = tuple(range(x.ndim - k))
+    stats = [_chunked(np.asarray(s), x.chunks, leading) for s in (mean, var)]
+    return _blockwise(_block_rows, x, *stats, *params, k=k, eps=eps, threads=threads)
+
+
+class _RowArgs:
+    """The in-memory layer_norm / rms_norm arguments of one block."""
+
+    def __init__(self, k, rms=False):
+        self.k, self.rms = k, rms
+
+    def __call__(self, block, weight, bias=None):
+        shape = block.shape[block.ndim - self.k:]
+        return (shape, weight) if self.rms else (shape, weight, bias)
+
+    def __dask_tokenize__(self):
+        return ("fastnorm.dask.row_args", self.k, self.rms)
+
+
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """fastnorm.layer_norm of a dask array over its trailing `normalized_shape` dims;
+    returns a lazy dask array. Each block is normalized on its own when the trailing dims
+    are not chunked; otherwise the row statistics are computed first."""
+    return _row_norm(x, normalized_shape, weight, bias, eps, rms=False)
+
+
+def rms_norm(x, normalized_shape, weight=None, eps=None):
+    """fastnorm.rms_norm of a dask array over its trailing `normalized_shape` dims
+    (eps=None: finfo(dtype).eps); returns a lazy dask array. Blockwise when the trailing
+    dims are not chunked; otherwise mean(x**2) of each row is computed first."""
+    return _row_norm(x, normalized_shape, weight, None, eps, rms=True)
+
+
+def channel_layer_norm(x, weight=None, bias=None, eps=1e-6):
+    """fastnorm.channel_layer_norm of a dask array (N, C, *spatial); returns a lazy dask
+    array. Blockwise when C is not chunked; otherwise the statistics of every (n, *spatial)
+    position are computed first."""
+    x = _norm_input(x, 2)
+    channels = x.shape[1]
+    weight = _param(weight, "weight", (channels,), x)
+    bias = _param(bias, "bias", (channels,), x)
+    eps = V.eps(eps)
+    threads = _task_threads()
+    params = [_chunked(p, x.chunks, (1,)) for p in (weight, bias)]
+    if x.size == 0:
+        return x.map_blocks(np.copy, dtype=x.dtype)
+    if not _spans_blocks(x, (1,)):
+        return _blockwise(_block_op, x, *params, op=_norms.channel_layer_norm,
+                          op_args=_pass_params, op_kwargs={"eps": eps}, threads=threads)
+    raw = _computed_raw(x, (1,))                       # per (n, *spatial)
+    mean, var = raw.mean, raw.m2 / raw.count
+    positions = (0,) + tuple(range(2, x.ndim))
+    stats = [_chunked(s, x.chunks, positions) for s in (mean, var)]
+    return _blockwise(_block_positions, x, *stats, *params, eps=eps, threads=threads)
+
+
+def _pass_params(block, weight, bias):
+    return (weight, bias)
