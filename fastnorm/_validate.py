@@ -294,3 +294,23 @@ def ddof(value):
     """ddof: a real number, NumPy's meaning (count - ddof <= 0 gives inf or NaN, with
     NumPy's RuntimeWarning, at the division)."""
     return real_scalar(value, "ddof")
+
+
+def tensor(value, name, grad_enabled, numpy_dtypes):
+    """A torch.Tensor argument (fastnorm.torch translates it; torch is not imported here):
+    a dense CPU tensor of a dtype in `numpy_dtypes` (torch dtype -> NumPy dtype), not one
+    that autograd would need a gradient through. Returns the NumPy dtype."""
+    if grad_enabled and value.requires_grad:
+        raise ValueError(f"{name} requires grad: fastnorm has no autograd; call it under "
+                         f"torch.no_grad() or torch.inference_mode(), or pass "
+                         f"{name}.detach()")
+    if value.device.type != "cpu":
+        raise ValueError(f"{name} is on device {value.device}; fastnorm takes CPU tensors")
+    if str(value.layout) != "torch.strided":
+        raise TypeError(f"{name} is a {value.layout} tensor; fastnorm takes dense (strided) "
+                        f"tensors")
+    dtype = numpy_dtypes.get(value.dtype)
+    if dtype is None:
+        raise TypeError(f"{name} has dtype {value.dtype}; fastnorm supports float16, "
+                        f"float32 and float64 tensors")
+    return dtype
