@@ -476,6 +476,9 @@ _OTHER_TYPES = {
     (_T + "gemma.modeling_gemma", "GemmaRMSNorm"): _GEMMA_RMS,
     ("timm.layers.norm", "LayerNorm"): _LAYER_NORM,
     ("timm.layers.norm", "LayerNorm2d"): _CHANNEL_LAYER_NORM,
+    ("timm.layers.norm", "RmsNorm"): _RMS_NORM,
+    ("timm.layers.norm", "GroupNorm"): _GROUP_NORM,
+    ("timm.layers.norm", "GroupNorm1"): _GROUP_NORM,
 }
 
 # types whose instances are normalizations (for report(): the ones left alone)

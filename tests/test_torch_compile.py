@@ -105,8 +105,9 @@ class Net(nn.Module):
 
 
 def _fastnorm_ops_in(gm):
-    return {str(n.target) for n in gm.graph.nodes
-            if n.op == "call_function" and "fastnorm" in str(n.target)}
+    """The fastnorm ops called by a dynamo graph (as 'fastnorm.<name>')."""
+    return {str(n.target).removesuffix(".default") for n in gm.graph.nodes
+            if n.op == "call_function" and str(n.target).startswith("fastnorm.")}
 
 
 @pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels_last"])
@@ -134,24 +135,24 @@ def test_compile_fullgraph_runs_the_custom_ops(channels_last):
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
     assert len(graphs) == 1
     found = _fastnorm_ops_in(graphs[0])
-    assert {"fastnorm.batch_norm.default", "fastnorm.instance_norm.default",
-            "fastnorm.group_norm.default", "fastnorm.layer_norm.default",
-            "fastnorm.rms_norm.default"} <= found, found
+    assert found == {"fastnorm.batch_norm", "fastnorm.instance_norm", "fastnorm.group_norm",
+                     "fastnorm.layer_norm", "fastnorm.rms_norm"}, found
 
 
-def test_compile_with_inductor_and_aot_eager():
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_compile_backends(backend):
+    # norm modules only: inductor has no kernel of its own to build (a short compile)
     torch.manual_seed(1)
-    model = Net().eval()
+    model = nn.Sequential(nn.BatchNorm2d(C), nn.GroupNorm(2, C), nn.InstanceNorm2d(C),
+                          nn.LayerNorm(6)).eval()
     fast = fnt.optimize(model)
-    x = _x((2, 3, 6, 6), torch.float32)
+    x = _x((2, C, 5, 6), torch.float32)
     with torch.no_grad():
         expected = model(x)
-    for backend in ("aot_eager", "inductor"):
-        torch._dynamo.reset()
-        compiled = torch.compile(fast, fullgraph=True, backend=backend)
-        with torch.inference_mode():
-            torch.testing.assert_close(compiled(x), expected, rtol=1e-4, atol=1e-4,
-                                       msg=backend)
+    torch._dynamo.reset()
+    compiled = torch.compile(fast, fullgraph=True, backend=backend)
+    with torch.inference_mode():
+        torch.testing.assert_close(compiled(x), expected, rtol=1e-4, atol=1e-4)
 
 
 def test_compiled_training_step_takes_torchs_own_path():

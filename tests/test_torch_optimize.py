@@ -20,17 +20,23 @@ C = 8
 
 
 def _randomize(model, seed=0):
-    """Random affine parameters and running statistics (fresh modules have ones/zeros)."""
+    """Random affine parameters and running statistics of the norm modules (fresh ones have
+    ones and zeros); the other layers keep their initialization."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for name, t in list(model.named_parameters()) + list(model.named_buffers()):
-            if not t.is_floating_point():
+        for module in model.modules():
+            if "norm" not in type(module).__name__.lower():
                 continue
-            if name.endswith("running_var"):
-                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-            elif name.endswith(("weight", "running_mean", "bias")):
-                t.copy_(torch.randn(t.shape, generator=g) * 0.5 + (1.0 if name.endswith(
-                    "weight") else 0.0))
+            tensors = list(module.named_parameters(recurse=False))
+            tensors += list(module.named_buffers(recurse=False))
+            for name, t in tensors:
+                if not t.is_floating_point():
+                    continue
+                if name == "running_var":
+                    t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+                else:
+                    t.copy_(torch.randn(t.shape, generator=g) * 0.5
+                            + (1.0 if name == "weight" else 0.0))
     return model
 
 
@@ -123,8 +129,9 @@ class Every(nn.Module):
         return self.head(s.mean(-1))
 
 
-def _every(dtype=torch.float32):
-    return _randomize(Every()).to(dtype).eval()
+def _every(dtype=torch.float32, seed=0):
+    torch.manual_seed(seed)
+    return _randomize(Every(), seed).to(dtype).eval()
 
 
 def test_every_module_type_model_same_outputs_and_state_dict():
@@ -146,8 +153,8 @@ def test_every_module_type_model_same_outputs_and_state_dict():
     # inplace=False left the model alone; inplace=True returns the model itself
     assert not fnt.report(model).taken
     assert fnt.optimize(model, inplace=True) is model and len(_taken(model)) == 12
-    fast.load_state_dict(_randomize(Every(), seed=5).state_dict())     # still the same keys
-    fresh = _randomize(Every(), seed=5).eval()
+    fresh = _every(seed=5)
+    fast.load_state_dict(fresh.state_dict())            # the same keys: loads in place
     with torch.no_grad():
         torch.testing.assert_close(fast(x), fresh(x), rtol=1e-4, atol=1e-4)
 
@@ -375,37 +382,81 @@ def test_transformers_model_same_outputs_and_state_dict(name):
     assert not rep.left_alone, str(rep)
 
 
+def _timm_norm_module():
+    """timm.layers.norm (timm's real classes) without running timm/__init__.py, which imports
+    torchvision (torchvision does not import beside torch 2.13.0 here); None without timm."""
+    import importlib.util
+    import os
+    import sys
+    import types
+    spec = importlib.util.find_spec("timm")
+    if spec is None:
+        return None
+    if "timm" in sys.modules:
+        return importlib.import_module("timm.layers.norm")
+    root = os.path.dirname(spec.origin)
+    saved = {}
+    for name, path in (("timm", root), ("timm.layers", os.path.join(root, "layers"))):
+        package = types.ModuleType(name)
+        package.__path__ = [path]
+        saved[name] = sys.modules[name] = package
+    try:
+        return importlib.import_module("timm.layers.norm")
+    finally:                     # leave no half-imported timm behind
+        for name in list(sys.modules):
+            if name == "timm" or name.startswith("timm."):
+                del sys.modules[name]
+
+
 def _table_classes():
     """The classes of fastnorm.torch's table of other libraries that are installed."""
     import importlib
     found = []
+    timm_norm = None
     for (module, qualname), kind in fnt._OTHER_TYPES.items():
         try:
-            found.append((importlib.import_module(module).__dict__[qualname], kind))
-        except (ImportError, KeyError):
+            if module == "timm.layers.norm":
+                timm_norm = timm_norm or _timm_norm_module()
+                if timm_norm is None:
+                    continue
+                found.append((getattr(timm_norm, qualname), kind))
+            else:
+                found.append((importlib.import_module(module).__dict__[qualname], kind))
+        except (ImportError, KeyError, AttributeError):
             continue
     return found
+
+
+def _instances_and_inputs(cls, kind):
+    """Instances of a table class (each constructor form it has) and inputs for each."""
+    nchw = [_x((2, C, 5, 4)), _x((2, C, 5, 4), channels_last=True)]
+    last = [_x((3, 4, C)), _x((2, 5, 4, C)).permute(0, 2, 1, 3)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if "ConvNext" in cls.__name__:
+            return [(cls(C, eps=1e-6, data_format="channels_first"), nchw),
+                    (cls(C, eps=1e-6, data_format="channels_last"), last)]
+        if kind is fnt._CHANNEL_LAYER_NORM:
+            return [(cls(C, eps=1e-6), nchw)]
+        if kind is fnt._GROUP_NORM:
+            return [(cls(C, num_groups=2) if cls.__name__ == "GroupNorm" else cls(C), nchw)]
+        return [(cls(C, eps=1e-6), last)]
 
 
 def test_every_installed_table_class_matches_its_own_forward():
     _transformers()
     classes = _table_classes()
-    assert len(classes) >= 6, classes          # transformers' classes at least
+    names = {f"{cls.__module__}.{cls.__qualname__}" for cls, _ in classes}
+    expected = {".".join(key) for key in fnt._OTHER_TYPES if not key[0].startswith("timm.")}
+    if _timm_norm_module() is not None:
+        expected |= {".".join(key) for key in fnt._OTHER_TYPES}
+    assert names == expected, sorted(expected - names)
     for cls, kind in classes:
-        formats = ["channels_first", "channels_last"] if "ConvNext" in cls.__name__ else [None]
-        for data_format in formats:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                module = (cls(C, eps=1e-6, data_format=data_format) if data_format
-                          else cls(C, eps=1e-6))
+        for module, xs in _instances_and_inputs(cls, kind):
             module = _randomize(module).eval()
             fast = fnt.optimize(module)
-            if data_format == "channels_first":
-                xs = [_x((2, C, 5, 4)), _x((2, C, 5, 4), channels_last=True)]
-            else:
-                xs = [_x((3, 4, C)), _x((2, 5, 4, C)).permute(0, 2, 1, 3)]
             for x in xs:
                 with torch.no_grad():
                     torch.testing.assert_close(fast(x), module(x), rtol=1e-5, atol=1e-5,
-                                               msg=f"{cls.__name__} {data_format}")
+                                               msg=f"{cls.__module__}.{cls.__name__}")
             assert _taken(fast)[""].fastnorm_calls == len(xs), (cls, fnt.report(fast))
