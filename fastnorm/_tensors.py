@@ -11,17 +11,28 @@ import functools
 import inspect
 import sys
 
+import numpy as np
+
 
 def _positional_names(func):
     return tuple(p.name for p in inspect.signature(func).parameters.values()
                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
 
 
+# argument types that are never tensors nor hold them (a set look-up is cheaper than
+# isinstance against torch.Tensor, whose metaclass makes that check slow)
+_PLAIN = frozenset({type(None), bool, int, float, str, np.ndarray, np.dtype, np.float32,
+                    np.float64, type})
+
+
 def _has_tensor(values, tensor_type):
     for value in values:
-        if isinstance(value, tensor_type):
+        cls = type(value)
+        if cls in _PLAIN:
+            continue
+        if cls is tensor_type or isinstance(value, tensor_type):
             return True
-        if type(value) in (list, tuple) and any(isinstance(v, tensor_type) for v in value):
+        if cls in (list, tuple) and any(isinstance(v, tensor_type) for v in value):
             return True
     return False
 

@@ -296,17 +296,17 @@ def ddof(value):
     return real_scalar(value, "ddof")
 
 
-def tensor(value, name, grad_enabled, numpy_dtypes):
+def tensor(value, name, grad_enabled, numpy_dtypes, strided):
     """A torch.Tensor argument (fastnorm.torch translates it; torch is not imported here):
-    a dense CPU tensor of a dtype in `numpy_dtypes` (torch dtype -> NumPy dtype), not one
-    that autograd would need a gradient through. Returns the NumPy dtype."""
+    a dense (`strided` layout) CPU tensor of a dtype in `numpy_dtypes` (torch dtype -> NumPy
+    dtype), not one that autograd would need a gradient through. Returns the NumPy dtype."""
     if grad_enabled and value.requires_grad:
         raise ValueError(f"{name} requires grad: fastnorm has no autograd; call it under "
                          f"torch.no_grad() or torch.inference_mode(), or pass "
                          f"{name}.detach()")
-    if value.device.type != "cpu":
+    if not value.is_cpu:
         raise ValueError(f"{name} is on device {value.device}; fastnorm takes CPU tensors")
-    if str(value.layout) != "torch.strided":
+    if value.layout is not strided:
         raise TypeError(f"{name} is a {value.layout} tensor; fastnorm takes dense (strided) "
                         f"tensors")
     dtype = numpy_dtypes.get(value.dtype)

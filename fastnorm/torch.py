@@ -48,7 +48,7 @@ _NUMPY_DTYPES = {getattr(torch, name): np.dtype(name) for name in (
 
 def _tensor_array(t, name, grad_enabled):
     """The NumPy view of a checked tensor argument."""
-    V.tensor(t, name, grad_enabled, _NUMPY_DTYPES)
+    V.tensor(t, name, grad_enabled, _NUMPY_DTYPES, torch.strided)
     try:
         return (t.detach() if t.requires_grad else t).numpy()
     except (RuntimeError, TypeError) as exc:        # conjugate/negative-bit views and the like
@@ -56,40 +56,46 @@ def _tensor_array(t, name, grad_enabled):
                         f"{name}.resolve_conj().resolve_neg()") from exc
 
 
+_PLAIN = frozenset({type(None), bool, int, float, str, np.ndarray})
+
+
 class _Translation:
     """The arrays standing for the tensors of one call, and back."""
+
+    __slots__ = ("grad_enabled", "arrays", "tensors", "given")
 
     def __init__(self, grad_enabled):
         self.grad_enabled = grad_enabled
         self.arrays = {}           # id(tensor) -> array (the same tensor twice: one array)
-        self.tensors = {}          # id(array) -> tensor, to hand back out=t itself
-        self.given = set()         # ids of arrays the caller passed, returned as they are
-        self.keep = []             # the objects whose ids are keys above, alive till the end
+        self.tensors = {}          # id(array) -> (array, tensor), to hand back out=t itself
+        self.given = ()            # arrays the caller passed, returned as they are
 
     def to_array(self, value, name):
-        if isinstance(value, torch.Tensor):
+        cls = type(value)
+        if cls in _PLAIN:
+            if cls is np.ndarray:
+                self.given += (value,)
+            return value
+        if cls is torch.Tensor or isinstance(value, torch.Tensor):
             arr = self.arrays.get(id(value))
             if arr is None:
-                arr = _tensor_array(value, name, self.grad_enabled)
-                self.arrays[id(value)] = arr
-                self.tensors[id(arr)] = value
-                self.keep += (value, arr)
+                arr = self.arrays[id(value)] = _tensor_array(value, name, self.grad_enabled)
+                self.tensors[id(arr)] = (arr, value)
             return arr
-        if isinstance(value, torch.dtype):
+        if cls is torch.dtype:
             return _NUMPY_DTYPES.get(value, value)
-        if type(value) in (list, tuple) and any(isinstance(v, torch.Tensor) for v in value):
-            return type(value)(self.to_array(v, f"{name}[{i}]") for i, v in enumerate(value))
+        if cls in (list, tuple) and any(isinstance(v, torch.Tensor) for v in value):
+            return cls(self.to_array(v, f"{name}[{i}]") for i, v in enumerate(value))
         if isinstance(value, np.ndarray):
-            self.given.add(id(value))
-            self.keep.append(value)
+            self.given += (value,)
         return value
 
     def to_tensor(self, result):
         if isinstance(result, np.ndarray):
-            tensor = self.tensors.get(id(result))
-            if tensor is not None:
-                return tensor
-            if id(result) in self.given:
+            pair = self.tensors.get(id(result))
+            if pair is not None and pair[0] is result:
+                return pair[1]
+            if any(result is g for g in self.given):
                 return result
             return torch.from_numpy(_writable(result))
         if isinstance(result, np.generic):
@@ -107,7 +113,7 @@ def _writable(arr):
 def _bump_versions(tensors):
     """Tell autograd that these tensors were written (in place, through NumPy)."""
     for t in tensors:
-        if not t.is_inference():
+        if t is not None and not t.is_inference():
             torch.autograd.graph.increment_version(t)
 
 
@@ -116,13 +122,15 @@ def call_with_tensors(func, names, writes, args, kwargs):
     `args`/`kwargs`; array results come back as tensors. `names`: func's positional
     parameter names (for messages); `writes`: the parameters it may write in place."""
     tr = _Translation(torch.is_grad_enabled())
-    new_args = [tr.to_array(a, names[i] if i < len(names) else f"argument {i + 1}")
+    n = len(names)
+    new_args = [tr.to_array(a, names[i] if i < n else f"argument {i + 1}")
                 for i, a in enumerate(args)]
-    new_kwargs = {k: tr.to_array(v, k) for k, v in kwargs.items()}
+    new_kwargs = {k: tr.to_array(v, k) for k, v in kwargs.items()} if kwargs else kwargs
     result = func(*new_args, **new_kwargs)
-    written = [v for k, v in zip(names, args) if k in writes]
-    written += [v for k, v in kwargs.items() if k in writes]
-    _bump_versions([t for t in written if isinstance(t, torch.Tensor)])
+    if writes:
+        written = [v for k, v in zip(names, args) if k in writes]
+        written += [v for k, v in kwargs.items() if k in writes]
+        _bump_versions([t for t in written if isinstance(t, torch.Tensor)])
     return tr.to_tensor(result)
 
 
@@ -158,13 +166,29 @@ def _ineligible(module, args, kwargs, params):
     return None
 
 
+def _eager_ineligible(args, kwargs):
+    """_ineligible's checks of the input for the eager path, with cheaper attributes."""
+    if len(args) != 1 or kwargs:
+        return "called with more than one argument"
+    x = args[0]
+    cls = type(x)
+    if cls is not torch.Tensor and cls is not nn.Parameter:
+        return "input is not a plain tensor"
+    if not x.is_cpu:
+        return "input is not on the CPU"
+    if x.layout is not torch.strided:
+        return "input is not a dense tensor"
+    dtype = x.dtype
+    if dtype is not torch.float32 and dtype is not torch.float64:
+        return "dtype not float32/float64"
+    if x.requires_grad and torch.is_grad_enabled():
+        return "gradient needed"
+    return None
+
+
 def _array(t):
     """The NumPy view of a tensor that is known to be eligible."""
     return (t.detach() if t.requires_grad else t).numpy()
-
-
-def _opt_array(t):
-    return None if t is None else _array(t)
 
 
 def _tensor(y):
@@ -172,73 +196,114 @@ def _tensor(y):
 
 
 class _Takeover:
-    """What optimize attached to a module: its kind and the eager call counts."""
+    """What optimize attached to a module: its kind, the eager call counts, and the NumPy
+    views of its parameters (rebuilt when a parameter or its storage is replaced)."""
 
     def __init__(self, kind):
         self.kind = kind
         self.fastnorm_calls = 0
         self.own_calls = {}        # reason -> count
+        self._views = []           # per parameter slot: (tensor, data_ptr, array)
+
+    def __getstate__(self):        # copies and pickles drop the views of the old tensors
+        state = self.__dict__.copy()
+        state["_views"] = []
+        return state
 
     def own(self, reason):
         self.own_calls[reason] = self.own_calls.get(reason, 0) + 1
+
+    def arrays(self, tensors, dtype):
+        """The NumPy views of the parameter tensors (None stays None), or the reason they
+        cannot be used with an input of `dtype`."""
+        views = self._views
+        if len(views) != len(tensors):
+            views[:] = [None] * len(tensors)
+        grad = None
+        out = []
+        for i, t in enumerate(tensors):
+            if t is None:
+                out.append(None)
+                continue
+            if t.dtype is not dtype or not t.is_cpu:
+                return "parameters of another dtype or device"
+            if t.requires_grad:
+                if grad is None:
+                    grad = torch.is_grad_enabled()
+                if grad:
+                    return "gradient needed"
+            entry = views[i]
+            ptr = t.data_ptr()
+            if entry is None or entry[0] is not t or entry[1] != ptr:
+                entry = views[i] = (t, ptr, _array(t))
+            out.append(entry[2])
+        return out
 
 
 _STATE = "_fastnorm_takeover"     # the module attribute holding its _Takeover
 
 
-def _own_forward(module, args, kwargs, reason):
-    if reason is not None and not torch.compiler.is_compiling():
-        getattr(module, _STATE).own(reason)
+def _eager_forward(module, kind, args, kwargs):
+    """The eager call of a taken-over module: kind.run on the NumPy views, or the module's
+    own forward when the call is not eligible, `run` says why not (it returns the reason),
+    or fastnorm refuses it (its checks raise before anything is written; the module's own
+    forward then raises PyTorch's own error, if any)."""
+    state = module.__dict__[_STATE]
+    reason = _eager_ineligible(args, kwargs)
+    if reason is None:
+        x = args[0]
+        params = state.arrays(kind.params(module), x.dtype)
+        if type(params) is str:
+            reason = params
+        else:
+            try:
+                y = kind.run(module, x, *params)
+            except (ValueError, TypeError) as exc:
+                y = f"fastnorm refused: {exc}"
+            if type(y) is not str:
+                state.fastnorm_calls += 1
+                return y
+            reason = y
+    state.own(reason)
     return type(module).forward(module, *args, **kwargs)
 
 
-def _eager(module, run, x):
-    """Run the eager fastnorm path `run(module, x)`: a tensor, or None when the call is for
-    the module's own forward (`run` returned the reason, or fastnorm refused the call: its
-    checks raise before anything is written, and the module's own forward then raises
-    PyTorch's own error, if any)."""
-    state = module.__dict__[_STATE]
-    try:
-        y = run(module, x)
-    except (ValueError, TypeError) as exc:
-        state.own(f"fastnorm refused: {exc}")
-        return None
-    if isinstance(y, str):
-        state.own(y)
-        return None
-    state.fastnorm_calls += 1
-    return y
+def _param(module, name):
+    """module.<name> (a parameter, buffer or None), without nn.Module.__getattr__'s cost."""
+    d = module.__dict__
+    for store in ("_parameters", "_buffers"):
+        table = d[store]
+        if name in table:
+            return table[name]
+    return getattr(module, name, None)
 
 
 def _params(module):
-    return (module.weight, getattr(module, "bias", None))
+    return (_param(module, "weight"), _param(module, "bias"))
 
 
 # ---------------------------------------------------------------------------------------
-# the kinds of module: eager path and compiled path of each
+# the kinds of module: eager path (on the NumPy views of the parameters: a tensor, or the
+# reason for the module's own forward) and compiled path (a tensor, or None) of each
 
 # BatchNorm1d/2d/3d
 
-def _batch_norm_eager(m, x):
+def _batch_norm_eager(m, x, weight, bias, rm, rv):
     if x.dim() not in _BATCH_NORM_DIMS[type(m)]:
         return "input of another number of dims"
     if m.training:
         if m.momentum is None:        # cumulative average: the module's own forward
             return "training with momentum=None"
-        track = m.track_running_stats
-        rm, rv = (m.running_mean, m.running_var) if track else (None, None)
-        y = _norms.batch_norm(_array(x), _opt_array(rm), _opt_array(rv),
-                              _opt_array(m.weight), _opt_array(m.bias), True, m.momentum,
-                              m.eps)
+        if not m.track_running_stats:
+            rm = rv = None
+        y = _norms.batch_norm(_array(x), rm, rv, weight, bias, True, m.momentum, m.eps)
         if rm is not None:
-            _bump_versions((rm, rv))
-        if track and m.num_batches_tracked is not None:
+            _bump_versions((m.running_mean, m.running_var))
+        if m.track_running_stats and m.num_batches_tracked is not None:
             m.num_batches_tracked.add_(1)
         return _tensor(y)
-    rm, rv = m.running_mean, m.running_var      # eval; None, None: batch statistics
-    return _tensor(_norms.batch_norm(_array(x), _opt_array(rm), _opt_array(rv),
-                                     _opt_array(m.weight), _opt_array(m.bias), False, 0.1,
-                                     m.eps))
+    # eval: the running statistics; none (track_running_stats=False): batch statistics
+    return _tensor(_norms.batch_norm(_array(x), rm, rv, weight, bias, False, 0.1, m.eps))
 
 
 def _batch_norm_compiled(m, x):
@@ -248,7 +313,8 @@ def _batch_norm_compiled(m, x):
 
 
 def _running_params(m):
-    return (m.weight, m.bias, m.running_mean, m.running_var)
+    return (_param(m, "weight"), _param(m, "bias"), _param(m, "running_mean"),
+            _param(m, "running_var"))
 
 
 # InstanceNorm1d/2d/3d (unbatched input: one sample)
@@ -261,7 +327,7 @@ def _instance_norm_args(m, x):
     return m.training or not m.track_running_stats, x.dim() == no_batch
 
 
-def _instance_norm_eager(m, x):
+def _instance_norm_eager(m, x, weight, bias, rm, rv):
     args = _instance_norm_args(m, x)
     if args is None:
         return "input of another shape"
@@ -269,12 +335,10 @@ def _instance_norm_eager(m, x):
     xa = _array(x)
     if unbatched:
         xa = xa[None]
-    rm, rv = m.running_mean, m.running_var
     momentum = m.momentum if m.momentum is not None else 0.0      # as torch's forward
-    y = _norms.instance_norm(xa, _opt_array(rm), _opt_array(rv), _opt_array(m.weight),
-                             _opt_array(m.bias), use_input_stats, momentum, m.eps)
+    y = _norms.instance_norm(xa, rm, rv, weight, bias, use_input_stats, momentum, m.eps)
     if use_input_stats and rm is not None:
-        _bump_versions((rm, rv))
+        _bump_versions((m.running_mean, m.running_var))
     return _tensor(y[0] if unbatched else y)
 
 
@@ -293,11 +357,10 @@ def _instance_norm_compiled(m, x):
 
 # GroupNorm
 
-def _group_norm_eager(m, x):
+def _group_norm_eager(m, x, weight, bias):
     if x.dim() < 2:
         return "input of fewer than 2 dims"
-    return _tensor(_norms.group_norm(_array(x), m.num_groups, _opt_array(m.weight),
-                                     _opt_array(m.bias), m.eps))
+    return _tensor(_norms.group_norm(_array(x), m.num_groups, weight, bias, m.eps))
 
 
 def _group_norm_compiled(m, x):
@@ -310,15 +373,14 @@ def _group_norm_compiled(m, x):
 # the channels_last format)
 
 def _trailing_ok(m, x):
-    k = len(m.normalized_shape)
-    return x.dim() >= k and tuple(x.shape[x.dim() - k:]) == tuple(m.normalized_shape)
+    shape, k = m.normalized_shape, len(m.normalized_shape)
+    return x.dim() >= k and x.shape[x.dim() - k:] == tuple(shape)
 
 
-def _layer_norm_eager(m, x):
+def _layer_norm_eager(m, x, weight, bias):
     if not _trailing_ok(m, x):
         return "input of another shape"
-    return _tensor(_norms.layer_norm(_array(x), m.normalized_shape, _opt_array(m.weight),
-                                     _opt_array(m.bias), m.eps))
+    return _tensor(_norms.layer_norm(_array(x), m.normalized_shape, weight, bias, m.eps))
 
 
 def _layer_norm_compiled(m, x):
@@ -329,11 +391,10 @@ def _layer_norm_compiled(m, x):
 
 # RMSNorm over the trailing dims: nn.RMSNorm (eps=None: finfo(dtype).eps, as fastnorm)
 
-def _rms_norm_eager(m, x):
+def _rms_norm_eager(m, x, weight):
     if not _trailing_ok(m, x):
         return "input of another shape"
-    return _tensor(_norms.rms_norm(_array(x), m.normalized_shape, _opt_array(m.weight),
-                                   m.eps))
+    return _tensor(_norms.rms_norm(_array(x), m.normalized_shape, weight, m.eps))
 
 
 def _rms_norm_compiled(m, x):
@@ -356,13 +417,13 @@ def _last_dim_ok(m, x):
 
 
 def _weight_only(m):
-    return (m.weight,)
+    return (_param(m, "weight"),)
 
 
-def _last_dim_rms_eager(m, x):
+def _last_dim_rms_eager(m, x, weight):
     if not _last_dim_ok(m, x):
         return "input of another shape"
-    return _tensor(_norms.rms_norm(_array(x), x.shape[-1], _array(m.weight), _last_dim_eps(m)))
+    return _tensor(_norms.rms_norm(_array(x), x.shape[-1], weight, _last_dim_eps(m)))
 
 
 def _last_dim_rms_compiled(m, x):
@@ -371,10 +432,10 @@ def _last_dim_rms_compiled(m, x):
     return ops.rms_norm(x, [x.shape[-1]], m.weight, _last_dim_eps(m))
 
 
-def _gemma_rms_eager(m, x):
+def _gemma_rms_eager(m, x, weight):
     if not _last_dim_ok(m, x):
         return "input of another shape"
-    weight = _array(m.weight) + np.asarray(1.0, _array(m.weight).dtype)
+    weight = weight + weight.dtype.type(1)
     return _tensor(_norms.rms_norm(_array(x), x.shape[-1], weight, _last_dim_eps(m)))
 
 
@@ -391,11 +452,10 @@ def _channel_ok(m, x):
     return x.dim() == 4 and m.weight is not None and x.shape[1] == m.weight.shape[0]
 
 
-def _channel_layer_norm_eager(m, x):
+def _channel_layer_norm_eager(m, x, weight, bias):
     if not _channel_ok(m, x):
         return "input of another shape"
-    return _tensor(_norms.channel_layer_norm(_array(x), _opt_array(m.weight),
-                                             _opt_array(m.bias), m.eps))
+    return _tensor(_norms.channel_layer_norm(_array(x), weight, bias, m.eps))
 
 
 def _channel_layer_norm_compiled(m, x):
@@ -406,10 +466,10 @@ def _channel_layer_norm_compiled(m, x):
 
 # ConvNeXt's LayerNorm: the format is an attribute of the instance
 
-def _convnext_eager(m, x):
+def _convnext_eager(m, x, weight, bias):
     if m.data_format == "channels_first":
-        return _channel_layer_norm_eager(m, x)
-    return _layer_norm_eager(m, x)
+        return _channel_layer_norm_eager(m, x, weight, bias)
+    return _layer_norm_eager(m, x, weight, bias)
 
 
 def _convnext_compiled(m, x):
@@ -513,18 +573,16 @@ def _why_not(module):
 
 
 def _make_forward(kind):
-    params, compiled, run = kind.params, kind.compiled, kind.run
+    params, compiled = kind.params, kind.compiled
 
     def forward(self, *args, **kwargs):
-        reason = _ineligible(self, args, kwargs, params(self))
-        if reason is None:
-            if torch.compiler.is_compiling():
+        if torch.compiler.is_compiling():
+            if _ineligible(self, args, kwargs, params(self)) is None:
                 y = compiled(self, args[0])
-            else:
-                y = _eager(self, run, args[0])
-            if y is not None:
-                return y
-        return _own_forward(self, args, kwargs, reason)
+                if y is not None:
+                    return y
+            return type(self).forward(self, *args, **kwargs)
+        return _eager_forward(self, kind, args, kwargs)
 
     forward.__name__ = "forward"
     forward.__qualname__ = f"fastnorm_{kind.name.split()[0]}_forward"
