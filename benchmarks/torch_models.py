@@ -31,6 +31,22 @@ def _cpu_model():
     return platform.processor() or platform.machine()
 
 
+def _cpu_busy(seconds=0.5):
+    """The share of CPU time other processes used over `seconds` (Linux; None elsewhere):
+    printed beside each row, as these machines may be shared."""
+    def sample():
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        return sum(values), values[3] + values[4]           # total, idle + iowait
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return 1.0 - (idle1 - idle0) / max(total1 - total0, 1)
+
+
 # ---------------------------------------------------------------------------------------
 # the style-transfer network (InstanceNorm2d between convolutions)
 
@@ -134,9 +150,10 @@ def _time_once(torch, model, x):
     return time.perf_counter() - start
 
 
-def measure(name, *, quick=False, rounds=15, warmup=3):
+def measure(name, *, quick=False, rounds=15, warmup=3, channels_last=False):
     """One model: a dict with the label, the input, the norm modules taken over, the max
-    abs difference of the outputs and the median times without and with optimize."""
+    abs difference of the outputs and the median times without and with optimize.
+    channels_last: the model and an image input in torch.channels_last memory."""
     import torch
     import fastnorm.torch as fnt
     label, build, needs_transformers = MODELS[name]
@@ -146,11 +163,16 @@ def measure(name, *, quick=False, rounds=15, warmup=3):
     torch.manual_seed(0)
     model, x = build(torch, tr, quick)
     model = model.eval()
+    if channels_last and x.dim() == 4:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     fast = fnt.optimize(model)
     with torch.inference_mode():
         diff = float((_output(fast(x)) - _output(model(x))).abs().max())
         rep = fnt.report(fast)
-        ran = all(e.fastnorm_calls > 0 and not e.own_calls for e in rep.taken)
+        fastnorm_calls = sum(e.fastnorm_calls for e in rep.taken)
+        own_calls = sum(sum(e.own_calls.values()) for e in rep.taken)
+        own_reasons = sorted({r for e in rep.taken for r in e.own_calls})
         for _ in range(warmup):
             model(x)
             fast(x)
@@ -159,8 +181,10 @@ def measure(name, *, quick=False, rounds=15, warmup=3):
             plain.append(_time_once(torch, model, x))
             optimized.append(_time_once(torch, fast, x))
     types = sorted({e.type for e in rep.taken})
-    return {"name": name, "label": label, "input": "x".join(map(str, x.shape)),
-            "taken": len(rep.taken), "types": types, "all_ran_fastnorm": ran,
+    layout = " CL" if channels_last and x.dim() == 4 else ""
+    return {"name": name, "label": label, "input": "x".join(map(str, x.shape)) + layout,
+            "taken": len(rep.taken), "types": types, "fastnorm_calls": fastnorm_calls,
+            "own_calls": own_calls, "own_reasons": own_reasons,
             "left_alone": [(e.name, e.type, e.reason) for e in rep.left_alone],
             "max_abs_diff": diff, "plain_s": statistics.median(plain),
             "optimized_s": statistics.median(optimized)}
@@ -173,6 +197,8 @@ def main(argv=None):
     p.add_argument("--model", choices=list(MODELS), action="append",
                    help="only this model (repeatable)")
     p.add_argument("--quick", action="store_true", help="small configs, 2 rounds (smoke test)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="image models and inputs in torch.channels_last memory")
     args = p.parse_args(argv)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)      # fastnorm's OpenMP default
     import torch
@@ -195,22 +221,32 @@ def main(argv=None):
           f"torch {torch.__version__}, transformers {tr_version}; torch.inference_mode(), "
           f"medians of {rounds} interleaved rounds")
     print()
-    header = f"{'model':48s} {'input':>13s} {'norms':>5s} {'plain':>10s} {'optimize':>10s} " \
-             f"{'speed-up':>8s} {'max |diff|':>10s}"
+    header = f"{'model':48s} {'input':>16s} {'norms':>5s} {'calls':>7s} {'plain':>10s} " \
+             f"{'optimize':>10s} {'speed-up':>8s} {'max |diff|':>10s} {'busy':>5s}"
     print(header)
     print("-" * len(header))
     results = []
     ok = True
     for name in names:
-        r = measure(name, quick=args.quick, rounds=rounds, warmup=1 if args.quick else 3)
+        busy = _cpu_busy()
+        r = measure(name, quick=args.quick, rounds=rounds, warmup=1 if args.quick else 3,
+                    channels_last=args.channels_last)
+        r["cpu_busy_before"] = busy
         results.append(r)
-        good = r["all_ran_fastnorm"] and r["max_abs_diff"] < 1e-3
+        good = r["fastnorm_calls"] > 0 and r["max_abs_diff"] < 1e-3
         ok &= good
-        print(f"{r['label']:48s} {r['input']:>13s} {r['taken']:5d} "
+        calls = f"{r['fastnorm_calls']}/{r['own_calls']}"
+        print(f"{r['label']:48s} {r['input']:>16s} {r['taken']:5d} {calls:>7s} "
               f"{r['plain_s'] * 1e3:8.2f}ms {r['optimized_s'] * 1e3:8.2f}ms "
-              f"{r['plain_s'] / r['optimized_s']:7.2f}x {r['max_abs_diff']:10.1e}"
+              f"{r['plain_s'] / r['optimized_s']:7.2f}x {r['max_abs_diff']:10.1e} "
+              f"{'' if busy is None else format(busy, '5.0%')}"
               + ("" if good else "  CHECK FAILED"), flush=True)
+    print("\nnorms: modules taken over; calls: norm calls of the first (checked) forward that "
+          "ran fastnorm / the module's own forward; busy: CPU used by other processes just "
+          "before the row")
     for r in results:
+        if r["own_reasons"]:
+            print(f"{r['name']}: own forward: " + "; ".join(r["own_reasons"]))
         if r["left_alone"]:
             print(f"{r['name']}: left alone: " + "; ".join(f"{n} {t}: {why}"
                                                           for n, t, why in r["left_alone"]))

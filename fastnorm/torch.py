@@ -303,6 +303,10 @@ def _batch_norm_eager(m, x, weight, bias, rm, rv):
             m.num_batches_tracked.add_(1)
         return _tensor(y)
     # eval: the running statistics; none (track_running_stats=False): batch statistics
+    if rm is not None and not x.is_contiguous():
+        # a per-channel affine map on channels_last data: PyTorch's kernel is as fast
+        # (measured: benchmarks/torch_models.py --channels-last, ResNet-50)
+        return "eval on channels_last input: PyTorch's kernel is as fast"
     return _tensor(_norms.batch_norm(_array(x), rm, rv, weight, bias, False, 0.1, m.eps))
 
 
@@ -377,10 +381,35 @@ def _trailing_ok(m, x):
     return x.dim() >= k and x.shape[x.dim() - k:] == tuple(shape)
 
 
+def _native_for_trailing(x, k):
+    """Whether x's layout is native for a LayerNorm/RMSNorm over its k trailing dims:
+    contiguous, or channels_last with C among those dims."""
+    if x.is_contiguous():
+        return True
+    if k < x.dim() - 1:
+        return False
+    return ((x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last))
+            or (x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d)))
+
+
+def _trailing(plan, x, *args):
+    """plan(x, *args) for a norm over trailing dims. Another layout (a permuted view, as
+    ConvNeXt hands its LayerNorm) is first copied by torch into a contiguous tensor, as
+    torch's own LayerNorm does (faster than NumPy's transposing copy), and normalized in
+    place there: the result has the layout torch's module would return."""
+    k = len(args[0]) if isinstance(args[0], tuple) else 1
+    if _native_for_trailing(x, k):
+        return _tensor(plan(_array(x), *args))
+    xc = x.contiguous()
+    a = _array(xc)
+    plan(a, *args, out=a)
+    return xc
+
+
 def _layer_norm_eager(m, x, weight, bias):
     if not _trailing_ok(m, x):
         return "input of another shape"
-    return _tensor(_norms.layer_norm(_array(x), m.normalized_shape, weight, bias, m.eps))
+    return _trailing(_norms.layer_norm, x, tuple(m.normalized_shape), weight, bias, m.eps)
 
 
 def _layer_norm_compiled(m, x):
@@ -394,7 +423,7 @@ def _layer_norm_compiled(m, x):
 def _rms_norm_eager(m, x, weight):
     if not _trailing_ok(m, x):
         return "input of another shape"
-    return _tensor(_norms.rms_norm(_array(x), m.normalized_shape, weight, m.eps))
+    return _trailing(_norms.rms_norm, x, tuple(m.normalized_shape), weight, m.eps)
 
 
 def _rms_norm_compiled(m, x):
@@ -404,12 +433,17 @@ def _rms_norm_compiled(m, x):
                         None if m.eps is None else float(m.eps))
 
 
-# RMSNorm over the last dim with the eps in `variance_epsilon` or `eps` (LlamaRMSNorm and
-# its copies: x * rsqrt(mean(x**2) + eps) * weight; Gemma's: ... * (1 + weight))
+# RMSNorm over the last dim (LlamaRMSNorm and its copies: x * rsqrt(mean(x**2) + eps) *
+# weight; Gemma's: ... * (1 + weight))
 
 def _last_dim_eps(m):
-    eps = getattr(m, "variance_epsilon", None)
-    return float(m.eps if eps is None else eps)
+    """The eps of an RMSNorm class: `variance_epsilon` (Llama and its copies), `eps`
+    (Gemma) or `epsilon`, whichever the instance has."""
+    for name in ("variance_epsilon", "eps", "epsilon"):
+        eps = getattr(m, name, None)
+        if eps is not None:
+            return float(eps)
+    return float(m.eps)        # AttributeError: the module's own forward
 
 
 def _last_dim_ok(m, x):
@@ -423,7 +457,7 @@ def _weight_only(m):
 def _last_dim_rms_eager(m, x, weight):
     if not _last_dim_ok(m, x):
         return "input of another shape"
-    return _tensor(_norms.rms_norm(_array(x), x.shape[-1], weight, _last_dim_eps(m)))
+    return _trailing(_norms.rms_norm, x, (x.shape[-1],), weight, _last_dim_eps(m))
 
 
 def _last_dim_rms_compiled(m, x):
@@ -436,7 +470,7 @@ def _gemma_rms_eager(m, x, weight):
     if not _last_dim_ok(m, x):
         return "input of another shape"
     weight = weight + weight.dtype.type(1)
-    return _tensor(_norms.rms_norm(_array(x), x.shape[-1], weight, _last_dim_eps(m)))
+    return _trailing(_norms.rms_norm, x, (x.shape[-1],), weight, _last_dim_eps(m))
 
 
 def _gemma_rms_compiled(m, x):
@@ -453,15 +487,24 @@ def _channel_ok(m, x):
 
 
 def _channel_layer_norm_eager(m, x, weight, bias):
+    # These modules (ConvNeXt's, timm's LayerNorm2d) permute to NHWC, normalize and permute
+    # back: their result is channels_last whatever the input. So is this one: channels_last
+    # x is native (rows of C), other x is first copied into channels_last by torch.
     if not _channel_ok(m, x):
         return "input of another shape"
-    return _tensor(_norms.channel_layer_norm(_array(x), weight, bias, m.eps))
+    if x.is_contiguous(memory_format=torch.channels_last):
+        return _tensor(_norms.channel_layer_norm(_array(x), weight, bias, m.eps))
+    xc = x.contiguous(memory_format=torch.channels_last)
+    a = _array(xc)
+    _norms.channel_layer_norm(a, weight, bias, m.eps, out=a)
+    return xc
 
 
 def _channel_layer_norm_compiled(m, x):
     if not _channel_ok(m, x):
         return None
-    return ops.channel_layer_norm(x, m.weight, m.bias, float(m.eps))
+    return ops.channel_layer_norm(x.contiguous(memory_format=torch.channels_last), m.weight,
+                                  m.bias, float(m.eps))
 
 
 # ConvNeXt's LayerNorm: the format is an attribute of the instance
