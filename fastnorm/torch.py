@@ -490,13 +490,17 @@ def _channel_layer_norm_eager(m, x, weight, bias):
     # These modules (ConvNeXt's, timm's LayerNorm2d) permute to NHWC, normalize and permute
     # back: their result is channels_last whatever the input. So is this one: channels_last
     # x is native (rows of C), other x is first copied into channels_last by torch.
+    # Channels_last memory is rows of C: a LayerNorm over the last dim of its NHWC view (the
+    # same kernel as channel_layer_norm there, through the plans' fast path).
     if not _channel_ok(m, x):
         return "input of another shape"
     if x.is_contiguous(memory_format=torch.channels_last):
-        return _tensor(_norms.channel_layer_norm(_array(x), weight, bias, m.eps))
+        rows = _array(x).transpose(0, 2, 3, 1)
+        y = _norms.layer_norm(rows, rows.shape[-1], weight, bias, m.eps)
+        return _tensor(y).permute(0, 3, 1, 2)
     xc = x.contiguous(memory_format=torch.channels_last)
-    a = _array(xc)
-    _norms.channel_layer_norm(a, weight, bias, m.eps, out=a)
+    rows = _array(xc).transpose(0, 2, 3, 1)
+    _norms.layer_norm(rows, rows.shape[-1], weight, bias, m.eps, out=rows)
     return xc
 
 
