@@ -6,7 +6,7 @@ Hugging Face transformers ResNet-50, ConvNeXt-T, ViT-B/16 and a small Llama, bui
 their configs (random weights, no download), and a style-transfer network with InstanceNorm2d
 (the image transformation network of Johnson et al., 2016), each timed under
 torch.inference_mode() with the same number of threads for PyTorch and fastnorm. Rounds of
-the plain and the optimized model alternate (A B A B ...) after a warm-up, and the figures
+the plain and the optimized model alternate (A B B A ...) after a warm-up, and the figures
 are medians. Before timing, the optimized model's output is checked against the plain one's
 and every norm module is checked to have run fastnorm. Needs torch; the transformers
 models are skipped when transformers is not installed. --quick: small configs, few rounds
@@ -181,9 +181,13 @@ def measure(name, *, quick=False, rounds=15, warmup=3, channels_last=False):
             model(x)
             fast(x)
         plain, optimized = [], []
-        for _ in range(rounds):
-            plain.append(_time_once(torch, model, x))
-            optimized.append(_time_once(torch, fast, x))
+        for i in range(rounds):           # A B B A ...: neither always runs second
+            if i % 2 == 0:
+                plain.append(_time_once(torch, model, x))
+                optimized.append(_time_once(torch, fast, x))
+            else:
+                optimized.append(_time_once(torch, fast, x))
+                plain.append(_time_once(torch, model, x))
     types = sorted({e.type for e in rep.taken})
     layout = " CL" if channels_last and x.dim() == 4 else ""
     if name == "style" and not quick:
