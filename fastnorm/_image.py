@@ -1,0 +1,164 @@
+"""normalize_image: decoded images to a model's input in one pass (DESIGN.md section 10).
+
+Every preprocessing convention is a per-channel affine map y = x * a[c] + b[c] of the raw
+pixel values. The plan validates the call (fastnorm._validate), computes a and b in float64
+and hands the kernel (_kernels/images.pxi: normalize_image_rows) where each image is and how
+its pixels and the output are strided, so that one pass reads each HWC row, widens it,
+applies the fused multiply-add and writes C planes (NCHW) or pixels (NHWC):
+
+  mode "standard"              a = scale / std, b = -mean / std (torchvision, Hugging Face,
+                               OpenCV blobFromImage, albumentations Normalize)
+  "image", "image_per_channel" a = 1 / (s + eps), b = -m * a from each image's (or each of
+                               its channels') mean m and std s, clipped to [-20, 20]
+  "min_max", "min_max_per_channel"  a = 1 / (max - min + eps), b = -min * a
+
+The per-image modes are statistics then apply, as InstanceNorm: the statistics engine
+(exact integer sums for integer images, fastnorm._stats) gives one parameter set per image.
+No copy of the input is made for any strides in whole elements (contiguous HWC, planar views
+x_chw.transpose(1, 2, 0), crops, a list of separate images); swap_rb only changes where
+each output channel is read in the pixel.
+"""
+import numpy as np
+
+from . import _dispatch, _threads
+from . import _validate as V
+from ._stats import raw_moments
+
+# dtype -> the kernel's code (_kernels/images.pxi: IMG_* and OUT_*)
+_INPUT_CODES = {np.dtype(np.uint8): 0, np.dtype(np.uint16): 1, np.dtype(np.float32): 2,
+                np.dtype(np.float64): 3}
+_OUTPUT_CODES = {np.dtype(np.float32): 0, np.dtype(np.float64): 1, np.dtype(np.float16): 2}
+
+CLIP = 20.0         # albumentations' bound on the per-image standardized values
+
+
+def normalize_image(images, mean=None, std=None, *, mode="standard", scale=None,
+                    swap_rb=False, layout="NCHW", dtype=np.float32, eps=1e-4, out=None,
+                    num_threads=None):
+    """Normalize decoded images into a model's input in one pass.
+
+    images: one image (H, W) or (H, W, C), a batch (N, H, W, C), or a sequence of (H, W[, C])
+    arrays of one shape and dtype; uint8, uint16, float32 or float64, any strides.
+    mode "standard": ``y = (x * scale - mean[c]) / std[c]``, mean and std scalars or one
+    value per output channel (defaults 0 and 1), scale None meaning 1/255 for uint8, 1/65535
+    for uint16 and 1 for floats. The per-image modes of albumentations' Normalize
+    ("image", "image_per_channel", "min_max", "min_max_per_channel") take each image's
+    statistics of the raw values and no mean/std/scale. swap_rb exchanges the first and
+    third input channels (BGR <-> RGB, BGRA <-> RGBA). layout "NCHW" returns (N, C, H, W)
+    ((C, H, W) for one image), "NHWC" (N, H, W, C) ((H, W, C)); dtype float32, float16 or
+    float64. out: a writable array of exactly the result's shape and dtype (one slot of a
+    preallocated batch, say), written and returned.
+    """
+    batch = V.image_batch(images)
+    mode = V.choice(mode, "mode", V.IMAGE_MODES)
+    layout = V.choice(layout, "layout", V.IMAGE_LAYOUTS)
+    out_dtype = V.image_output_dtype(dtype)
+    swap = V.flag(swap_rb, "swap_rb")
+    eps = V.eps(eps)
+    nt = _threads.resolve(V.num_threads(num_threads))
+    n, h, w, c = batch.n, batch.h, batch.w, batch.c
+    if swap and c < 3:
+        raise ValueError(f"swap_rb exchanges the first and third channels and needs at "
+                         f"least 3, the images have {c}")
+    order = list(range(c))                  # the input channel of each output channel
+    if swap:
+        order[0], order[2] = 2, 0
+    if mode == "standard":
+        params = _standard_params(batch, mean, std, scale, order)
+    else:
+        for name, value in (("mean", mean), ("std", std), ("scale", scale)):
+            if value is not None:
+                raise ValueError(f"{name} must be None in mode {mode!r}: the per-image modes "
+                                 f"take each image's own statistics")
+        params = None
+    shape = ((c, h, w) if layout == "NCHW" else (h, w, c)) if batch.single else \
+        ((n, c, h, w) if layout == "NCHW" else (n, h, w, c))
+    out = V.image_out(out, shape, out_dtype, batch)
+    if n * h * w == 0:
+        return np.empty(shape, out_dtype) if out is None else out
+    clip = mode in ("image", "image_per_channel")
+    if params is None:
+        params = _per_image_params(batch, mode, eps, order, nt)
+    result = np.empty(shape, out_dtype) if out is None else out
+    _run(batch, order, result, layout, params, clip, nt)
+    return result
+
+
+def _standard_params(batch, mean, std, scale, order):
+    """(1, 2C) float64: a = scale / std, then b = -mean / std, in output channel order."""
+    c = batch.c
+    mean = V.channel_values(mean, "mean", c, 0.0)
+    std = V.channel_values(std, "std", c, 1.0)
+    if np.any(std == 0):
+        raise ValueError(f"std must not be 0, got {std.tolist()}")
+    s = V.image_scale(scale, batch.dtype)
+    return np.concatenate([s / std, -mean / std])[None]
+
+
+def _per_image_params(batch, mode, eps, order, nt):
+    """(N, 2C) float64 parameter sets from each image's statistics of its raw values,
+    permuted to the output channel order."""
+    n, c = batch.n, batch.c
+    per_channel = mode.endswith("per_channel")
+    if mode.startswith("min_max"):
+        if batch.stack is not None:
+            axes = (1, 2) if per_channel else (1, 2, 3)
+            lo, hi = (f(batch.stack, axis=axes).reshape(n, -1) for f in (np.min, np.max))
+        else:
+            axes = (0, 1) if per_channel else None
+            lo = np.array([np.min(img, axis=axes) for img in batch.arrays]).reshape(n, -1)
+            hi = np.array([np.max(img, axis=axes) for img in batch.arrays]).reshape(n, -1)
+        lo = lo.astype(np.float64)
+        with np.errstate(all="ignore"):
+            a = 1.0 / (hi - lo + eps)
+            b = -lo * a
+    else:
+        mean, std = _image_moments(batch, per_channel, nt)
+        with np.errstate(all="ignore"):
+            a = 1.0 / (std + eps)
+            b = -mean * a
+    if not per_channel:
+        a, b = np.repeat(a, c, axis=1), np.repeat(b, c, axis=1)
+    return np.ascontiguousarray(np.concatenate([a[:, order], b[:, order]], axis=1))
+
+
+def _image_moments(batch, per_channel, nt):
+    """Mean and std (ddof 0) of each image, (N, C) per channel or (N, 1), in float64: the
+    statistics engine (exact integer sums for integer images)."""
+    if batch.stack is not None:
+        raw = raw_moments(batch.stack, (1, 2) if per_channel else (1, 2, 3), nt)
+        mean, m2, count = raw.mean, raw.m2, raw.count
+    else:
+        parts = [raw_moments(img, (0, 1) if per_channel else (0, 1, 2), nt)
+                 for img in batch.arrays]
+        mean = np.array([p.mean for p in parts])
+        m2 = np.array([p.m2 for p in parts])
+        count = parts[0].count
+    return mean.reshape(batch.n, -1), np.sqrt(m2.reshape(batch.n, -1) / count)
+
+
+def _run(batch, order, result, layout, params, clip, nt):
+    """One kernel call over the batch: where each image is, its strides and the output's, in
+    elements."""
+    isz = batch.dtype.itemsize
+    if batch.stack is not None:             # one array: origins by its batch stride
+        x = batch.stack
+        origins = x.__array_interface__["data"][0] + np.arange(
+            batch.n, dtype=np.intp) * int(x.strides[0])
+        strides = [x.strides[1:]] * batch.n
+    else:
+        origins = [a.__array_interface__["data"][0] for a in batch.arrays]
+        strides = [a.strides for a in batch.arrays]
+    st = np.array(strides, dtype=np.intp).reshape(batch.n, 3) // isz
+    offsets = np.ascontiguousarray(st[:, 2:3] * np.array(order, dtype=np.intp)[None, :])
+    y = result if not batch.single else result[None]
+    ys = [s // result.itemsize for s in y.strides]
+    if layout == "NCHW":
+        dn, dc, dh, dw = ys
+    else:
+        dn, dh, dw, dc = ys
+    _dispatch.kernels().normalize_image_rows(
+        np.asarray(origins, dtype=np.uintp), np.ascontiguousarray(st[:, 0]),
+        np.ascontiguousarray(st[:, 1]), offsets, batch.h, batch.w,
+        _INPUT_CODES[batch.dtype], y.__array_interface__["data"][0], dn, dc, dh, dw,
+        _OUTPUT_CODES[result.dtype], params, clip, -CLIP, CLIP, nt)

@@ -1,0 +1,252 @@
+# ---------------------------------------------------------------------------------------
+# images: normalize_image in one pass (fastnorm/_image.py is the plan, _image.h the row loops)
+#
+# A batch of N images of H rows of W pixels of C channels, each image anywhere in memory
+# with its own strides (in elements): pixel (n, h, w), output channel c is read at
+# src[n] + h * sh[n] + w * sw[n] + off[n, c] (off: where each output channel is in the
+# pixel, so swap_rb and planar views are only offsets) and written at
+# dst + n * dn + c * dc + h * dh + w * dw (NCHW and NHWC are two sets of strides).
+# y = fma(x, a[c], b[c]) with a, b computed in float64 by the plan and rounded once to the
+# compute type (float32, or float64 for float64 input or output); float16 output is
+# computed in float32 into a row buffer and converted (_image.h). One parameter set per
+# image for the per-image modes (their statistics come from the statistics engine).
+# Threads share the N * H rows out statically: a batch splits by images, one large image
+# by rows; small inputs run serially (effective_threads).
+
+from cython.parallel cimport threadid
+
+cdef extern from "_image.h" nogil:
+    void fn_f32_to_f16_n(const float* x, uint16_t* y, Py_ssize_t n, Py_ssize_t stride) noexcept
+    void fn_img_roof_u8_f32(const uint8_t* x, float* y, Py_ssize_t n, float a, float b) noexcept
+    void fn_img_row_u8_f32(const uint8_t* x, Py_ssize_t sw, const Py_ssize_t* off, float* y,
+                           Py_ssize_t dw, Py_ssize_t dc, Py_ssize_t n, Py_ssize_t C,
+                           const float* abc, const float* arep, const float* brep,
+                           Py_ssize_t period, int clip, float lo, float hi) noexcept
+    void fn_img_row_u16_f32(const uint16_t* x, Py_ssize_t sw, const Py_ssize_t* off, float* y,
+                            Py_ssize_t dw, Py_ssize_t dc, Py_ssize_t n, Py_ssize_t C,
+                            const float* abc, const float* arep, const float* brep,
+                            Py_ssize_t period, int clip, float lo, float hi) noexcept
+    void fn_img_row_f32_f32(const float* x, Py_ssize_t sw, const Py_ssize_t* off, float* y,
+                            Py_ssize_t dw, Py_ssize_t dc, Py_ssize_t n, Py_ssize_t C,
+                            const float* abc, const float* arep, const float* brep,
+                            Py_ssize_t period, int clip, float lo, float hi) noexcept
+    void fn_img_row_f64_f32(const double* x, Py_ssize_t sw, const Py_ssize_t* off, float* y,
+                            Py_ssize_t dw, Py_ssize_t dc, Py_ssize_t n, Py_ssize_t C,
+                            const double* abc, const double* arep, const double* brep,
+                            Py_ssize_t period, int clip, double lo, double hi) noexcept
+    void fn_img_row_u8_f64(const uint8_t* x, Py_ssize_t sw, const Py_ssize_t* off, double* y,
+                           Py_ssize_t dw, Py_ssize_t dc, Py_ssize_t n, Py_ssize_t C,
+                           const double* abc, const double* arep, const double* brep,
+                           Py_ssize_t period, int clip, double lo, double hi) noexcept
+    void fn_img_row_u16_f64(const uint16_t* x, Py_ssize_t sw, const Py_ssize_t* off,
+                            double* y, Py_ssize_t dw, Py_ssize_t dc, Py_ssize_t n,
+                            Py_ssize_t C, const double* abc, const double* arep,
+                            const double* brep, Py_ssize_t period, int clip, double lo,
+                            double hi) noexcept
+    void fn_img_row_f32_f64(const float* x, Py_ssize_t sw, const Py_ssize_t* off, double* y,
+                            Py_ssize_t dw, Py_ssize_t dc, Py_ssize_t n, Py_ssize_t C,
+                            const double* abc, const double* arep, const double* brep,
+                            Py_ssize_t period, int clip, double lo, double hi) noexcept
+    void fn_img_row_f64_f64(const double* x, Py_ssize_t sw, const Py_ssize_t* off, double* y,
+                            Py_ssize_t dw, Py_ssize_t dc, Py_ssize_t n, Py_ssize_t C,
+                            const double* abc, const double* arep, const double* brep,
+                            Py_ssize_t period, int clip, double lo, double hi) noexcept
+
+cdef enum:
+    IMG_U8 = 0              # input codes (the plan's IMAGE_INPUT_CODES)
+    IMG_U16 = 1
+    IMG_F32 = 2
+    IMG_F64 = 3
+    OUT_F32 = 0             # output codes (the plan's IMAGE_OUTPUT_CODES)
+    OUT_F64 = 1
+    OUT_F16 = 2
+    IMG_PERIOD_MIN = 64     # constants repeated to at least this many values (NHWC streams)
+
+
+cdef struct ImageJob:
+    const char** src        # (N,) image origins
+    const Py_ssize_t* sh    # (N,) row strides, elements
+    const Py_ssize_t* sw    # (N,) pixel strides
+    const Py_ssize_t* off   # (N, C) channel offsets in the pixel, output order
+    char* dst
+    Py_ssize_t dn, dc, dh, dw
+    Py_ssize_t N, H, W, C
+    int in_code, out_code
+    Py_ssize_t sets         # parameter sets: 1, or N (per-image modes)
+    const float* abc32      # (sets, 2C) a then b, float32
+    const double* abc64     # (sets, 2C) float64
+    const float* rep32      # (sets, 2 * period) a then b repeated, float32
+    const double* rep64
+    Py_ssize_t period
+    int clip
+    double lo, hi
+    float* tmp              # float16 output: a row buffer of W * C floats per thread
+
+
+cdef inline void image_row_f32(const ImageJob* j, const char* x, Py_ssize_t sw,
+                               const Py_ssize_t* off, float* y, Py_ssize_t dw, Py_ssize_t dc,
+                               Py_ssize_t p) noexcept nogil:
+    """One row into float32 (strides dw, dc), parameter set p."""
+    cdef Py_ssize_t C = j.C, per = j.period
+    if j.in_code == IMG_U8:
+        fn_img_row_u8_f32(<const uint8_t*>x, sw, off, y, dw, dc, j.W, C, j.abc32 + p * 2 * C,
+                          j.rep32 + p * 2 * per, j.rep32 + p * 2 * per + per, per, j.clip,
+                          <float>j.lo, <float>j.hi)
+    elif j.in_code == IMG_U16:
+        fn_img_row_u16_f32(<const uint16_t*>x, sw, off, y, dw, dc, j.W, C,
+                           j.abc32 + p * 2 * C, j.rep32 + p * 2 * per,
+                           j.rep32 + p * 2 * per + per, per, j.clip, <float>j.lo,
+                           <float>j.hi)
+    elif j.in_code == IMG_F32:
+        fn_img_row_f32_f32(<const float*>x, sw, off, y, dw, dc, j.W, C, j.abc32 + p * 2 * C,
+                           j.rep32 + p * 2 * per, j.rep32 + p * 2 * per + per, per, j.clip,
+                           <float>j.lo, <float>j.hi)
+    else:
+        fn_img_row_f64_f32(<const double*>x, sw, off, y, dw, dc, j.W, C,
+                           j.abc64 + p * 2 * C, j.rep64 + p * 2 * per,
+                           j.rep64 + p * 2 * per + per, per, j.clip, j.lo, j.hi)
+
+
+cdef inline void image_row_f64(const ImageJob* j, const char* x, Py_ssize_t sw,
+                               const Py_ssize_t* off, double* y, Py_ssize_t p) noexcept nogil:
+    """One row into float64 (the job's strides), parameter set p."""
+    cdef Py_ssize_t C = j.C, per = j.period
+    cdef const double* abc = j.abc64 + p * 2 * C
+    cdef const double* ar = j.rep64 + p * 2 * per
+    if j.in_code == IMG_U8:
+        fn_img_row_u8_f64(<const uint8_t*>x, sw, off, y, j.dw, j.dc, j.W, C, abc, ar,
+                          ar + per, per, j.clip, j.lo, j.hi)
+    elif j.in_code == IMG_U16:
+        fn_img_row_u16_f64(<const uint16_t*>x, sw, off, y, j.dw, j.dc, j.W, C, abc, ar,
+                           ar + per, per, j.clip, j.lo, j.hi)
+    elif j.in_code == IMG_F32:
+        fn_img_row_f32_f64(<const float*>x, sw, off, y, j.dw, j.dc, j.W, C, abc, ar,
+                           ar + per, per, j.clip, j.lo, j.hi)
+    else:
+        fn_img_row_f64_f64(<const double*>x, sw, off, y, j.dw, j.dc, j.W, C, abc, ar,
+                           ar + per, per, j.clip, j.lo, j.hi)
+
+
+cdef inline Py_ssize_t image_itemsize(int code) noexcept nogil:
+    if code == IMG_U8:
+        return 1
+    if code == IMG_U16:
+        return 2
+    if code == IMG_F32:
+        return 4
+    return 8
+
+
+cdef void image_row(const ImageJob* j, Py_ssize_t t, int thread) noexcept nogil:
+    """Row t of the N * H rows of the job."""
+    cdef Py_ssize_t n = t // j.H
+    cdef Py_ssize_t h = t - n * j.H
+    cdef Py_ssize_t p = n if j.sets > 1 else 0
+    cdef Py_ssize_t isz = image_itemsize(j.in_code), c
+    cdef const char* x = j.src[n] + h * j.sh[n] * isz
+    cdef const Py_ssize_t* off = j.off + n * j.C
+    cdef Py_ssize_t y_at = n * j.dn + h * j.dh      # elements of the output type
+    cdef float* tmp
+    cdef uint16_t* yh
+    if j.out_code == OUT_F32:
+        image_row_f32(j, x, j.sw[n], off, (<float*>j.dst) + y_at, j.dw, j.dc, p)
+    elif j.out_code == OUT_F64:
+        image_row_f64(j, x, j.sw[n], off, (<double*>j.dst) + y_at, p)
+    else:
+        tmp = j.tmp + thread * j.W * j.C
+        yh = (<uint16_t*>j.dst) + y_at
+        if j.dc == 1 and j.dw == j.C:       # contiguous NHWC row: one stream
+            image_row_f32(j, x, j.sw[n], off, tmp, j.C, 1, p)
+            fn_f32_to_f16_n(tmp, yh, j.W * j.C, 1)
+        else:                               # planes, stored with the row's strides
+            image_row_f32(j, x, j.sw[n], off, tmp, 1, j.W, p)
+            for c in range(j.C):
+                fn_f32_to_f16_n(tmp + c * j.W, yh + c * j.dc, j.W, j.dw)
+
+
+def normalize_image_rows(const size_t[::1] src,          # IN  (N,) image origins
+                         const Py_ssize_t[::1] row_stride,   # (N,) elements
+                         const Py_ssize_t[::1] pixel_stride, # (N,) elements
+                         const Py_ssize_t[:, ::1] channel_offset,  # (N, C), output order
+                         Py_ssize_t H, Py_ssize_t W, int in_code,
+                         size_t dst,                     # OUT origin of the output
+                         Py_ssize_t dn, Py_ssize_t dc, Py_ssize_t dh, Py_ssize_t dw,
+                         int out_code,
+                         const double[:, ::1] params,    # (sets, 2C): a then b per channel
+                         bint clip, double lo, double hi, int num_threads):
+    """y[n, c, h, w] = x[n, h, w, c'] * a[c] + b[c] for the whole batch (see the section
+    comment). The plan has checked every address and extent against the arrays it holds."""
+    cdef ImageJob j
+    cdef Py_ssize_t N = src.shape[0], C = channel_offset.shape[1], sets = params.shape[0]
+    cdef Py_ssize_t per, p, k, t, rows, total
+    cdef int nt
+    if (row_stride.shape[0] != N or pixel_stride.shape[0] != N
+            or channel_offset.shape[0] != N or params.shape[1] != 2 * C
+            or not (sets == 1 or sets == N) or C < 1):
+        raise ValueError("normalize_image_rows: inconsistent shapes")
+    if N == 0 or H == 0 or W == 0:
+        return
+    per = C * ceil_div(IMG_PERIOD_MIN, C)
+    rows = N * H
+    total = rows * W * C
+    nt = effective_threads(total, num_threads)
+    if nt > rows:
+        nt = <int>rows
+    j.src = <const char**>&src[0]
+    j.sh = &row_stride[0]
+    j.sw = &pixel_stride[0]
+    j.off = &channel_offset[0, 0]
+    j.dst = <char*>dst
+    j.dn, j.dc, j.dh, j.dw = dn, dc, dh, dw
+    j.N, j.H, j.W, j.C = N, H, W, C
+    j.in_code, j.out_code = in_code, out_code
+    j.sets, j.period, j.clip, j.lo, j.hi = sets, per, clip, lo, hi
+    cdef float* abc32 = <float*>malloc(sets * (2 * C + 2 * per) * sizeof(float))
+    cdef double* abc64 = <double*>malloc(sets * (2 * C + 2 * per) * sizeof(double))
+    cdef float* tmp = NULL
+    if out_code == OUT_F16:
+        tmp = <float*>malloc(nt * W * C * sizeof(float))
+    if abc32 == NULL or abc64 == NULL or (out_code == OUT_F16 and tmp == NULL):
+        free(abc32)
+        free(abc64)
+        free(tmp)
+        raise MemoryError()
+    for p in range(sets):
+        for k in range(2 * C):
+            abc64[p * 2 * C + k] = params[p, k]
+            abc32[p * 2 * C + k] = <float>params[p, k]
+        for k in range(per):           # a, then b, repeated with period C
+            abc64[sets * 2 * C + p * 2 * per + k] = params[p, k % C]
+            abc64[sets * 2 * C + p * 2 * per + per + k] = params[p, C + k % C]
+            abc32[sets * 2 * C + p * 2 * per + k] = <float>params[p, k % C]
+            abc32[sets * 2 * C + p * 2 * per + per + k] = <float>params[p, C + k % C]
+    j.abc32, j.abc64 = abc32, abc64
+    j.rep32, j.rep64 = abc32 + sets * 2 * C, abc64 + sets * 2 * C
+    j.tmp = tmp
+    with nogil:
+        if nt == 1:
+            for t in range(rows):
+                image_row(&j, t, 0)
+        else:
+            for t in prange(rows, schedule='static', num_threads=nt):
+                image_row(&j, t, threadid())
+    free(abc32)
+    free(abc64)
+    free(tmp)
+
+
+def image_roof(const uint8_t[::1] x, float[::1] y, double a, double b, int num_threads):
+    """The roof of the image benchmarks: y = x * a + b over the same bytes in one contiguous
+    pass (1 byte read, 4 written per value), the same threads."""
+    cdef Py_ssize_t n = x.shape[0]
+    check_extent(n, n, y.shape[0])
+    cdef int nt = effective_threads(n, num_threads)
+    cdef Py_ssize_t blocks = ceil_div(n, APPLY_BLOCK)
+    cdef const uint8_t* xp = &x[0] if n else NULL
+    cdef float* yp = &y[0] if n else NULL
+    cdef Py_ssize_t t, begin
+    with nogil:
+        for t in prange(blocks, schedule='static', num_threads=nt, use_threads_if=nt > 1):
+            begin = t * APPLY_BLOCK
+            fn_img_roof_u8_f32(xp + begin, yp + begin,
+                               min(<Py_ssize_t>APPLY_BLOCK, n - begin), <float>a, <float>b)
