@@ -1,16 +1,19 @@
 """normalize_image: decoded images to a model's input in one pass (DESIGN.md section 10).
 
-Every preprocessing convention is a per-channel affine map y = x * a[c] + b[c] of the raw
-pixel values. The plan validates the call (fastnorm._validate), computes a and b in float64
-and hands the kernel (_kernels/images.pxi: normalize_image_rows) where each image is and how
+Every preprocessing convention is a per-channel affine map y = (x - M[c]) * a[c] + b[c] of
+the raw pixel values. The plan validates the call (fastnorm._validate), computes M, a and b
+in float64 and hands the kernel (_kernels/images.pxi: normalize_image_rows) where each image is and how
 its pixels and the output are strided, so that one pass reads each HWC row, widens it,
 applies the fused multiply-add and writes C planes (NCHW) or pixels (NHWC):
 
-  mode "standard"              a = scale / std, b = -mean / std (torchvision, Hugging Face,
+  mode "standard"              M = mean / scale, a = scale / std (torchvision, Hugging Face,
                                OpenCV blobFromImage, albumentations Normalize)
-  "image", "image_per_channel" a = 1 / (s + eps), b = -m * a from each image's (or each of
-                               its channels') mean m and std s, clipped to [-20, 20]
-  "min_max", "min_max_per_channel"  a = 1 / (max - min + eps), b = -min * a
+  "image", "image_per_channel" M = m, a = 1 / (s + eps) from each image's (or each of its
+                               channels') mean m and std s, clipped to [-20, 20]
+  "min_max", "min_max_per_channel"  M = min, a = 1 / (max - min + eps)
+
+The kernel applies it as fma(x - h, a, c), h = M rounded to the compute type and its low part
+folded into c, so a centre large against the spread loses no digits (DESIGN.md section 2).
 
 The per-image modes are statistics then apply, as InstanceNorm: the statistics engine
 (exact integer sums for integer images, fastnorm._stats) gives one parameter set per image.
@@ -64,7 +67,7 @@ def normalize_image(images, mean=None, std=None, *, mode="standard", scale=None,
     if swap:
         order[0], order[2] = 2, 0
     if mode == "standard":
-        params = _standard_params(batch, mean, std, scale, order)
+        params = _standard_params(batch, mean, std, scale)
     else:
         for name, value in (("mean", mean), ("std", std), ("scale", scale)):
             if value is not None:
@@ -84,20 +87,27 @@ def normalize_image(images, mean=None, std=None, *, mode="standard", scale=None,
     return result
 
 
-def _standard_params(batch, mean, std, scale, order):
-    """(1, 2C) float64: a = scale / std, then b = -mean / std, in output channel order."""
+def _standard_params(batch, mean, std, scale):
+    """(1, 3C) float64 M, a, b of y = (x - M) * a + b, in output channel order:
+    (x * scale - mean) / std = (x - mean / scale) * (scale / std)."""
     c = batch.c
     mean = V.channel_values(mean, "mean", c, 0.0)
     std = V.channel_values(std, "std", c, 1.0)
     if np.any(std == 0):
         raise ValueError(f"std must not be 0, got {std.tolist()}")
     s = V.image_scale(scale, batch.dtype)
-    return np.concatenate([s / std, -mean / std])[None]
+    if s == 0:                               # a constant -mean / std
+        return np.concatenate([np.zeros(c), np.zeros(c), -mean / std])[None]
+    with np.errstate(over="ignore"):
+        centre = mean / s
+    if not np.all(np.isfinite(centre)):      # a scale so small that mean / scale overflows
+        return np.concatenate([np.zeros(c), s / std, -mean / std])[None]
+    return np.concatenate([centre, s / std, np.zeros(c)])[None]
 
 
 def _per_image_params(batch, mode, eps, order, nt):
-    """(N, 2C) float64 parameter sets from each image's statistics of its raw values,
-    permuted to the output channel order."""
+    """(N, 3C) float64 parameter sets M, a, b (y = (x - M) * a + b, b = 0) from each image's
+    statistics of its raw values, permuted to the output channel order."""
     n, c = batch.n, batch.c
     per_channel = mode.endswith("per_channel")
     if mode.startswith("min_max"):
@@ -109,17 +119,17 @@ def _per_image_params(batch, mode, eps, order, nt):
             lo = np.array([np.min(img, axis=axes) for img in batch.arrays]).reshape(n, -1)
             hi = np.array([np.max(img, axis=axes) for img in batch.arrays]).reshape(n, -1)
         lo = lo.astype(np.float64)
+        centre = lo
         with np.errstate(all="ignore"):
             a = 1.0 / (hi - lo + eps)
-            b = -lo * a
     else:
-        mean, std = _image_moments(batch, per_channel, nt)
+        centre, std = _image_moments(batch, per_channel, nt)
         with np.errstate(all="ignore"):
             a = 1.0 / (std + eps)
-            b = -mean * a
     if not per_channel:
-        a, b = np.repeat(a, c, axis=1), np.repeat(b, c, axis=1)
-    return np.ascontiguousarray(np.concatenate([a[:, order], b[:, order]], axis=1))
+        centre, a = np.repeat(centre, c, axis=1), np.repeat(a, c, axis=1)
+    return np.ascontiguousarray(np.concatenate(
+        [centre[:, order], a[:, order], np.zeros((n, c))], axis=1))
 
 
 def _image_moments(batch, per_channel, nt):
@@ -157,8 +167,10 @@ def _run(batch, order, result, layout, params, clip, nt):
         dn, dc, dh, dw = ys
     else:
         dn, dh, dw, dc = ys
+    # rows that follow each other in the input and the output run as one span of pixels
+    rows_contiguous = ((st[:, 0] == batch.w * st[:, 1]) & (dh == batch.w * dw)).astype(np.uint8)
     _dispatch.kernels().normalize_image_rows(
         np.asarray(origins, dtype=np.uintp), np.ascontiguousarray(st[:, 0]),
         np.ascontiguousarray(st[:, 1]), offsets, batch.h, batch.w,
         _INPUT_CODES[batch.dtype], y.__array_interface__["data"][0], dn, dc, dh, dw,
-        _OUTPUT_CODES[result.dtype], params, clip, -CLIP, CLIP, nt)
+        _OUTPUT_CODES[result.dtype], params, rows_contiguous, clip, -CLIP, CLIP, nt)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import fastnorm as fn
+from fastnorm import _dispatch
 from _helpers import rng_for
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -468,3 +469,27 @@ def test_importing_fastnorm_imports_no_image_library():
             "'PIL') if m in sys.modules]; "
             "sys.exit(repr(bad) if bad else 0)")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("variant", _dispatch.available_variants())
+def test_every_kernel_variant_agrees(variant):
+    """Every instruction-set variant against the float64 formulas, and against the baseline
+    within rounding (v3/v4 fuse the multiply-add; float16 through F16C or the scalar
+    conversion gives the same bits from the same float32 values)."""
+    x = _images("uint8", (3, 21, 37, 3), "variants")
+    planar = np.ascontiguousarray(x.transpose(0, 3, 1, 2)).transpose(0, 2, 3, 1)
+    calls = [dict(layout=layout, dtype=dt, swap_rb=swap)
+             for layout in ("NCHW", "NHWC") for dt in OUT_DTYPES for swap in (False, True)]
+    with _dispatch.using("baseline"):
+        base = [fn.normalize_image(x, IMAGENET_MEAN, IMAGENET_STD, **k) for k in calls]
+    with _dispatch.using(variant):
+        for k, ref in zip(calls, base):
+            got = fn.normalize_image(x, IMAGENET_MEAN, IMAGENET_STD, **k)
+            want = ref_standard(x, IMAGENET_MEAN, IMAGENET_STD, swap_rb=k["swap_rb"],
+                                layout=k["layout"])
+            assert_close(got, want, k["dtype"])
+            assert_close(got, ref.astype(np.float64), k["dtype"])
+            got = fn.normalize_image(planar, IMAGENET_MEAN, IMAGENET_STD, **k)
+            assert_close(got, want, k["dtype"])
+        for mode in MODES:
+            assert_close(fn.normalize_image(x, mode=mode), ref_per_image(x, mode), "float32")

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import fastnorm as fn
+from fastnorm import _dispatch
 from _helpers import rng_for
 
 INT_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "int64")
@@ -179,3 +180,12 @@ def test_bool_rejected():
         fn.moments(np.ones(4, bool))
     with pytest.raises(TypeError, match="bool"):
         fn.Moments().update(np.ones(4, bool))
+
+
+@pytest.mark.parametrize("variant", _dispatch.available_variants())
+@pytest.mark.parametrize("dtype", INT_DTYPES)
+def test_every_kernel_variant_is_exact(variant, dtype):
+    x = _random_ints(rng_for("variant", dtype), (6, 70, 5), dtype)
+    with _dispatch.using(variant):
+        for axis in (None, 1, (0, 1), (0, 2)):
+            _check(x, axis)
