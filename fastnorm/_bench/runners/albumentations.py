@@ -1,10 +1,13 @@
 """albumentations: A.Normalize on each image (HWC float32 out), then np.stack and, for NCHW
 cases, a transpose to contiguous NCHW, as a dataset's __getitem__ and collate do. Importing
 this module imports albumentations (and OpenCV, which it uses)."""
+import os
+
 import numpy as np
 
 from . import Runner, Unavailable
 
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")    # no version check over the network
 try:
     import albumentations as A
 except Exception as exc:
