@@ -5,8 +5,8 @@
  * sum(x*x) as a 192-bit unsigned one (an int64 square needs 126 bits). Portable C: carries
  * by hand, 64x64 -> 128-bit products with __int128 where the compiler has it.
  *
- * The hot loop for 8- and 16-bit data keeps int64/uint64 lane sums (a square fits 32 bits,
- * so 2**31 of them fit a lane) over a block of `rows` rows of `width` columns and adds them
+ * The hot loop for 8- and 16-bit data keeps lane sums (32-bit for 8-bit data, 64-bit for
+ * 16-bit data) over a block of `rows` rows of `width` columns and adds them
  * into the fn_isums at the end; a block of few columns (width < FN_ISUM_LANES) that is
  * contiguous (ld == width) is read as one stream whose lane i belongs to column i % width,
  * so that the loop vectorizes whatever the width. 32- and 64-bit data are summed value by
@@ -77,12 +77,15 @@ static inline void fn_mul_u64(uint64_t a, uint64_t b, uint64_t *lo, uint64_t *hi
 #endif
 }
 
-/* 8- and 16-bit data: lane sums over a block; SQ: the square of one value as uint64 */
-#define FN_DEFINE_ISUMS_NARROW(SUF, T)                                                      \
+/* 8- and 16-bit data: lane sums over a block, in lanes of L1 (x) and L2 (x*x): 32-bit
+ * lanes for 8-bit data (a square is below 2**16, a lane sums at most 2**16 of them: the
+ * caller's blocks hold at most FN_ISUM_BLOCK values and rows), 64-bit for 16-bit data */
+#define FN_ISUM_BLOCK 65536
+#define FN_DEFINE_ISUMS_NARROW(SUF, T, L1, L2)                                              \
 static inline void fn_isums_##SUF(const T *x, ptrdiff_t rows, ptrdiff_t ld,                  \
                                   ptrdiff_t width, fn_isum *out) {                           \
-    int64_t a1[FN_ISUM_MAX_WIDTH > FN_ISUM_LANES ? FN_ISUM_MAX_WIDTH : FN_ISUM_LANES];       \
-    uint64_t a2[FN_ISUM_MAX_WIDTH > FN_ISUM_LANES ? FN_ISUM_MAX_WIDTH : FN_ISUM_LANES];      \
+    L1 a1[FN_ISUM_MAX_WIDTH > FN_ISUM_LANES ? FN_ISUM_MAX_WIDTH : FN_ISUM_LANES];            \
+    L2 a2[FN_ISUM_MAX_WIDTH > FN_ISUM_LANES ? FN_ISUM_MAX_WIDTH : FN_ISUM_LANES];            \
     ptrdiff_t r, j, lanes;                                                                   \
     if (width < FN_ISUM_LANES && ld == width) {        /* one stream, lane i: column i % width */ \
         ptrdiff_t n = rows * width, i = 0, k;                                                \
@@ -91,19 +94,19 @@ static inline void fn_isums_##SUF(const T *x, ptrdiff_t rows, ptrdiff_t ld,     
         for (; i + lanes <= n; i += lanes) {                                                 \
             const T *xs = x + i;                                                             \
             for (k = 0; k < lanes; k++) {                                                    \
-                int64_t v = (int64_t)xs[k];                                                  \
+                L1 v = (L1)xs[k];                                                            \
                 a1[k] += v;                                                                  \
-                a2[k] += (uint64_t)(v * v);                                                  \
+                a2[k] += (L2)(v * v);                                                        \
             }                                                                                \
         }                                                                                    \
         for (k = 0; i < n; i++, k++) {                                                       \
-            int64_t v = (int64_t)x[i];                                                       \
+            L1 v = (L1)x[i];                                                                 \
             a1[k] += v;                                                                      \
-            a2[k] += (uint64_t)(v * v);                                                      \
+            a2[k] += (L2)(v * v);                                                            \
         }                                                                                    \
         for (j = 0; j < lanes; j++) {                                                        \
-            fn_isum_add_s1(&out[j % width], a1[j]);                                          \
-            fn_isum_add_s2(&out[j % width], a2[j], 0);                                       \
+            fn_isum_add_s1(&out[j % width], (int64_t)a1[j]);                                 \
+            fn_isum_add_s2(&out[j % width], (uint64_t)a2[j], 0);                             \
         }                                                                                    \
         return;                                                                              \
     }                                                                                        \
@@ -111,14 +114,14 @@ static inline void fn_isums_##SUF(const T *x, ptrdiff_t rows, ptrdiff_t ld,     
     for (r = 0; r < rows; r++) {                                                             \
         const T *xr = x + r * ld;                                                            \
         for (j = 0; j < width; j++) {                                                        \
-            int64_t v = (int64_t)xr[j];                                                      \
+            L1 v = (L1)xr[j];                                                                \
             a1[j] += v;                                                                      \
-            a2[j] += (uint64_t)(v * v);                                                      \
+            a2[j] += (L2)(v * v);                                                            \
         }                                                                                    \
     }                                                                                        \
     for (j = 0; j < width; j++) {                                                            \
-        fn_isum_add_s1(&out[j], a1[j]);                                                      \
-        fn_isum_add_s2(&out[j], a2[j], 0);                                                   \
+        fn_isum_add_s1(&out[j], (int64_t)a1[j]);                                             \
+        fn_isum_add_s2(&out[j], (uint64_t)a2[j], 0);                                         \
     }                                                                                        \
 }
 
@@ -144,10 +147,10 @@ static inline void fn_isums_##SUF(const T *x, ptrdiff_t rows, ptrdiff_t ld,     
     }                                                                                        \
 }
 
-FN_DEFINE_ISUMS_NARROW(u8, uint8_t)
-FN_DEFINE_ISUMS_NARROW(i8, int8_t)
-FN_DEFINE_ISUMS_NARROW(u16, uint16_t)
-FN_DEFINE_ISUMS_NARROW(i16, int16_t)
+FN_DEFINE_ISUMS_NARROW(u8, uint8_t, int32_t, uint32_t)
+FN_DEFINE_ISUMS_NARROW(i8, int8_t, int32_t, uint32_t)
+FN_DEFINE_ISUMS_NARROW(u16, uint16_t, int64_t, uint64_t)
+FN_DEFINE_ISUMS_NARROW(i16, int16_t, int64_t, uint64_t)
 FN_DEFINE_ISUMS_32(u32, uint32_t)
 FN_DEFINE_ISUMS_32(i32, int32_t)
 

@@ -45,8 +45,8 @@ ctypedef fused int_data:
     int32_t
     int64_t
 
-cdef enum:
-    ISUM_TASK = 65536      # values per task: lane sums of 16-bit squares cannot overflow
+cdef extern from "_intstats.h" nogil:
+    int ISUM_TASK "FN_ISUM_BLOCK"   # values (and rows) per task: no lane sum can overflow
 
 
 cdef inline void int_block_sums(const int_data* x, Py_ssize_t rows, Py_ssize_t ld,
