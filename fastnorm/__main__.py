@@ -4,7 +4,9 @@ Each benchmark case times fastnorm in place (out=x) and allocating (out=None), p
 NumPy, the roof (one in-place pass x = a*x + b over the same bytes with the same threads) and,
 when installed, PyTorch and ONNX Runtime, all in one process with rounds interleaved; the
 figures are medians. The peers run last (phase 2), after every case's fastnorm, NumPy and roof
-rounds (phase 1), so that their spinning threads cannot slow those. Exits non-zero if the
+rounds (phase 1), so that their spinning threads cannot slow those. A second table times
+normalize_image on decoded images against NumPy, the roof and, when installed, OpenCV,
+albumentations and PyTorch tensor ops (fastnorm._bench.images). Exits non-zero if the
 self-check or a benchmark's correctness check fails.
 """
 import argparse
