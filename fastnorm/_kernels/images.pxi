@@ -13,8 +13,8 @@
 # image); float16 output is
 # computed in float32 into a row buffer and converted (_image.h). One parameter set per
 # image for the per-image modes (their statistics come from the statistics engine).
-# Threads share the N * H rows out statically: a batch splits by images, one large image
-# by rows; small inputs run serially (effective_threads).
+# Threads take tasks of whole rows (IMG_TASK_PIXELS pixels) dynamically: a batch splits by
+# images and rows, one large image by rows; small inputs run serially (effective_threads).
 
 from cython.parallel cimport threadid
 
@@ -265,7 +265,10 @@ def normalize_image_rows(const size_t[::1] src,          # IN  (N,) image origin
             for t in range(tasks):
                 image_task(&j, t, 0)
         else:
-            for t in prange(tasks, schedule='static', num_threads=nt):
+            # dynamic: a thread that the OS holds back (a shared machine) leaves its tasks
+            # to the others instead of holding up the whole call; every split gives the same
+            # bits (elementwise)
+            for t in prange(tasks, schedule='dynamic', num_threads=nt):
                 image_task(&j, t, threadid())
     free(hac32)
     free(hac64)

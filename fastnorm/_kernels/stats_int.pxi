@@ -6,7 +6,7 @@
 # cols + j, reduced over r and i for each (o, j). Every plan of _stats.raw_moments fits it:
 # contiguous groups are columns of width 1 (rows = the group), BatchNorm's layout repeats
 # them `rep` times. Integer sums are exact, so blocks, tasks and threads may be split any
-# way: every split gives the same sums.
+# way: every split gives the same sums (so tasks are handed out dynamically).
 
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
@@ -105,7 +105,7 @@ def integer_moments(const int_data[::1] x,      # IN  flat (rep, outer, rows, co
             raise MemoryError()
     with nogil:
         if buf == NULL:
-            for u in prange(units, schedule='static', num_threads=nt, use_threads_if=nt > 1):
+            for u in prange(units, schedule='dynamic', num_threads=nt, use_threads_if=nt > 1):
                 o = u // nblk
                 j0 = (u - o * nblk) * width
                 w = min(width, cols - j0)
@@ -115,7 +115,7 @@ def integer_moments(const int_data[::1] x,      # IN  flat (rep, outer, rows, co
                         int_unit_sums(xp, rep, outer, rows, cols, o, j0, w, r, i0,
                                       min(rc, rows - i0), out + o * cols + j0)
         else:
-            for t in prange(units * per_unit, schedule='static', num_threads=nt):
+            for t in prange(units * per_unit, schedule='dynamic', num_threads=nt):
                 u = t // per_unit
                 o = u // nblk
                 j0 = (u - o * nblk) * width
