@@ -56,23 +56,17 @@ def normalize_image(images, mean=None, std=None, *, mode="standard", scale=None,
     mode = V.choice(mode, "mode", V.IMAGE_MODES)
     layout = V.choice(layout, "layout", V.IMAGE_LAYOUTS)
     out_dtype = V.image_output_dtype(dtype)
-    swap = V.flag(swap_rb, "swap_rb")
+    n, h, w, c = batch.n, batch.h, batch.w, batch.c
+    swap = V.swap_rb(swap_rb, c)
     eps = V.eps(eps)
     nt = _threads.resolve(V.num_threads(num_threads))
-    n, h, w, c = batch.n, batch.h, batch.w, batch.c
-    if swap and c < 3:
-        raise ValueError(f"swap_rb exchanges the first and third channels and needs at "
-                         f"least 3, the images have {c}")
     order = list(range(c))                  # the input channel of each output channel
     if swap:
         order[0], order[2] = 2, 0
     if mode == "standard":
         params = _standard_params(batch, mean, std, scale)
     else:
-        for name, value in (("mean", mean), ("std", std), ("scale", scale)):
-            if value is not None:
-                raise ValueError(f"{name} must be None in mode {mode!r}: the per-image modes "
-                                 f"take each image's own statistics")
+        V.no_constants_in_per_image_mode(mode, mean=mean, std=std, scale=scale)
         params = None
     shape = ((c, h, w) if layout == "NCHW" else (h, w, c)) if batch.single else \
         ((n, c, h, w) if layout == "NCHW" else (n, h, w, c))
@@ -92,9 +86,7 @@ def _standard_params(batch, mean, std, scale):
     (x * scale - mean) / std = (x - mean / scale) * (scale / std)."""
     c = batch.c
     mean = V.channel_values(mean, "mean", c, 0.0)
-    std = V.channel_values(std, "std", c, 1.0)
-    if np.any(std == 0):
-        raise ValueError(f"std must not be 0, got {std.tolist()}")
+    std = V.channel_values(std, "std", c, 1.0, nonzero=True)
     s = V.image_scale(scale, batch.dtype)
     if s == 0:                               # a constant -mean / std
         return np.concatenate([np.zeros(c), np.zeros(c), -mean / std])[None]

@@ -447,9 +447,10 @@ def image_output_dtype(value):
     return dt
 
 
-def channel_values(value, name, channels, default):
-    """mean / std of normalize_image: None (default), a real scalar, or a sequence of
-    `channels` reals; returned as a float64 array of shape (channels,)."""
+def channel_values(value, name, channels, default, nonzero=False):
+    """mean / std of normalize_image: None (default), a finite real scalar, or a sequence of
+    `channels` of them (none 0 with `nonzero`); returned as a float64 array of shape
+    (channels,)."""
     if value is None:
         return np.full(channels, float(default))
     try:
@@ -466,7 +467,26 @@ def channel_values(value, name, channels, default):
                          f"got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must be finite, got {value!r}")
+    if nonzero and np.any(arr == 0):
+        raise ValueError(f"{name} must not be 0, got {arr.tolist()}")
     return arr
+
+
+def swap_rb(value, channels):
+    """swap_rb of normalize_image: a bool; True needs at least 3 channels."""
+    swap = flag(value, "swap_rb")
+    if swap and channels < 3:
+        raise ValueError(f"swap_rb exchanges the first and third channels and needs at "
+                         f"least 3, the images have {channels}")
+    return swap
+
+
+def no_constants_in_per_image_mode(mode, **constants):
+    """mean, std and scale must be None in the per-image modes of normalize_image."""
+    for name, value in constants.items():
+        if value is not None:
+            raise ValueError(f"{name} must be None in mode {mode!r}: the per-image modes "
+                             f"take each image's own statistics")
 
 
 def image_scale(value, dtype):
