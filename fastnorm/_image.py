@@ -21,6 +21,8 @@ No copy of the input is made for any strides in whole elements (contiguous HWC, 
 x_chw.transpose(1, 2, 0), crops, a list of separate images); swap_rb only changes where
 each output channel is read in the pixel.
 """
+import math
+
 import numpy as np
 
 from . import _dispatch, _threads
@@ -88,13 +90,17 @@ def _standard_params(batch, mean, std, scale):
     mean = V.channel_values(mean, "mean", c, 0.0)
     std = V.channel_values(std, "std", c, 1.0, nonzero=True)
     s = V.image_scale(scale, batch.dtype)
+    params = np.zeros((1, 3 * c))
     if s == 0:                               # a constant -mean / std
-        return np.concatenate([np.zeros(c), np.zeros(c), -mean / std])[None]
-    with np.errstate(over="ignore"):
-        centre = mean / s
-    if not np.all(np.isfinite(centre)):      # a scale so small that mean / scale overflows
-        return np.concatenate([np.zeros(c), s / std, -mean / std])[None]
-    return np.concatenate([centre, s / std, np.zeros(c)])[None]
+        params[0, 2 * c:] = -mean / std
+        return params
+    centre = [m / s for m in mean.tolist()]
+    if all(map(math.isfinite, centre)):
+        params[0, :c] = centre
+    else:                                    # a scale so small that mean / scale overflows
+        params[0, 2 * c:] = -mean / std
+    params[0, c:2 * c] = s / std
+    return params
 
 
 def _per_image_params(batch, mode, eps, order, nt):
@@ -143,26 +149,32 @@ def _run(batch, order, result, layout, params, clip, nt):
     """One kernel call over the batch: where each image is, its strides and the output's, in
     elements."""
     isz = batch.dtype.itemsize
-    if batch.stack is not None:             # one array: origins by its batch stride
-        x = batch.stack
-        origins = x.__array_interface__["data"][0] + np.arange(
-            batch.n, dtype=np.intp) * int(x.strides[0])
-        strides = [x.strides[1:]] * batch.n
-    else:
-        origins = [a.__array_interface__["data"][0] for a in batch.arrays]
-        strides = [a.strides for a in batch.arrays]
-    st = np.array(strides, dtype=np.intp).reshape(batch.n, 3) // isz
-    offsets = np.ascontiguousarray(st[:, 2:3] * np.array(order, dtype=np.intp)[None, :])
+    n = batch.n
     y = result if not batch.single else result[None]
     ys = [s // result.itemsize for s in y.strides]
     if layout == "NCHW":
         dn, dc, dh, dw = ys
     else:
         dn, dh, dw, dc = ys
-    # rows that follow each other in the input and the output run as one span of pixels
-    rows_contiguous = ((st[:, 0] == batch.w * st[:, 1]) & (dh == batch.w * dw)).astype(np.uint8)
+    out_rows = dh == batch.w * dw
+    if batch.stack is not None:             # one array: origins by its batch stride
+        x = batch.stack
+        sh, sw, sc = (s // isz for s in x.strides[1:])
+        origins = np.arange(n, dtype=np.uintp)
+        origins *= x.strides[0] % (1 << 64)            # (a negative stride wraps around)
+        origins += x.__array_interface__["data"][0]
+        row_stride, pixel_stride = np.full(n, sh, np.intp), np.full(n, sw, np.intp)
+        offsets = np.empty((n, batch.c), np.intp)
+        offsets[:] = np.multiply(order, sc, dtype=np.intp)
+        rows_contiguous = np.full(n, sh == batch.w * sw and out_rows, np.uint8)
+    else:
+        origins = np.array([a.__array_interface__["data"][0] for a in batch.arrays], np.uintp)
+        st = np.array([a.strides for a in batch.arrays], dtype=np.intp) // isz
+        row_stride, pixel_stride = np.ascontiguousarray(st[:, 0]), np.ascontiguousarray(st[:, 1])
+        offsets = np.ascontiguousarray(st[:, 2:3] * np.array(order, dtype=np.intp)[None, :])
+        # rows that follow each other in the input and the output run as one span of pixels
+        rows_contiguous = ((row_stride == batch.w * pixel_stride) & out_rows).astype(np.uint8)
     _dispatch.kernels().normalize_image_rows(
-        np.asarray(origins, dtype=np.uintp), np.ascontiguousarray(st[:, 0]),
-        np.ascontiguousarray(st[:, 1]), offsets, batch.h, batch.w,
+        origins, row_stride, pixel_stride, offsets, batch.h, batch.w,
         _INPUT_CODES[batch.dtype], y.__array_interface__["data"][0], dn, dc, dh, dw,
         _OUTPUT_CODES[result.dtype], params, rows_contiguous, clip, -CLIP, CLIP, nt)

@@ -453,22 +453,21 @@ def channel_values(value, name, channels, default, nonzero=False):
     (channels,)."""
     if value is None:
         return np.full(channels, float(default))
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a number or a sequence of {channels} numbers, got "
-                        f"{value!r}") from exc
-    if np.asarray(value).dtype.kind in "bcOSU":
-        raise TypeError(f"{name} must be real numbers, got {np.asarray(value).dtype}")
+    given = np.asarray(value)
+    if given.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be a real number or a sequence of {channels} of them, "
+                        f"got {value!r}")
+    arr = given.astype(np.float64)
     if arr.ndim == 0:
         arr = np.full(channels, float(arr))
     elif arr.shape != (channels,):
         raise ValueError(f"{name} must be a scalar or have one value per channel ({channels}), "
                          f"got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
+    values = arr.tolist()                 # (a few numbers: Python is quicker than ufuncs)
+    if not all(map(math.isfinite, values)):
         raise ValueError(f"{name} must be finite, got {value!r}")
-    if nonzero and np.any(arr == 0):
-        raise ValueError(f"{name} must not be 0, got {arr.tolist()}")
+    if nonzero and 0.0 in values:
+        raise ValueError(f"{name} must not be 0, got {values}")
     return arr
 
 
