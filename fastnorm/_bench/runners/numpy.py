@@ -3,7 +3,7 @@ private running statistics. (The correctness check uses fastnorm._reference, not
 import numpy as np
 
 from ..cases import MOMENTUM
-from . import Runner, for_op
+from . import Runner, Unavailable, for_op
 
 
 def _normalize(x, axes, eps, weight=None, bias=None):
