@@ -123,7 +123,7 @@ cdef object fast_call(object x, object out, object p0, object p1, object p2, obj
     return y if ok else None
 
 
-# What a fast path takes: each check names the rule of fastnorm/_validate.py it mirrors.
+# What a fast path takes: each check names the rule of fastnorm/_validate/core.py it mirrors.
 # A check may accept less than its rule (the general path then decides), never more.
 
 cdef inline bint fast_x(object x):
