@@ -17,24 +17,12 @@ import contextlib
 import io
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 
 import numpy as np
-
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _median_time(fn, rounds):
@@ -156,6 +144,7 @@ def main(argv=None):
     import dask
     import distributed
     import fastnorm
+    from fastnorm._bench.machine import cpu_model
     if args.quick:
         shape, chunks, rounds, images, size = (16, 3, 64, 64), (4, 3, 64, 64), 3, 24, (64, 64)
     else:

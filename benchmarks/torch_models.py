@@ -14,21 +14,9 @@ models are skipped when transformers is not installed. --quick: small configs, f
 """
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
-
-
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _cpu_busy(seconds=0.5):
@@ -218,6 +206,7 @@ def main(argv=None):
     os.environ["OMP_NUM_THREADS"] = str(args.threads)      # fastnorm's OpenMP default
     import torch
     import fastnorm
+    from fastnorm._bench.machine import cpu_model
     torch.set_num_threads(args.threads)
     names = args.model or list(MODELS)
     try:
@@ -230,7 +219,7 @@ def main(argv=None):
         if skipped:
             print(f"transformers is not installed: skipping {', '.join(skipped)}")
     rounds = 2 if args.quick else args.rounds
-    print(f"CPU: {_cpu_model()} ({os.cpu_count()} logical CPUs); {args.threads} threads for "
+    print(f"CPU: {cpu_model()} ({os.cpu_count()} logical CPUs); {args.threads} threads for "
           f"PyTorch and fastnorm")
     print(f"fastnorm {fastnorm.__version__} (kernels {fastnorm.build_info().get('kernel_variant', '?')}), "
           f"torch {torch.__version__}, transformers {tr_version}; torch.inference_mode(), "

@@ -22,7 +22,8 @@ per core, distributed's workers set OMP_NUM_THREADS=1); the dask config key
 ``fastnorm.task-threads`` changes that, read when the graph is built.
 
 This module is an adapter: it validates (fastnorm._validate), translates dask arrays into
-blocks and calls fastnorm's plans; it holds no kernels.
+blocks and calls fastnorm's plans; it holds no kernels. The functions run on each block
+inside the tasks are in fastnorm._dask_blocks.
 """
 import functools
 import math
@@ -36,9 +37,12 @@ except ImportError as exc:          # dask is optional: say what to install
     raise ImportError("fastnorm.dask needs dask: pip install 'dask[array]' (or "
                       "pip install 'fastnorm-kernels[dask]')") from exc
 
-from . import _norms, _threads
+from . import _norms
 from . import _validate as V
-from ._stats import Moments, Raw, _variance, merge_raw, raw_moments
+from ._dask_blocks import (_GroupArgs, _RowArgs, _block_channels, _block_instances, _block_op,
+                           _block_positions, _block_rows, _block_stats, _instance_args,
+                           _mean_block, _merge_stats, _pass_params, _var_block)
+from ._stats import Moments, Raw, merge_raw
 
 __all__ = ["moments", "accumulate", "batch_norm", "instance_norm", "group_norm",
            "layer_norm", "rms_norm", "channel_layer_norm"]
@@ -54,66 +58,14 @@ def _task_threads():
 # ---------------------------------------------------------------------------------------
 # the statistics reduction
 
-def _keepdims_shape(shape, axes):
-    return tuple(1 if d in axes else s for d, s in enumerate(shape))
-
-
-def _block_stats(block, axis, keepdims=True, computing_meta=False, *, threads=1):
-    """chunk of the reduction: the Raw statistics of one block over `axis` (a tuple), the
-    arrays shaped like the block with the reduced dims kept at size 1. At graph time dask
-    calls it on a zero-size meta array (computing_meta): that never reaches a kernel."""
-    if computing_meta:
-        return np.empty((0,) * block.ndim, dtype=np.float64)
-    kept_shape = _keepdims_shape(block.shape, axis)
-    count = math.prod(block.shape[d] for d in axis)
-    if block.size == 0:                 # a zero-size block: no values, or no groups
-        zeros = np.zeros(kept_shape)
-        return Raw(count if zeros.size == 0 else 0, zeros, zeros.copy(), zeros.copy())
-    raw = raw_moments(np.asarray(block), axis,
-                      _threads.resolve(threads))
-    return Raw(raw.count, *(a.reshape(kept_shape) for a in raw[1:]))
-
-
-def _leaves(parts):
-    """The Raw results handed to a combine step: nested lists (one level per reduced
-    axis), or a single result."""
-    if isinstance(parts, Raw):
-        yield parts
-    else:
-        for part in parts:
-            yield from _leaves(part)
-
-
-def _merge_stats(parts, axis, keepdims=True, computing_meta=False):
-    """combine and aggregate of the reduction: Chan's merge of the Raw statistics of
-    adjacent blocks (merge_raw), in block order."""
-    if computing_meta:
-        return np.empty((0,) * (parts.ndim if hasattr(parts, "ndim") else len(axis)),
-                        dtype=np.float64)
-    merged = None
-    for raw in _leaves(parts):
-        merged = raw if merged is None else merge_raw(merged, raw)
-    return merged
-
-
 def _stats_graph(x, axes, split_every):
     """A dask array of x's shape with the reduced dims at size 1 whose blocks are Raw
-    statistics (not arrays: only the functions below read them)."""
+    statistics (not arrays: only the functions here and in _dask_blocks read them)."""
     chunk = functools.partial(_block_stats, threads=_task_threads())
     return da.reduction(x, chunk, _merge_stats, combine=_merge_stats, axis=axes,
                         keepdims=True, dtype=np.float64, split_every=split_every,
                         concatenate=False, name="fastnorm-moments",
                         meta=np.empty((0,) * x.ndim, dtype=np.float64))
-
-
-def _mean_block(raw, dtype):
-    if raw.count == 0:
-        return np.full(raw.shift.shape, np.nan, dtype=dtype)
-    return raw.mean.astype(dtype)
-
-
-def _var_block(raw, ddof, dtype):
-    return np.asarray(_variance(raw.m2, raw.count, ddof)).astype(dtype)
 
 
 def _check_reduced(x, axes):
@@ -232,84 +184,23 @@ def _spans_blocks(x, axes):
 
 
 # ---------------------------------------------------------------------------------------
-# normalizations: block functions (run inside tasks)
-
-def _flat_stats(mean, var):
-    return (np.ascontiguousarray(mean, np.float64).reshape(-1),
-            np.ascontiguousarray(var, np.float64).reshape(-1))
-
-
-def _block_channels(block, mean, var, weight, bias, *, eps, threads):
-    """Per-channel apply with given statistics: BatchNorm's eval path."""
-    return _norms.batch_norm(block, mean, var, weight, bias, False, eps=eps,
-                             num_threads=threads)
-
-
-def _block_instances(block, mean, var, weight, bias, *, eps, threads):
-    """Apply with statistics per (sample, channel) of the block: the block seen as one
-    sample of n*C channels (BatchNorm's eval path, parameters repeated per sample)."""
-    n, c = block.shape[:2]
-    flat = np.ascontiguousarray(block).reshape(1, n * c, -1)
-    mean, var = _flat_stats(mean, var)
-    weight = None if weight is None else np.tile(weight, n)
-    bias = None if bias is None else np.tile(bias, n)
-    return _norms.batch_norm(flat, mean, var, weight, bias, False, eps=eps,
-                             num_threads=threads).reshape(block.shape)
-
-
-def _elementwise_affine(y, weight, bias):
-    """y * weight + bias in place, the parameters broadcast over y's leading dims."""
-    if weight is not None:
-        np.multiply(y, weight, out=y)
-    if bias is not None:
-        np.add(y, bias, out=y)
-    return y
-
-
-def _compute_float(block):
-    return block.astype(V.compute_dtype(block.dtype), copy=False)
-
-
-def _block_rows(block, mean, var, weight, bias, *, k, eps, threads):
-    """LayerNorm/RMSNorm apply with statistics per row (the trailing k dims): rows as
-    channels of BatchNorm's eval path, then the elementwise affine."""
-    dtype = block.dtype
-    x = _compute_float(np.ascontiguousarray(block))
-    rows = math.prod(x.shape[:x.ndim - k])
-    mean, var = _flat_stats(mean, var)
-    y = _norms.batch_norm(x.reshape(1, rows, -1), mean, var, None, None, False, eps=eps,
-                          num_threads=threads).reshape(x.shape)
-    return _elementwise_affine(y, weight, bias).astype(dtype, copy=False)
-
-
-def _block_positions(block, mean, var, weight, bias, *, eps, threads):
-    """channel_layer_norm apply with statistics per (n, *spatial) position: positions as
-    channels of BatchNorm's eval path (C contiguous), then the per-channel affine."""
-    dtype = block.dtype
-    x = _compute_float(block)
-    moved = np.ascontiguousarray(np.moveaxis(x, 1, -1))        # (n, *spatial, C)
-    mean, var = _flat_stats(mean, var)
-    z = _norms.batch_norm(moved.reshape(1, -1, x.shape[1]), mean, var, None, None, False,
-                          eps=eps, num_threads=threads).reshape(moved.shape)
-    y = np.empty(x.shape, dtype=x.dtype)
-    y[...] = np.moveaxis(z, -1, 1)
-    shape = (1, -1) + (1,) * (x.ndim - 2)
-    return _elementwise_affine(y, None if weight is None else weight.reshape(shape),
-                               None if bias is None else bias.reshape(shape)).astype(
-        dtype, copy=False)
-
-
-def _block_op(block, *params, op, op_args, op_kwargs, threads):
-    """The in-memory op on one block whose groups all lie in it: op(block, *op_args(block,
-    *param blocks), **op_kwargs)."""
-    return op(block, *op_args(block, *params), **op_kwargs, num_threads=threads)
-
-
-# ---------------------------------------------------------------------------------------
 # normalizations
 
 def _param(value, name, shape, x):
     return V.param(value, name, shape, V.compute_dtype(x.dtype))
+
+
+def _running_norm_args(x, running_mean, running_var, weight, bias, batch_stats, momentum,
+                       eps):
+    """The checked (running_mean, running_var, weight, bias, momentum, eps) of batch_norm and
+    instance_norm (channels on dim 1); batch_stats: the call normalizes with statistics of
+    the batch (training / use_input_stats)."""
+    channels = x.shape[1]
+    weight = _param(weight, "weight", (channels,), x)
+    bias = _param(bias, "bias", (channels,), x)
+    running_mean, running_var = V.running_stats(running_mean, running_var, channels,
+                                                batch_stats)
+    return running_mean, running_var, weight, bias, V.momentum(momentum), V.eps(eps)
 
 
 def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
@@ -323,12 +214,8 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
     x = _norm_input(x, 2)
     training = V.flag(training, "training")
     channels = x.shape[1]
-    weight = _param(weight, "weight", (channels,), x)
-    bias = _param(bias, "bias", (channels,), x)
-    running_mean, running_var = V.running_stats(running_mean, running_var, channels,
-                                                training)
-    momentum = V.momentum(momentum)
-    eps = V.eps(eps)
+    running_mean, running_var, weight, bias, momentum, eps = _running_norm_args(
+        x, running_mean, running_var, weight, bias, training, momentum, eps)
     count = x.size // channels if channels else 0
     if training and count < 2:
         raise ValueError(f"batch_norm in training needs more than 1 value per channel, got "
@@ -365,12 +252,8 @@ def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None
     use_input_stats = V.flag(use_input_stats, "use_input_stats")
     n, channels = x.shape[:2]
     inner = math.prod(x.shape[2:])
-    weight = _param(weight, "weight", (channels,), x)
-    bias = _param(bias, "bias", (channels,), x)
-    running_mean, running_var = V.running_stats(running_mean, running_var, channels,
-                                                use_input_stats)
-    momentum = V.momentum(momentum)
-    eps = V.eps(eps)
+    running_mean, running_var, weight, bias, momentum, eps = _running_norm_args(
+        x, running_mean, running_var, weight, bias, use_input_stats, momentum, eps)
     if use_input_stats and inner < 2 and x.size:
         raise ValueError(f"instance_norm needs more than 1 spatial element per channel with "
                          f"use_input_stats=True, got x of shape {x.shape}")
@@ -398,23 +281,6 @@ def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None
                                unbiased.mean(axis=0), momentum)
     stats = [_chunked(s, x.chunks, (0, 1)) for s in (mean, var)]
     return _blockwise(_block_instances, x, *stats, *params, eps=eps, threads=threads)
-
-
-def _instance_args(block, weight, bias):
-    return (None, None, weight, bias)
-
-
-class _GroupArgs:
-    """The in-memory group_norm arguments of one block: its own number of groups."""
-
-    def __init__(self, per_group):
-        self.per_group = per_group
-
-    def __call__(self, block, weight, bias):
-        return (block.shape[1] // self.per_group, weight, bias)
-
-    def __dask_tokenize__(self):
-        return ("fastnorm.dask.group_args", self.per_group)
 
 
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
@@ -481,20 +347,6 @@ def _row_norm(x, normalized_shape, weight, bias, eps, rms):
     return _blockwise(_block_rows, x, *stats, *params, k=k, eps=eps, threads=threads)
 
 
-class _RowArgs:
-    """The in-memory layer_norm / rms_norm arguments of one block."""
-
-    def __init__(self, k, rms=False):
-        self.k, self.rms = k, rms
-
-    def __call__(self, block, weight, bias=None):
-        shape = block.shape[block.ndim - self.k:]
-        return (shape, weight) if self.rms else (shape, weight, bias)
-
-    def __dask_tokenize__(self):
-        return ("fastnorm.dask.row_args", self.k, self.rms)
-
-
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     """fastnorm.layer_norm of a dask array over its trailing `normalized_shape` dims;
     returns a lazy dask array. Each block is normalized on its own when the trailing dims
@@ -530,7 +382,3 @@ def channel_layer_norm(x, weight=None, bias=None, eps=1e-6):
     positions = (0,) + tuple(range(2, x.ndim))
     stats = [_chunked(s, x.chunks, positions) for s in (mean, var)]
     return _blockwise(_block_positions, x, *stats, *params, eps=eps, threads=threads)
-
-
-def _pass_params(block, weight, bias):
-    return (weight, bias)

@@ -18,6 +18,7 @@ distributed = pytest.importorskip("distributed", reason="the cluster tests need 
 
 import fastnorm as fn  # noqa: E402
 import fastnorm.dask as fnd  # noqa: E402
+from fastnorm import _dask_blocks  # noqa: E402
 from _helpers import rng_for  # noqa: E402
 
 SCHEDULERS = ("sync", "threads", "cluster")
@@ -168,13 +169,13 @@ def test_moments_unknown_chunks_along_the_reduced_axis(scheduler):
 def test_task_threads_default_one_and_configurable(monkeypatch):
     """Kernels inside tasks run with one thread unless dask's config says otherwise."""
     seen = []
-    original = fnd.raw_moments
+    original = _dask_blocks.raw_moments
 
     def recording(x, axes, num_threads):
         seen.append(num_threads)
         return original(x, axes, num_threads)
 
-    monkeypatch.setattr(fnd, "raw_moments", recording)
+    monkeypatch.setattr(_dask_blocks, "raw_moments", recording)
     dx = da.from_array(_data((8, 4), np.float64, "threads"), chunks=4)
     with dask.config.set(scheduler="synchronous"):
         fnd.moments(dx)[1].compute()

@@ -13,7 +13,7 @@ pytest.importorskip("dask", reason="python -m fastnorm stats needs dask (the tes
 distributed = pytest.importorskip("distributed", reason="the cluster tests need distributed")
 Image = pytest.importorskip("PIL.Image", reason="image inputs need Pillow (the test extra)")
 
-from fastnorm import _dataset_stats as S  # noqa: E402
+from fastnorm import _dataset_inputs, _dataset_stats as S  # noqa: E402
 from fastnorm.__main__ import main  # noqa: E402
 from _helpers import rng_for  # noqa: E402
 
@@ -133,7 +133,8 @@ def test_npz_zarr_channel_axis_and_slabs(capsys, tmp_path, monkeypatch):
     except ImportError:
         pass
     values = np.concatenate([v.astype(np.float64) for v in channels_last])
-    monkeypatch.setattr(S, "SLAB_BYTES", 4096)   # big.npy: slabs of 3 samples of 1296 B
+    # big.npy: slabs of 3 samples of 1296 B
+    monkeypatch.setattr(_dataset_inputs, "SLAB_BYTES", 4096)
     assert len(S.sources_of([("npy", str(tmp_path / "big.npy"))], 1)) == 14
     if len(inputs) == 3:
         assert len(S.sources_of([("zarr", str(tmp_path / "c.zarr"))], 1)) == 5

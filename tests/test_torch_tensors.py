@@ -54,21 +54,18 @@ def _cl_torch(x, w, b, eps):
 # name -> (fastnorm call(x, params, out), torch reference(x64, params64), running stats
 #          updated, channels_last result native)
 def _cases():
-    def bn_train(m, x, p, **kw):
-        w, b, rm, rv = p
-        return m.batch_norm(x, rm, rv, w, b, True, 0.1, 1e-5, **kw)
+    def with_running(op, batch_stats):
+        """m.<op>(x, running_mean, running_var, weight, bias, batch_stats, 0.1, 1e-5):
+        batch_norm (training) and instance_norm (use_input_stats)."""
+        def call(m, x, p, **kw):
+            w, b, rm, rv = p
+            return getattr(m, op)(x, rm, rv, w, b, batch_stats, 0.1, 1e-5, **kw)
+        return call
 
-    def bn_eval(m, x, p, **kw):
-        w, b, rm, rv = p
-        return m.batch_norm(x, rm, rv, w, b, False, 0.1, 1e-5, **kw)
-
-    def in_stats(m, x, p, **kw):
-        w, b, rm, rv = p
-        return m.instance_norm(x, rm, rv, w, b, True, 0.1, 1e-5, **kw)
-
-    def in_running(m, x, p, **kw):
-        w, b, rm, rv = p
-        return m.instance_norm(x, rm, rv, w, b, False, 0.1, 1e-5, **kw)
+    bn_train = with_running("batch_norm", True)
+    bn_eval = with_running("batch_norm", False)
+    in_stats = with_running("instance_norm", True)
+    in_running = with_running("instance_norm", False)
 
     def gn(m, x, p, **kw):
         w, b = p[:2]
