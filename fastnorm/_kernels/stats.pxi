@@ -66,6 +66,9 @@ cdef extern from "_simd.h" nogil:
                            double* s1, double* s2) noexcept
     void fn_chunk_sums_f64(const double* x, Py_ssize_t n, int precise, double* shift,
                            double* s1, double* s2) noexcept
+    void fn_chunk_sums_f32_pair(const float* xa, const float* xb, Py_ssize_t n,
+                                double* shift, double* s1, double* s2) noexcept
+    enum: FN_PAIR_MAX       # chunks shorter than this may be summed in pairs
     void fn_prefetch(const void* p, Py_ssize_t nbytes) noexcept
     void fn_prefetch_l2(const void* p, Py_ssize_t nbytes) noexcept
 
@@ -76,15 +79,31 @@ cdef inline Stat chunk_stat(const floating* x, Py_ssize_t n, bint precise) noexc
     precise: float64 lanes for float32 data too (moments); else float32 lanes where safe
     (normalizations, whose float32 output cannot show the difference)."""
     cdef double shift, s1, s2
-    cdef Stat r
     if floating is float:
         fn_chunk_sums_f32(x, n, precise, &shift, &s1, &s2)
     else:
         fn_chunk_sums_f64(x, n, precise, &shift, &s1, &s2)
-    r = stat_from_sums(<double>n, shift, s1, s2)
+    return chunk_stat_from_sums(x, n, shift, s1, s2)
+
+
+cdef inline Stat chunk_stat_from_sums(const floating* x, Py_ssize_t n, double shift,
+                                      double s1, double s2) noexcept nogil:
+    cdef Stat r = stat_from_sums(<double>n, shift, s1, s2)
     if not isfinite(shift + s1 + s2):
         r = nonfinite_stat(x, n, 1, r)
     return r
+
+
+cdef inline void row_pair_stats(const float* xa, const float* xb, Py_ssize_t n,
+                                Stat* a, Stat* b) noexcept nogil:
+    """chunk_stat of two short rows (n < FN_PAIR_MAX, float32 lanes), to the same bits,
+    their sums interleaved (fn_chunk_sums_f32_pair)."""
+    cdef double shift[2]
+    cdef double s1[2]
+    cdef double s2[2]
+    fn_chunk_sums_f32_pair(xa, xb, n, shift, s1, s2)
+    a[0] = chunk_stat_from_sums(xa, n, shift[0], s1[0], s2[0])
+    b[0] = chunk_stat_from_sums(xb, n, shift[1], s1[1], s2[1])
 
 
 cdef inline void segment_fold(const floating* x, Py_ssize_t n, bint precise,
