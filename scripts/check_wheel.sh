@@ -117,7 +117,7 @@ missing=()
 py_sources=$(cd "$src" && find fastnorm -name '*.py' | sort)   # subpackages too (fastnorm/_bench)
 for f in setup.py pyproject.toml README.md MANIFEST.in $py_sources \
          $(cd "$src" && ls fastnorm/*.pyx fastnorm/*.pxi fastnorm/*.h fastnorm/*.pyi \
-           fastnorm/py.typed tests/*.py tests/typing/*); do
+           fastnorm/py.typed tests/*.py tests/typing/*.py tests/typing/*.txt); do
     grep -qxF "$prefix/$f" "$work/sdist.txt" || missing+=("$f")
 done
 [ ${#missing[@]} -eq 0 ] || fail "the sdist lacks: ${missing[*]}"
