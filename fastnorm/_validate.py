@@ -327,3 +327,26 @@ def split_every(value):
         if v < 2:
             raise ValueError(f"split_every must be >= 2, got {value!r}")
     return value
+
+
+# ---------------------------------------------------------------------------------------
+# fastnorm.torch (the adapter hands in the tensor and torch's types: nothing here imports torch)
+
+def tensor(value, name, grad_enabled, numpy_dtypes, strided):
+    """A torch.Tensor argument (fastnorm.torch translates it; torch is not imported here):
+    a dense (`strided` layout) CPU tensor of a dtype in `numpy_dtypes` (torch dtype -> NumPy
+    dtype), not one that autograd would need a gradient through. Returns the NumPy dtype."""
+    if grad_enabled and value.requires_grad:
+        raise ValueError(f"{name} requires grad: fastnorm has no autograd; call it under "
+                         f"torch.no_grad() or torch.inference_mode(), or pass "
+                         f"{name}.detach()")
+    if not value.is_cpu:
+        raise ValueError(f"{name} is on device {value.device}; fastnorm takes CPU tensors")
+    if value.layout is not strided:
+        raise TypeError(f"{name} is a {value.layout} tensor; fastnorm takes dense (strided) "
+                        f"tensors")
+    dtype = numpy_dtypes.get(value.dtype)
+    if dtype is None:
+        raise TypeError(f"{name} has dtype {value.dtype}; fastnorm supports float16, "
+                        f"float32 and float64 tensors")
+    return dtype

@@ -1,0 +1,60 @@
+"""Tensors in, tensors out: the one hook every public function goes through.
+
+`accepts_tensors(func)` wraps a public function (or method) so that CPU torch tensors may
+stand wherever it takes arrays; the results then come back as tensors (fastnorm/torch.py does
+the translation). torch is never imported here: a process that has not imported torch cannot
+hold a tensor, so the wrapper looks for torch in sys.modules and, when it is there, for a
+tensor among the arguments (and one level into list/tuple arguments, for sequences of
+arrays). Calls without tensors go straight to `func`.
+"""
+import functools
+import inspect
+import sys
+
+import numpy as np
+
+
+def _positional_names(func):
+    return tuple(p.name for p in inspect.signature(func).parameters.values()
+                 if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+
+
+# argument types that are never tensors nor hold them (a set look-up is cheaper than
+# isinstance against torch.Tensor, whose metaclass makes that check slow)
+_PLAIN = frozenset({type(None), bool, int, float, str, np.ndarray, np.dtype, np.float32,
+                    np.float64, type})
+
+
+def _has_tensor(values, tensor_type):
+    for value in values:
+        cls = type(value)
+        if cls in _PLAIN:
+            continue
+        if cls is tensor_type or isinstance(value, tensor_type):
+            return True
+        if cls in (list, tuple) and any(isinstance(v, tensor_type) for v in value):
+            return True
+    return False
+
+
+def accepts_tensors(func, *, writes=("out",)):
+    """`func` taking CPU torch tensors too. `writes`: the arguments it may write in place
+    (their tensors' autograd version counters are bumped after the call). A module-level
+    function is published as fastnorm.<name> (so that pickle finds this wrapper)."""
+    names = _positional_names(func)
+    writes = frozenset(writes)
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            tensor_type = getattr(torch, "Tensor", None)
+            if tensor_type is not None and (_has_tensor(args, tensor_type)
+                                            or _has_tensor(kwargs.values(), tensor_type)):
+                from . import torch as adapter
+                return adapter.call_with_tensors(func, names, writes, args, kwargs)
+        return func(*args, **kwargs)
+
+    if "." not in func.__qualname__:
+        wrapper.__module__ = "fastnorm"
+    return wrapper
