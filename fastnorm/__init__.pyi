@@ -2,15 +2,18 @@
 # functions live in _norms.py, _stats.py and _info.py; `python -m mypy.stubtest fastnorm`
 # (tests/test_typing.py) checks that these signatures match them.
 #
-# Arrays in, arrays out: a float ndarray gives a result of its dtype; other array-likes are
-# accepted as NumPy converts them (a result dtype that only the runtime knows).
+# Arrays in, arrays out: a float ndarray gives a result of its dtype; a CPU torch.Tensor
+# gives tensors; other array-likes are accepted as NumPy converts them (a result dtype that
+# only the runtime knows). Without torch installed, Tensor is unknown to the checker and the
+# tensor signatures accept anything that is not an ndarray.
 from collections.abc import Sequence
 from typing import Any, Literal, SupportsIndex, TypedDict, TypeVar, overload
 
 from typing_extensions import Self
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike, DTypeLike, NDArray
+from torch import Tensor
 
 __version__: str
 __all__ = [
@@ -38,6 +41,11 @@ def batch_norm(x: NDArray[_F], running_mean: _Param = None, running_var: _Param 
                momentum: float = 0.1, eps: float = 1e-5, *, out: NDArray[_F] | None = None,
                num_threads: int | None = None) -> NDArray[_F]: ...
 @overload
+def batch_norm(x: Tensor, running_mean: _Param = None, running_var: _Param = None,
+               weight: _Param = None, bias: _Param = None, training: bool = False,
+               momentum: float = 0.1, eps: float = 1e-5, *, out: Tensor | None = None,
+               num_threads: int | None = None) -> Tensor: ...
+@overload
 def batch_norm(x: ArrayLike, running_mean: _Param = None, running_var: _Param = None,
                weight: _Param = None, bias: _Param = None, training: bool = False,
                momentum: float = 0.1, eps: float = 1e-5, *, out: NDArray[Any] | None = None,
@@ -49,6 +57,11 @@ def instance_norm(x: NDArray[_F], running_mean: _Param = None, running_var: _Par
                   momentum: float = 0.1, eps: float = 1e-5, *,
                   out: NDArray[_F] | None = None,
                   num_threads: int | None = None) -> NDArray[_F]: ...
+@overload
+def instance_norm(x: Tensor, running_mean: _Param = None, running_var: _Param = None,
+                  weight: _Param = None, bias: _Param = None, use_input_stats: bool = True,
+                  momentum: float = 0.1, eps: float = 1e-5, *, out: Tensor | None = None,
+                  num_threads: int | None = None) -> Tensor: ...
 @overload
 def instance_norm(x: ArrayLike, running_mean: _Param = None, running_var: _Param = None,
                   weight: _Param = None, bias: _Param = None, use_input_stats: bool = True,
@@ -69,6 +82,16 @@ def group_norm(x: NDArray[_F], num_groups: SupportsIndex, weight: _Param = None,
                num_threads: int | None = None
                ) -> tuple[NDArray[_F], NDArray[_F], NDArray[_F]]: ...
 @overload
+def group_norm(x: Tensor, num_groups: SupportsIndex, weight: _Param = None,
+               bias: _Param = None, eps: float = 1e-5, *, out: Tensor | None = None,
+               return_stats: Literal[False] = False,
+               num_threads: int | None = None) -> Tensor: ...
+@overload
+def group_norm(x: Tensor, num_groups: SupportsIndex, weight: _Param = None,
+               bias: _Param = None, eps: float = 1e-5, *, out: Tensor | None = None,
+               return_stats: Literal[True],
+               num_threads: int | None = None) -> tuple[Tensor, Tensor, Tensor]: ...
+@overload
 def group_norm(x: ArrayLike, num_groups: SupportsIndex, weight: _Param = None,
                bias: _Param = None, eps: float = 1e-5, *, out: NDArray[Any] | None = None,
                return_stats: Literal[False] = False,
@@ -91,6 +114,16 @@ def layer_norm(x: NDArray[_F], normalized_shape: _NormalizedShape, weight: _Para
                num_threads: int | None = None
                ) -> tuple[NDArray[_F], NDArray[_F], NDArray[_F]]: ...
 @overload
+def layer_norm(x: Tensor, normalized_shape: _NormalizedShape, weight: _Param = None,
+               bias: _Param = None, eps: float = 1e-5, *, out: Tensor | None = None,
+               return_stats: Literal[False] = False,
+               num_threads: int | None = None) -> Tensor: ...
+@overload
+def layer_norm(x: Tensor, normalized_shape: _NormalizedShape, weight: _Param = None,
+               bias: _Param = None, eps: float = 1e-5, *, out: Tensor | None = None,
+               return_stats: Literal[True],
+               num_threads: int | None = None) -> tuple[Tensor, Tensor, Tensor]: ...
+@overload
 def layer_norm(x: ArrayLike, normalized_shape: _NormalizedShape, weight: _Param = None,
                bias: _Param = None, eps: float = 1e-5, *, out: NDArray[Any] | None = None,
                return_stats: Literal[False] = False,
@@ -106,6 +139,10 @@ def rms_norm(x: NDArray[_F], normalized_shape: _NormalizedShape, weight: _Param 
              eps: float | None = None, *, out: NDArray[_F] | None = None,
              num_threads: int | None = None) -> NDArray[_F]: ...
 @overload
+def rms_norm(x: Tensor, normalized_shape: _NormalizedShape, weight: _Param = None,
+             eps: float | None = None, *, out: Tensor | None = None,
+             num_threads: int | None = None) -> Tensor: ...
+@overload
 def rms_norm(x: ArrayLike, normalized_shape: _NormalizedShape, weight: _Param = None,
              eps: float | None = None, *, out: NDArray[Any] | None = None,
              num_threads: int | None = None) -> NDArray[Any]: ...
@@ -115,20 +152,24 @@ def channel_layer_norm(x: NDArray[_F], weight: _Param = None, bias: _Param = Non
                        eps: float = 1e-6, *, out: NDArray[_F] | None = None,
                        num_threads: int | None = None) -> NDArray[_F]: ...
 @overload
+def channel_layer_norm(x: Tensor, weight: _Param = None, bias: _Param = None,
+                       eps: float = 1e-6, *, out: Tensor | None = None,
+                       num_threads: int | None = None) -> Tensor: ...
+@overload
 def channel_layer_norm(x: ArrayLike, weight: _Param = None, bias: _Param = None,
                        eps: float = 1e-6, *, out: NDArray[Any] | None = None,
                        num_threads: int | None = None) -> NDArray[Any]: ...
 
 # ---------------------------------------------------------------------------------------
 # statistics: like np.mean / np.var, a reduction over all axes (keepdims=False) gives NumPy
-# scalars, any other one arrays
+# scalars, any other one arrays (tensors: 0-d ones)
 
 @overload
 def moments(x: NDArray[_F], axis: None = None, *, ddof: float = 0,
             keepdims: Literal[False] = False, dtype: None = None,
             num_threads: int | None = None) -> tuple[_F, _F]: ...
 @overload
-def moments(x: ArrayLike, axis: None = None, *, ddof: float = 0,
+def moments(x: NDArray[Any], axis: None = None, *, ddof: float = 0,
             keepdims: Literal[False] = False, dtype: _FloatDType[_G],
             num_threads: int | None = None) -> tuple[_G, _G]: ...
 @overload
@@ -136,9 +177,13 @@ def moments(x: NDArray[_F], axis: _Axis | None = None, *, ddof: float = 0,
             keepdims: bool = False, dtype: None = None,
             num_threads: int | None = None) -> tuple[NDArray[_F], NDArray[_F]]: ...
 @overload
-def moments(x: ArrayLike, axis: _Axis | None = None, *, ddof: float = 0,
+def moments(x: NDArray[Any], axis: _Axis | None = None, *, ddof: float = 0,
             keepdims: bool = False, dtype: _FloatDType[_G],
             num_threads: int | None = None) -> tuple[NDArray[_G], NDArray[_G]]: ...
+@overload
+def moments(x: Tensor, axis: _Axis | None = None, *, ddof: float = 0,
+            keepdims: bool = False, dtype: DTypeLike | None = None,
+            num_threads: int | None = None) -> tuple[Tensor, Tensor]: ...
 @overload
 def moments(x: ArrayLike, axis: _Axis | None = None, *, ddof: float = 0,
             keepdims: bool = False, dtype: Any = None,

@@ -11,7 +11,7 @@ import fastnorm
 
 # (module, names): the public modules and their public functions and classes
 PUBLIC = [("fastnorm", [n for n in fastnorm.__all__ if n != "__version__"]),
-          ("fastnorm.dask", None)]
+          ("fastnorm.dask", None), ("fastnorm.torch", ["optimize", "report"])]
 MOMENTS_METHODS = ["update", "merge", "copy", "var", "std"]
 
 

@@ -16,9 +16,10 @@ import fastnorm
 TESTS = pathlib.Path(__file__).resolve().parent
 ROOT = TESTS.parent
 USER_CODE = TESTS / "typing" / "user_code.py"
-PUBLIC_STUBS = ["__init__.pyi", "dask.pyi"]
+USER_CODE_TORCH = TESTS / "typing" / "user_code_torch.py"
+PUBLIC_STUBS = ["__init__.pyi", "dask.pyi", "torch.pyi"]
 # the public modules that need an optional library, and the library
-OPTIONAL = {"fastnorm.dask": "dask.array"}
+OPTIONAL = {"fastnorm.dask": "dask.array", "fastnorm.torch": "torch"}
 
 
 # mypy and stubtest in subprocesses that would inherit scripts/asan.sh's sanitizer runtime:
@@ -64,6 +65,14 @@ def test_mypy_strict_on_user_code(tmp_path, mypy_cache):
 
 
 @_not_under_asan
+def test_mypy_strict_on_user_code_with_tensors(tmp_path, mypy_cache):
+    pytest.importorskip("torch", reason="the tensor user code needs torch")
+    result = _mypy("--strict", "--config-file=", str(USER_CODE_TORCH), cwd=tmp_path,
+                   cache=mypy_cache)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@_not_under_asan
 def test_mypy_rejects_wrong_calls(tmp_path, mypy_cache):
     wrong = tmp_path / "wrong.py"
     wrong.write_text(textwrap.dedent("""\
@@ -83,9 +92,11 @@ def test_mypy_rejects_wrong_calls(tmp_path, mypy_cache):
     assert lines == {4, 5, 6, 7, 8, 9}, result.stdout
 
 
-def test_user_code_runs(tmp_path):
-    pytest.importorskip("dask.array", reason="the user code uses fastnorm.dask")
-    result = subprocess.run([sys.executable, str(USER_CODE)], capture_output=True, text=True,
+@pytest.mark.parametrize("code, needs", [(USER_CODE, "dask.array"), (USER_CODE_TORCH, "torch")],
+                         ids=["numpy-dask", "torch"])
+def test_user_code_runs(tmp_path, code, needs):
+    pytest.importorskip(needs, reason=f"{code.name} needs {needs}")
+    result = subprocess.run([sys.executable, str(code)], capture_output=True, text=True,
                             cwd=tmp_path)
     assert result.returncode == 0 and "user code ran" in result.stdout, result.stderr
 
