@@ -18,10 +18,11 @@ from torch import Tensor
 __version__: str
 __all__ = [
     "__version__", "batch_norm", "instance_norm", "group_norm", "layer_norm", "rms_norm",
-    "channel_layer_norm", "moments", "Moments", "build_info",
+    "channel_layer_norm", "moments", "Moments", "normalize_image", "build_info",
 ]
 
 _F = TypeVar("_F", bound=np.floating[Any])
+_I = TypeVar("_I", bound=np.integer[Any])
 _G = TypeVar("_G", bound=np.floating[Any])
 
 # weight, bias, running statistics: cast to the compute dtype (running statistics that are
@@ -162,12 +163,16 @@ def channel_layer_norm(x: ArrayLike, weight: _Param = None, bias: _Param = None,
 
 # ---------------------------------------------------------------------------------------
 # statistics: like np.mean / np.var, a reduction over all axes (keepdims=False) gives NumPy
-# scalars, any other one arrays (tensors: 0-d ones)
+# scalars, any other one arrays (tensors: 0-d ones); integer data gives float64 by default
 
 @overload
 def moments(x: NDArray[_F], axis: None = None, *, ddof: float = 0,
             keepdims: Literal[False] = False, dtype: None = None,
             num_threads: int | None = None) -> tuple[_F, _F]: ...
+@overload
+def moments(x: NDArray[_I], axis: None = None, *, ddof: float = 0,
+            keepdims: Literal[False] = False, dtype: None = None,
+            num_threads: int | None = None) -> tuple[np.float64, np.float64]: ...
 @overload
 def moments(x: NDArray[Any], axis: None = None, *, ddof: float = 0,
             keepdims: Literal[False] = False, dtype: _FloatDType[_G],
@@ -176,6 +181,11 @@ def moments(x: NDArray[Any], axis: None = None, *, ddof: float = 0,
 def moments(x: NDArray[_F], axis: _Axis | None = None, *, ddof: float = 0,
             keepdims: bool = False, dtype: None = None,
             num_threads: int | None = None) -> tuple[NDArray[_F], NDArray[_F]]: ...
+@overload
+def moments(x: NDArray[_I], axis: _Axis | None = None, *, ddof: float = 0,
+            keepdims: bool = False, dtype: None = None,
+            num_threads: int | None = None
+            ) -> tuple[NDArray[np.float64], NDArray[np.float64]]: ...
 @overload
 def moments(x: NDArray[Any], axis: _Axis | None = None, *, ddof: float = 0,
             keepdims: bool = False, dtype: _FloatDType[_G],
@@ -208,6 +218,42 @@ class Moments:
     def __getstate__(self) -> tuple[Any, ...]: ...
     def __setstate__(self, state: tuple[Any, ...]) -> None: ...
     def __dask_tokenize__(self) -> tuple[str, int, str, str]: ...
+
+# ---------------------------------------------------------------------------------------
+# images
+
+_ImageMode = Literal["standard", "image", "image_per_channel", "min_max",
+                     "min_max_per_channel"]
+_ChannelValues = float | Sequence[float] | None
+_Arrays = NDArray[Any] | Sequence[NDArray[Any]]
+_Images = ArrayLike | Sequence[ArrayLike]
+
+@overload
+def normalize_image(images: _Arrays, mean: _ChannelValues = None, std: _ChannelValues = None,
+                    *, mode: _ImageMode = "standard", scale: float | None = None,
+                    swap_rb: bool = False, layout: Literal["NCHW", "NHWC"] = "NCHW",
+                    dtype: type[np.float32] = ..., eps: float = 1e-4,
+                    out: NDArray[np.float32] | None = None,
+                    num_threads: int | None = None) -> NDArray[np.float32]: ...
+@overload
+def normalize_image(images: _Arrays, mean: _ChannelValues = None, std: _ChannelValues = None,
+                    *, mode: _ImageMode = "standard", scale: float | None = None,
+                    swap_rb: bool = False, layout: Literal["NCHW", "NHWC"] = "NCHW",
+                    dtype: _FloatDType[_G], eps: float = 1e-4, out: NDArray[_G] | None = None,
+                    num_threads: int | None = None) -> NDArray[_G]: ...
+@overload
+def normalize_image(images: Tensor | Sequence[Tensor], mean: _ChannelValues = None,
+                    std: _ChannelValues = None, *, mode: _ImageMode = "standard",
+                    scale: float | None = None, swap_rb: bool = False,
+                    layout: Literal["NCHW", "NHWC"] = "NCHW", dtype: DTypeLike = ...,
+                    eps: float = 1e-4, out: Tensor | None = None,
+                    num_threads: int | None = None) -> Tensor: ...
+@overload
+def normalize_image(images: _Images, mean: _ChannelValues = None, std: _ChannelValues = None,
+                    *, mode: _ImageMode = "standard", scale: float | None = None,
+                    swap_rb: bool = False, layout: Literal["NCHW", "NHWC"] = "NCHW",
+                    dtype: DTypeLike, eps: float = 1e-4, out: NDArray[Any] | None = None,
+                    num_threads: int | None = None) -> NDArray[Any]: ...
 
 # ---------------------------------------------------------------------------------------
 # build information

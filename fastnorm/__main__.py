@@ -6,7 +6,9 @@ Each benchmark case times fastnorm in place (out=x) and allocating (out=None), p
 NumPy, the roof (one in-place pass x = a*x + b over the same bytes with the same threads) and,
 when installed, PyTorch and ONNX Runtime, all in one process with rounds interleaved; the
 figures are medians. The peers run last (phase 2), after every case's fastnorm, NumPy and roof
-rounds (phase 1), so that their spinning threads cannot slow those. Exits non-zero if the
+rounds (phase 1), so that their spinning threads cannot slow those. A second table times
+normalize_image on decoded images against NumPy, the roof and, when installed, OpenCV,
+albumentations and PyTorch tensor ops (fastnorm._bench.images). Exits non-zero if the
 self-check or a benchmark's correctness check fails.
 """
 import argparse
@@ -25,6 +27,7 @@ def self_check(verbose=True):
     data. Returns (ok, {name: max |error|})."""
     rng = np.random.default_rng(0)
     x = rng.normal(3.0, 2.0, size=(4, 6, 5, 7))
+    images = rng.integers(0, 256, size=(3, 9, 11, 3), dtype=np.uint8)
     checks = {
         "moments": fn.moments(x, axis=(0, 2, 3))[1] - ref.ref_moments(x, axis=(0, 2, 3))[1],
         "batch_norm": fn.batch_norm(x, training=True) - ref.ref_batch_norm(x, training=True)[0],
@@ -34,6 +37,12 @@ def self_check(verbose=True):
         "rms_norm": fn.rms_norm(x, 7, eps=1e-5) - ref.ref_rms_norm(x, 7, eps=1e-5),
         "channel_layer_norm": (fn.channel_layer_norm(x, eps=1e-5)
                                - ref.ref_channel_layer_norm(x, eps=1e-5)),
+        "moments uint8": (fn.moments(images, axis=(0, 1, 2))[1]
+                          - ref.ref_moments(images, axis=(0, 1, 2))[1]),
+        "normalize_image": (fn.normalize_image(images, (0.4, 0.5, 0.6), (0.2, 0.3, 0.25),
+                                               dtype=np.float64)
+                            - ref.ref_normalize_image(images, (0.4, 0.5, 0.6),
+                                                      (0.2, 0.3, 0.25))),
     }
     ok = True
     errors = {}
@@ -147,10 +156,12 @@ def main(argv=None):
                           "cases": []}, out)
         return 0 if ok else 1
 
+    from ._bench import images as BI
     cases = B.select_cases(args.quick, args.case)
-    if not cases:
+    image_cases = BI.select_image_cases(args.quick, args.case)
+    if not cases and not image_cases:
         print(f"no case matches {args.case!r}; ids: "
-              + ", ".join(c.id for c in B.CASES), file=sys.stderr)
+              + ", ".join(c.id for c in B.CASES + BI.IMAGE_CASES), file=sys.stderr)
         return 2
     impls = B.available_implementations()
     versions = B.versions()
@@ -159,15 +170,19 @@ def main(argv=None):
     start = time.perf_counter()
 
     if args.json:
-        print(f"benchmark: {len(cases)} cases, {args.threads} thread(s)", file=log, flush=True)
+        print(f"benchmark: {len(cases) + len(image_cases)} cases, {args.threads} thread(s)",
+              file=log, flush=True)
     else:
         print()
         for line in B.header_lines(info, machine, args.threads, args.quick, versions, load):
             print(line)
         print()
-    results = B.run(cases, threads=args.threads, quick=args.quick, progress=_progress(log))
+    results = B.run(cases, threads=args.threads, quick=args.quick,
+                    progress=_progress(log)) if cases else []
+    image_results = BI.run_images(image_cases, threads=args.threads, quick=args.quick,
+                                  progress=_progress(log)) if image_cases else []
     elapsed = time.perf_counter() - start
-    bench_ok = all(r.ok for r in results)
+    bench_ok = all(r.ok for r in results + image_results)
 
     if args.json:
         B.write_json({
@@ -176,21 +191,36 @@ def main(argv=None):
             "versions": versions, "implementations": impls, "seconds": elapsed,
             "load_average_before": load, "cpu_count": os.cpu_count(),
             "ok": ok and bench_ok, "cases": [r.to_dict() for r in results],
+            "image_cases": [BI.image_result_dict(r) for r in image_results],
         }, out)
     else:
-        print()
-        print(B.table_header(impls))
-        for res in results:
-            print(B.table_row(res, impls))
-        notes = B.table_notes(results)
-        if notes:
+        if results:
             print()
-            for line in notes:
+            print(B.table_header(impls))
+            for res in results:
+                print(B.table_row(res, impls))
+            notes = B.table_notes(results)
+            if notes:
+                print()
+                for line in notes:
+                    print(line)
+        if image_results:
+            lines, notes = BI.image_table(image_results)
+            print()
+            print(BI.image_header())
+            print()
+            for line in lines:
                 print(line)
-        print(f"\n{len(results)} case{'s' if len(results) != 1 else ''} in {elapsed:.0f} s")
+            if notes:
+                print()
+                for line in notes:
+                    print(line)
+        n = len(results) + len(image_results)
+        print(f"\n{n} case{'s' if n != 1 else ''} in {elapsed:.0f} s")
         if not bench_ok:
             print("FAILED: fastnorm's result differs from the reference in: " + ", ".join(
-                f"{r.case.label} {r.case.shape_str}" for r in results if not r.ok))
+                f"{r.case.label} {r.case.shape_str}" for r in results + image_results
+                if not r.ok))
 
     if args.plot:
         try:

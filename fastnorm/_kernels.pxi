@@ -6,6 +6,8 @@
 #   _kernels/stats.pxi     statistics engine: (count, mean, M2) of fixed-size chunks from
 #                          shifted sums (_simd.h), merged with Chan's formula in float64 in
 #                          a fixed order; segment_moments, column_moments (moments)
+#   _kernels/stats_int.pxi statistics engine, integer data: exact sums of x and x*x
+#                          (_intstats.h); integer_moments (moments, Moments.update)
 #   _kernels/apply.pxi     apply engine: y = fma(x - hi, a, c), hi the float64 mean rounded
 #                          to the data's type, its low part folded into c (mean_offset);
 #                          apply_channels (per-channel parameters)
@@ -13,6 +15,9 @@
 #                          while in cache (LayerNorm, RMSNorm, InstanceNorm, GroupNorm)
 #   _kernels/columns.pxi   normalization across rows at every column (channels-first LN)
 #   _kernels/channels.pxi  BatchNorm with batch statistics, channel by channel
+#   _kernels/images.pxi    normalize_image: HWC rows (any strides) widened, y = fma(x, a, b)
+#                          with per-channel constants, to planes or pixels (_image.h); the
+#                          image benchmarks' roof
 #   _kernels/roof.pxi      the benchmark's yardstick, one in-place pass x = a*x + b
 #   _kernels/fast.pxi      fast paths: recognize plain calls, run the same bodies
 # Every public op is a plan (fastnorm/_norms.py, fastnorm/_stats.py) over the def functions.
@@ -41,9 +46,11 @@
 
 include "_kernels/common.pxi"
 include "_kernels/stats.pxi"
+include "_kernels/stats_int.pxi"
 include "_kernels/apply.pxi"
 include "_kernels/rows.pxi"
 include "_kernels/columns.pxi"
 include "_kernels/channels.pxi"
+include "_kernels/images.pxi"
 include "_kernels/roof.pxi"
 include "_kernels/fast.pxi"

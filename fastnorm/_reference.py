@@ -163,3 +163,31 @@ def ref_channel_layer_norm(x, weight=None, bias=None, eps=1e-6):
     var = x.var(axis=1, keepdims=True)
     y = (x - mean) / np.sqrt(var + eps)
     return _affine(y, weight, bias, _chan_shape(x))
+
+
+def ref_normalize_image(images, mean=0.0, std=1.0, mode="standard", scale=None,
+                        swap_rb=False, layout="NCHW", eps=1e-4):
+    """normalize_image in float64 on an (N, H, W, C) or (H, W, C) array: mode "standard"
+    (x * scale - mean[c]) / std[c]; the per-image modes of albumentations' Normalize on the
+    raw values ("image", "image_per_channel" clipped to [-20, 20]; "min_max",
+    "min_max_per_channel")."""
+    raw = np.asarray(images)
+    x = raw.astype(np.float64)
+    if swap_rb:
+        order = list(range(x.shape[-1]))
+        order[0], order[2] = 2, 0
+        x = x[..., order]
+    if mode == "standard":
+        if scale is None:
+            scale = {np.dtype(np.uint8): 1 / 255, np.dtype(np.uint16): 1 / 65535}.get(
+                raw.dtype, 1.0)
+        y = (x * scale - _f64(mean)) / _f64(std)
+    else:
+        axes = tuple(range(x.ndim - 3, x.ndim - (1 if mode.endswith("per_channel") else 0)))
+        if mode.startswith("image"):
+            m, s = x.mean(axis=axes, keepdims=True), x.std(axis=axes, keepdims=True)
+            y = np.clip((x - m) / (s + eps), -20.0, 20.0)
+        else:
+            lo, hi = x.min(axis=axes, keepdims=True), x.max(axis=axes, keepdims=True)
+            y = (x - lo) / (hi - lo + eps)
+    return np.moveaxis(y, -1, -3) if layout == "NCHW" else y

@@ -2,10 +2,13 @@
 
 Both reduce to `raw_moments`, which maps an axis choice onto the two statistics kernels
 (groups of contiguous segments; strided columns) and returns float64 statistics with the
-mean as a pair shift + dev (see `Raw`).
+mean as a pair shift + dev (see `Raw`). Integer data (uint8 ... int64) takes the integer
+kernel instead: exact sums of x and x*x, from which the mean and M2 are rounded once
+(`_raw_from_sums`).
 """
 import hashlib
 import math
+from fractions import Fraction
 import warnings
 from typing import NamedTuple
 
@@ -79,6 +82,8 @@ def raw_moments(x, axes, num_threads):
     count = math.prod(x.shape[d] for d in axes)
     x = np.ascontiguousarray(x, dtype=V.compute_dtype(x.dtype))
     blocks = _blocks(x.shape, axes)
+    if V.is_integer(x.dtype):
+        return _integer_raw_moments(x, axes, blocks, kept_shape, count, num_threads)
     if not any(reduced for _, reduced in blocks):          # nothing to reduce
         zeros = np.zeros(kept_shape)
         return Raw(count, x.astype(np.float64).reshape(kept_shape), zeros, zeros.copy())
@@ -108,6 +113,61 @@ def raw_moments(x, axes, num_threads):
                m2.reshape(kept_shape))
 
 
+def _integer_raw_moments(x, axes, blocks, kept_shape, count, num_threads):
+    """raw_moments of C-contiguous integer x: the blocks as one (rep, outer, rows, cols)
+    record of the integer kernel (_kernels/stats_int.pxi), exact sums, then Raw."""
+    kept = math.prod(kept_shape)
+    pattern = "".join("R" if reduced else "K" for _, reduced in blocks)
+    sizes = [s for s, _ in blocks]
+    if "R" not in pattern:                   # nothing to reduce: each value its own group
+        record = (1, kept, 1, 1)
+    elif pattern in ("R", "KR"):
+        record = (1, sizes[0] if pattern == "KR" else 1, count, 1)
+    elif pattern in ("RK", "KRK"):
+        record = (1, *(sizes if pattern == "KRK" else [1] + sizes))
+    elif pattern == "RKR":
+        record = (sizes[0], sizes[1], sizes[2], 1)
+    else:                                    # more alternations: reduced axes last (a copy)
+        x = np.ascontiguousarray(np.moveaxis(x, axes, range(-len(axes), 0)))
+        record = (1, kept, count, 1)
+    sums = np.empty((kept, 5), np.uint64)
+    _dispatch.kernels().integer_moments(x.reshape(-1), *record, sums, num_threads)
+    shift, dev, m2 = _raw_from_sums(sums, count)
+    return Raw(count, shift.reshape(kept_shape), dev.reshape(kept_shape),
+               m2.reshape(kept_shape))
+
+
+_EXACT_FLOAT = 2 ** 53          # integers up to this are exact in float64
+
+
+def _raw_from_sums(sums, n):
+    """(shift, dev, m2) float64 arrays from exact sums (G, 5) uint64 words (s1 as a 128-bit
+    two's complement integer, s2 as a 192-bit one, low words first) of n values each: the
+    mean rounded once (shift, dev its remainder) and M2 = (n*s2 - s1**2) / n rounded once.
+    Vectorized while every quantity is exact in int64/float64, Python integers otherwise."""
+    s1_lo, s1_hi, w0, w1, w2 = (sums[:, k] for k in range(5))
+    s1 = s1_lo.view(np.int64)
+    fits = (np.all(s1_hi == np.where(s1 < 0, np.uint64(2 ** 64 - 1), np.uint64(0)))
+            and not np.any(w1) and not np.any(w2))
+    if fits and sums.shape[0] and n < _EXACT_FLOAT:
+        s1_max = int(np.max(np.abs(s1.astype(np.float64))))
+        if s1_max < _EXACT_FLOAT and n * int(np.max(w0)) < 2 ** 63:
+            m2n = n * w0.astype(np.int64) - s1 * s1      # n * M2, exact
+            if int(np.max(m2n)) <= _EXACT_FLOAT:
+                return (s1.astype(np.float64) / n, np.zeros(len(s1)),
+                        m2n.astype(np.float64) / n)
+    shift, dev, m2 = (np.empty(sums.shape[0]) for _ in range(3))
+    for g, words in enumerate(sums.tolist()):
+        total = words[0] | (words[1] << 64)
+        if total >= 2 ** 127:
+            total -= 2 ** 128
+        squares = words[2] | (words[3] << 64) | (words[4] << 128)
+        shift[g] = total / n                              # correctly rounded
+        dev[g] = float(Fraction(total, n) - Fraction(shift[g]))
+        m2[g] = (n * squares - total * total) / n
+    return shift, dev, m2
+
+
 def _variance(m2, count, ddof):
     """m2 / (count - ddof) as np.var computes it: a count - ddof <= 0 warns as NumPy does and
     gives inf or NaN."""
@@ -126,10 +186,14 @@ def moments(x, axis=None, *, ddof=0, keepdims=False, dtype=None, num_threads=Non
     every thread count. Empty reductions and ``count - ddof <= 0`` give NaN/inf with NumPy's
     RuntimeWarnings.
 
+    Integer x (uint8, int8, uint16, int16, uint32, int32, int64) is accumulated exactly
+    (integer sums of x and x*x): the mean and the sum of squared deviations are the exact
+    values rounded once to float64; results are float64 unless `dtype` says otherwise.
+
     Parameters
     ----------
     x : array_like
-        float16, float32 or float64 data.
+        float16, float32 or float64 data, or integers (not bool).
     axis : None, int or tuple of int
         The dims reduced (None: all; negatives count from the end).
     ddof : float
@@ -137,7 +201,7 @@ def moments(x, axis=None, *, ddof=0, keepdims=False, dtype=None, num_threads=Non
     keepdims : bool
         Keep the reduced dims with size 1.
     dtype : dtype, optional
-        float16, float32 or float64 results (default: the dtype of x).
+        float16, float32 or float64 results (default: the dtype of x; float64 for integers).
     num_threads : int, optional
         OpenMP threads (default: the OpenMP default at call time).
 
@@ -168,11 +232,11 @@ def moments(x, axis=None, *, ddof=0, keepdims=False, dtype=None, num_threads=Non
     >>> print(float(mean), float(var))
     10001.5 1.25
     """
-    x = V.array_input(x)
+    x = V.stats_input(x)
     axes = V.axes(axis, x.ndim)
     count = math.prod(x.shape[d] for d in axes)
     ddof = V.ddof(ddof)
-    out_dtype = V.result_dtype(dtype, x.dtype)
+    out_dtype = V.result_dtype(dtype, np.float64 if V.is_integer(x.dtype) else x.dtype)
     nt = _threads.resolve(V.num_threads(num_threads))
     kept_shape = tuple(s for d, s in enumerate(x.shape) if d not in axes)
     if x.size == 0:
@@ -240,7 +304,8 @@ class Moments:
         Parameters
         ----------
         batch : array_like
-            float16, float32 or float64 data; its non-reduced dims match earlier batches.
+            Float or integer data (as in moments); its non-reduced dims match earlier
+            batches.
         num_threads : int, optional
             OpenMP threads (default: the OpenMP default at call time).
 
@@ -259,7 +324,7 @@ class Moments:
         >>> print(acc.count, acc.mean)
         8 [1. 1. 1.]
         """
-        x = V.array_input(batch, "batch")
+        x = V.stats_input(batch, "batch")
         axes = V.axes(self._axis, x.ndim)
         nt = _threads.resolve(V.num_threads(num_threads))
         kept_shape = tuple(s for d, s in enumerate(x.shape) if d not in axes)

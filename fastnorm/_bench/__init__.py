@@ -41,6 +41,10 @@ sample taken after a peer has run is slowed by an unknown amount:
 A case's time budget is shared between its two phases by their number of runners. The
 result of each case (results.py) keeps both phases; report.py formats the table, the JSON
 document and the plot; machine.py says which CPU, caches and kernel variant ran.
+
+images.py holds the image cases of normalize_image (decoded uint8/uint16 HWC images to a
+model's input) with their own runners (fastnorm, NumPy, the roof, OpenCV, albumentations,
+PyTorch tensor ops), run in the same two phases and printed as a second table.
 """
 from .cases import CASES, DEFAULT_THREADS, DTYPE, EPS, MOMENTUM, Case, select_cases
 from .data import Setup

@@ -66,6 +66,24 @@ def statistics() -> None:
     assert pickle.loads(pickle.dumps(total)).count == count
 
 
+def images() -> None:
+    img = np.zeros((5, 6, 3), np.uint8)
+    assert_type(fn.normalize_image(img, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+                NDArray[np.float32])
+    batch = fn.normalize_image([img, img], mode="image_per_channel", layout="NHWC",
+                               dtype=np.float64, num_threads=1)
+    assert_type(batch, NDArray[np.float64])
+    out = np.empty((2, 3, 5, 6), np.float32)
+    assert_type(fn.normalize_image(np.stack([img, img]), scale=1 / 255, swap_rb=True,
+                                   out=out), NDArray[np.float32])
+    assert batch.shape == (2, 5, 6, 3)
+    # integer statistics: float64 results
+    mean, var = fn.moments(img)
+    assert_type(mean, np.float64)
+    per_channel, _ = fn.moments(img, axis=(0, 1))
+    assert_type(per_channel, NDArray[np.float64])
+
+
 def build() -> None:
     info = fn.build_info()
     version: str = info["version"]
@@ -97,6 +115,7 @@ def on_dask() -> None:
 if __name__ == "__main__":
     normalizations()
     statistics()
+    images()
     build()
     on_dask()
     print("user code ran")

@@ -30,6 +30,8 @@ def tensors() -> None:
         assert m.shape == (c,)
         acc = fn.Moments(axis=0).update(x.reshape(-1, c))
         assert acc.count == x.numel() // c
+        images = torch.randint(0, 256, (2, 5, 6, 3), dtype=torch.uint8)
+        assert_type(fn.normalize_image(images, [0.5, 0.5, 0.5], [0.2, 0.2, 0.2]), Tensor)
 
 
 def models() -> None:

@@ -6,7 +6,7 @@ import fastnorm as fn
 
 from ... import _dispatch
 from ..cases import MOMENTUM
-from . import Runner, for_op, named_table
+from . import Runner, Unavailable, for_op, named_table
 
 
 def _batch_norm(training):
@@ -79,3 +79,37 @@ def roof(setup):
     buf, reset = _in_place_buffer(setup.x0.reshape(-1))
     # a = -1, b = 0: bounded under repetition and checkable (x -> -x)
     return Runner(lambda: kernel(buf, -1.0, 0.0, nt), output=lambda: buf, reset=reset)
+
+
+# ---------------------------------------------------------------------------------------
+# images (fastnorm._bench.images)
+
+def _image_call(s):
+    normalize_image, x, nt = fn.normalize_image, s.images, s.threads
+    layout, mode = s.case.layout, s.case.mode
+    if s.standard:
+        mean, std = s.mean, s.std
+        return lambda out: normalize_image(x, mean, std, layout=layout, out=out,
+                                           num_threads=nt)
+    return lambda out: normalize_image(x, mode=mode, layout=layout, out=out, num_threads=nt)
+
+
+def image_runner(setup):
+    f = _image_call(setup)
+    buf = np.empty(setup.out_shape(), np.float32)
+    return Runner(lambda: f(buf), output=lambda: buf)
+
+
+def image_runner_alloc(setup):
+    f = _image_call(setup)
+    return Runner(lambda: f(None))
+
+
+def image_roof(setup):
+    if setup.images.dtype != np.uint8:
+        raise Unavailable("the roof kernel reads uint8")
+    kernel, nt = _dispatch.kernels().image_roof, setup.threads
+    x = setup.images.reshape(-1)
+    y = np.empty(x.size, np.float32)
+    a = 1.0 / setup.max_value
+    return Runner(lambda: kernel(x, y, a, 0.0, nt), output=lambda: y)

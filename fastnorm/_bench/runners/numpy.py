@@ -3,7 +3,7 @@ private running statistics. (The correctness check uses fastnorm._reference, not
 import numpy as np
 
 from ..cases import MOMENTUM
-from . import Runner, for_op
+from . import Runner, Unavailable, for_op
 
 
 def _normalize(x, axes, eps, weight=None, bias=None):
@@ -103,3 +103,35 @@ def runner(setup):
     f = for_op(FUNCTIONS, setup.case.op)(setup)
     x0 = setup.x0
     return Runner(lambda: f(x0))
+
+
+# ---------------------------------------------------------------------------------------
+# images (fastnorm._bench.images): float32 NumPy as preprocessing code writes it
+
+def image_runner(setup):
+    x, case = setup.images, setup.case
+    to_planes = (2, 0, 1) if case.single else (0, 3, 1, 2)
+    if setup.standard:
+        scale = np.float32(1 / setup.max_value)
+        mean, std = np.float32(setup.mean), np.float32(setup.std)
+
+        def f():
+            y = x.astype(np.float32) * scale
+            y -= mean
+            y /= std
+            return np.ascontiguousarray(y.transpose(to_planes)) if case.layout == "NCHW" \
+                else y
+        return Runner(f)
+    if case.mode != "image_per_channel":
+        raise Unavailable(f"no NumPy runner for mode {case.mode!r}")
+    axes = (-3, -2)
+
+    def per_channel():
+        y = x.astype(np.float32)
+        m = y.mean(axis=axes, keepdims=True)
+        s = y.std(axis=axes, keepdims=True)
+        y -= m
+        y /= s + np.float32(1e-4)
+        np.clip(y, -20, 20, out=y)
+        return np.ascontiguousarray(y.transpose(to_planes)) if case.layout == "NCHW" else y
+    return Runner(per_channel)

@@ -60,3 +60,48 @@ def runner(setup):
     call = build(setup, *(torch.from_numpy(a) for a in (setup.x0, setup.weight, setup.bias)))
     return Runner(call, output=lambda: call().numpy(), context=torch.inference_mode,
                   note=NOTES.get(setup.case.op, ""))
+
+
+# ---------------------------------------------------------------------------------------
+# images (fastnorm._bench.images): the tensor ops of torchvision's ToImage, ToDtype(float32,
+# scale=True) and Normalize (permute + contiguous, convert, divide, subtract, divide)
+
+def image_runner(setup):
+    if torch is None:
+        raise Unavailable(f"torch cannot be imported ({_IMPORT_ERROR})")
+    torch.set_num_threads(setup.threads)
+    case = setup.case
+    x = torch.from_numpy(setup.images)
+    to_planes = (2, 0, 1) if case.single else (0, 3, 1, 2)
+    if setup.standard:
+        if case.layout != "NCHW":
+            raise Unavailable("torchvision's pipeline produces NCHW")
+        mean = torch.tensor(setup.mean, dtype=torch.float32).reshape(-1, 1, 1)
+        std = torch.tensor(setup.std, dtype=torch.float32).reshape(-1, 1, 1)
+        max_value = setup.max_value
+
+        def f():
+            y = x.permute(to_planes).contiguous().to(torch.float32)
+            y.div_(max_value)
+            y.sub_(mean)
+            y.div_(std)
+            return y
+    elif case.mode == "image_per_channel":
+        dims = (-3, -2)
+
+        def f():
+            y = x.to(torch.float32)
+            m = y.mean(dim=dims, keepdim=True)
+            s = y.std(dim=dims, keepdim=True, correction=0)
+            y = ((y - m) / (s + 1e-4)).clamp_(-20, 20)
+            return y.permute(to_planes).contiguous() if case.layout == "NCHW" else y
+    else:
+        raise Unavailable(f"no torch runner for mode {case.mode!r}")
+    try:
+        with torch.inference_mode():
+            f()
+    except Exception as exc:           # e.g. an op this torch lacks for uint16
+        raise Unavailable(f"torch: {type(exc).__name__}: {exc}") from None
+    return Runner(f, output=lambda: f().numpy(), context=torch.inference_mode,
+                  note="permute + contiguous + to(float32) + div + sub + div"
+                  if setup.standard else "")
