@@ -1,6 +1,7 @@
 # Type hints of fastnorm's public API (PEP 561; the package ships py.typed). The runtime
-# functions live in _norms.py, _stats.py and _info.py; `python -m mypy.stubtest fastnorm`
-# (tests/test_typing.py) checks that these signatures match them.
+# functions live in _norms.py, _stats.py, _image.py and _info.py (taking tensors through
+# _tensors.py); `python -m mypy.stubtest fastnorm` (tests/test_typing.py) checks that these
+# signatures match them.
 #
 # Arrays in, arrays out: a float ndarray gives a result of its dtype; a CPU torch.Tensor
 # gives tensors; other array-likes are accepted as NumPy converts them (a result dtype that
