@@ -301,12 +301,11 @@ def _column_extremes(values):
 
 def _summary(values, label, dtype, files, threads):
     from . import Moments
-    from .dask import integers_as_float64
     s = Summary()
     s.channels, s.label, s.files, s.dtypes = values.shape[1], label, files, (str(dtype),)
     s.moments = Moments(axis=0)
     if values.size:
-        s.moments.update(integers_as_float64(values), num_threads=threads)
+        s.moments.update(values, num_threads=threads)
         s.minimum, s.maximum = _column_extremes(values)
     else:
         s.minimum = s.maximum = None

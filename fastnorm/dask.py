@@ -52,19 +52,6 @@ def _task_threads():
 
 
 # ---------------------------------------------------------------------------------------
-# integer data
-
-def integers_as_float64(block):
-    """The one place integer data is made ready for the statistics: integer blocks are
-    widened to float64 (exact for |values| < 2**53, every uint8/uint16/int32 dataset).
-    Remove once fastnorm.moments / Moments.update take integer arrays themselves (exact
-    integer sums); then integers go to the engine unchanged."""
-    if block.dtype.kind in "ui":
-        return block.astype(np.float64)
-    return block
-
-
-# ---------------------------------------------------------------------------------------
 # the statistics reduction
 
 def _keepdims_shape(shape, axes):
@@ -82,7 +69,7 @@ def _block_stats(block, axis, keepdims=True, computing_meta=False, *, threads=1)
     if block.size == 0:                 # a zero-size block: no values, or no groups
         zeros = np.zeros(kept_shape)
         return Raw(count if zeros.size == 0 else 0, zeros, zeros.copy(), zeros.copy())
-    raw = raw_moments(integers_as_float64(np.asarray(block)), axis,
+    raw = raw_moments(np.asarray(block), axis,
                       _threads.resolve(threads))
     return Raw(raw.count, *(a.reshape(kept_shape) for a in raw[1:]))
 
