@@ -1,10 +1,9 @@
 # Type hints of fastnorm.dask (PEP 561): dask arrays in, lazy dask arrays out. The runtime
 # functions are in dask.py; tests/test_typing.py runs stubtest against them.
 from collections.abc import Mapping
-from typing import Any, SupportsIndex
+from typing import SupportsIndex
 
 import dask.array as da
-import numpy as np
 from numpy.typing import DTypeLike
 
 from . import Moments, _Axis, _NormalizedShape, _Param
@@ -22,7 +21,6 @@ def moments(x: da.Array, axis: _Axis | None = None, *, ddof: float = 0,
             split_every: _SplitEvery = None) -> tuple[da.Array, da.Array]: ...
 def accumulate(x: da.Array, axis: _Axis | None = None, *,
                split_every: _SplitEvery = None) -> Moments: ...
-def integers_as_float64(block: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]: ...
 
 def batch_norm(x: da.Array, running_mean: _Param = None, running_var: _Param = None,
                weight: _Param = None, bias: _Param = None, training: bool = False,
