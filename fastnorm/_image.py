@@ -53,6 +53,48 @@ def normalize_image(images, mean=None, std=None, *, mode="standard", scale=None,
     ((C, H, W) for one image), "NHWC" (N, H, W, C) ((H, W, C)); dtype float32, float16 or
     float64. out: a writable array of exactly the result's shape and dtype (one slot of a
     preallocated batch, say), written and returned.
+
+    Parameters
+    ----------
+    images : array_like or sequence of array_like
+        ``(H, W)``, ``(H, W, C)``, ``(N, H, W, C)``, or a sequence of ``(H, W[, C])`` arrays.
+    mean, std : float or sequence of float, optional
+        Per output channel ("standard" mode only; defaults 0 and 1).
+    mode : str
+        "standard", "image", "image_per_channel", "min_max" or "min_max_per_channel".
+    scale : float, optional
+        Factor applied to the raw values first ("standard" mode only).
+    swap_rb : bool
+        Reverse the channel order (BGR <-> RGB) on the way.
+    layout : {"NCHW", "NHWC"}
+        Layout of the result.
+    dtype : dtype
+        float32 (default), float16 or float64.
+    eps : float
+        Added to the divisor of the per-image modes.
+    out : ndarray, optional
+        Where to write the result.
+    num_threads : int, optional
+        OpenMP threads (default: the OpenMP default at call time).
+
+    Returns
+    -------
+    ndarray
+        The normalized images in `layout` and `dtype`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm as fn
+    >>> img = np.array([[[0, 128, 255], [255, 0, 0]]], dtype=np.uint8)   # (H, W, C)
+    >>> y = fn.normalize_image(img, mean=0.5, std=0.5)
+    >>> print(y.shape, y.dtype)
+    (3, 1, 2) float32
+    >>> print(y[:, 0, 0].round(3))
+    [-1.     0.004  1.   ]
+    >>> batch = fn.normalize_image([img, img], swap_rb=True, layout="NHWC", dtype=np.float64)
+    >>> print(batch.shape, batch[0, 0, 0].round(3))
+    (2, 1, 2, 3) [1.    0.502 0.   ]
     """
     batch = V.image_batch(images)
     mode = V.choice(mode, "mode", V.IMAGE_MODES)

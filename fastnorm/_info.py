@@ -6,7 +6,22 @@ from ._version import __version__
 
 
 def build_info():
-    """A dict describing the build and the runtime choices of this process."""
+    """A dict describing the build and the runtime choices of this process.
+
+    Returns
+    -------
+    dict
+        version, python, machine, openmp (whether the kernels were built with OpenMP),
+        openmp_version, max_threads, forked_child_serial, cpu_x86_64_level,
+        kernel_variant (the one in use) and available_variants.
+
+    Examples
+    --------
+    >>> import fastnorm as fn
+    >>> info = fn.build_info()
+    >>> info["version"] == fn.__version__, info["kernel_variant"] in info["available_variants"]
+    (True, True)
+    """
     return {
         "version": __version__,
         "python": platform.python_version(),

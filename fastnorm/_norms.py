@@ -119,8 +119,43 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, out=Non
                return_stats=False, num_threads=None):
     """LayerNorm over the trailing `normalized_shape` dims, as torch.nn.functional.layer_norm.
 
-    Returns y, or (y, mean, rstd) with return_stats=True, the stats shaped
-    ``x.shape[:-k] + (1,)*k``."""
+    Parameters
+    ----------
+    x : ndarray
+        float16, float32 or float64 data.
+    normalized_shape : int or sequence of int
+        The trailing dims normalized together (k = its length).
+    weight, bias : array_like, optional
+        Elementwise affine of shape `normalized_shape`.
+    eps : float
+        Added to the variance.
+    out : ndarray, optional
+        Where to write the result (``out=x``: in place).
+    return_stats : bool
+        Also return the mean and 1/std of each normalized group.
+    num_threads : int, optional
+        OpenMP threads (default: the OpenMP default at call time).
+
+    Returns
+    -------
+    y : ndarray
+        Same shape and dtype as x; or ``(y, mean, rstd)`` with return_stats=True, the
+        statistics shaped ``x.shape[:-k] + (1,)*k``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm as fn
+    >>> x = np.array([[1., 2., 3., 4.], [2., 2., 2., 6.]], dtype=np.float32)
+    >>> print(fn.layer_norm(x, 4).round(3))
+    [[-1.342 -0.447  0.447  1.342]
+     [-0.577 -0.577 -0.577  1.732]]
+    >>> y, mean, rstd = fn.layer_norm(x, 4, return_stats=True)
+    >>> print(mean.shape, mean.ravel(), rstd.ravel().round(3))
+    (2, 1) [2.5 3. ] [0.894 0.577]
+    >>> fn.layer_norm(x, 4, out=x) is x
+    True
+    """
     y = _dispatch.kernels().layer_norm_fast(x, normalized_shape, weight, bias, eps, out,
                                             return_stats, num_threads)
     if y is not None:
@@ -143,7 +178,40 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, out=Non
 
 def rms_norm(x, normalized_shape, weight=None, eps=None, *, out=None, num_threads=None):
     """RMSNorm, as torch.nn.functional.rms_norm: ``x / sqrt(mean(x**2) + eps) * weight``
-    over the trailing dims; eps=None means ``np.finfo(x.dtype).eps``."""
+    over the trailing dims; eps=None means ``np.finfo(x.dtype).eps``.
+
+    Parameters
+    ----------
+    x : ndarray
+        float16, float32 or float64 data.
+    normalized_shape : int or sequence of int
+        The trailing dims normalized together.
+    weight : array_like, optional
+        Elementwise scale of shape `normalized_shape`.
+    eps : float, optional
+        Added to the mean square (default ``np.finfo(x.dtype).eps``).
+    out : ndarray, optional
+        Where to write the result (``out=x``: in place).
+    num_threads : int, optional
+        OpenMP threads (default: the OpenMP default at call time).
+
+    Returns
+    -------
+    y : ndarray
+        Same shape and dtype as x.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm as fn
+    >>> x = np.array([[3., 4.], [1., -1.]], dtype=np.float32)
+    >>> print(fn.rms_norm(x, 2).round(3))
+    [[ 0.849  1.131]
+     [ 1.    -1.   ]]
+    >>> print(fn.rms_norm(x, 2, weight=np.array([1., 2.], np.float32)).round(3))
+    [[ 0.849  2.263]
+     [ 1.    -2.   ]]
+    """
     y = _dispatch.kernels().rms_norm_fast(x, normalized_shape, weight, eps, out, num_threads)
     if y is not None:
         return y
@@ -160,7 +228,38 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None,
                return_stats=False, num_threads=None):
     """GroupNorm, as torch.nn.functional.group_norm; per-channel affine.
 
-    Returns y, or (y, mean, rstd) with return_stats=True, the stats shaped (N, num_groups)."""
+    Parameters
+    ----------
+    x : ndarray
+        ``(N, C, *spatial)`` float16, float32 or float64 data.
+    num_groups : int
+        Number of groups; it divides C.
+    weight, bias : array_like, optional
+        Per-channel affine of shape ``(C,)``.
+    eps : float
+        Added to the variance.
+    out : ndarray, optional
+        Where to write the result (``out=x``: in place).
+    return_stats : bool
+        Also return the mean and 1/std of each (sample, group).
+    num_threads : int, optional
+        OpenMP threads (default: the OpenMP default at call time).
+
+    Returns
+    -------
+    y : ndarray
+        Same shape and dtype as x; or ``(y, mean, rstd)`` with return_stats=True, the
+        statistics shaped ``(N, num_groups)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm as fn
+    >>> x = np.arange(12, dtype=np.float64).reshape(1, 4, 3)
+    >>> y, mean, rstd = fn.group_norm(x, 2, return_stats=True)
+    >>> print(y.shape, mean, rstd.round(3))
+    (1, 4, 3) [[2.5 8.5]] [[0.586 0.586]]
+    """
     x = V.array_input(x, min_ndim=2)
     n, channels, inner, weight, bias = V.channel_affine(x, weight, bias)
     groups = V.num_groups(num_groups, channels)
@@ -208,7 +307,42 @@ def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None
 
     With use_input_stats, statistics are per (sample, channel) over the spatial dims, and
     given running stats are updated in place with the batch average of the per-instance
-    mean and unbiased variance. Otherwise the running stats normalize."""
+    mean and unbiased variance. Otherwise the running stats normalize.
+
+    Parameters
+    ----------
+    x : ndarray
+        ``(N, C, *spatial)`` float16, float32 or float64 data.
+    running_mean, running_var : ndarray, optional
+        Per-channel running statistics of shape ``(C,)`` (updated in place with
+        use_input_stats=True).
+    weight, bias : array_like, optional
+        Per-channel affine of shape ``(C,)``.
+    use_input_stats : bool
+        Normalize with the statistics of each instance (else with the running ones).
+    momentum : float
+        Weight of the new statistics in the running-statistics update.
+    eps : float
+        Added to the variance.
+    out : ndarray, optional
+        Where to write the result (``out=x``: in place).
+    num_threads : int, optional
+        OpenMP threads (default: the OpenMP default at call time).
+
+    Returns
+    -------
+    y : ndarray
+        Same shape and dtype as x.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm as fn
+    >>> x = np.array([[[1., 2., 3., 4.], [0., 0., 2., 2.]]], dtype=np.float32)
+    >>> print(fn.instance_norm(x).round(3))
+    [[[-1.342 -0.447  0.447  1.342]
+      [-1.    -1.     1.     1.   ]]]
+    """
     x = V.array_input(x, min_ndim=2)
     use_input_stats = V.flag(use_input_stats, "use_input_stats")
     n, channels, inner, weight, bias = V.channel_affine(x, weight, bias)
@@ -271,7 +405,48 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
 
     Training (or no running stats): per-channel statistics over N and the spatial dims, the
     biased variance normalizes, and given running stats are updated in place with the
-    unbiased one. Eval: the running stats normalize."""
+    unbiased one. Eval: the running stats normalize.
+
+    Parameters
+    ----------
+    x : ndarray
+        ``(N, C, *spatial)`` float16, float32 or float64 data.
+    running_mean, running_var : ndarray, optional
+        Per-channel running statistics of shape ``(C,)`` (updated in place in training).
+    weight, bias : array_like, optional
+        Per-channel affine of shape ``(C,)``.
+    training : bool
+        Normalize with the batch statistics (else with the running ones).
+    momentum : float
+        Weight of the batch statistics in the running-statistics update.
+    eps : float
+        Added to the variance.
+    out : ndarray, optional
+        Where to write the result (``out=x``: in place).
+    num_threads : int, optional
+        OpenMP threads (default: the OpenMP default at call time).
+
+    Returns
+    -------
+    y : ndarray
+        Same shape and dtype as x.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm as fn
+    >>> x = np.arange(8, dtype=np.float32).reshape(2, 2, 2)
+    >>> running_mean, running_var = np.zeros(2, np.float32), np.ones(2, np.float32)
+    >>> y = fn.batch_norm(x, running_mean, running_var, training=True)
+    >>> print(y[:, 0].round(3))
+    [[-1.213 -0.728]
+     [ 0.728  1.213]]
+    >>> print(running_mean, running_var.round(3))
+    [0.25 0.45] [1.467 1.467]
+    >>> print(fn.batch_norm(x, running_mean, running_var)[0].round(3))
+    [[-0.206  0.619]
+     [ 1.28   2.106]]
+    """
     y = _dispatch.kernels().batch_norm_fast(x, running_mean, running_var, weight, bias,
                                             training, momentum, eps, out, num_threads)
     if y is not None:
@@ -314,7 +489,35 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
 
 def channel_layer_norm(x, weight=None, bias=None, eps=1e-6, *, out=None, num_threads=None):
     """LayerNorm across the channel dim at every (n, *spatial) position: ConvNeXt's
-    channels_first LayerNorm (timm's LayerNorm2d); weight and bias of shape (C,)."""
+    channels_first LayerNorm (timm's LayerNorm2d); weight and bias of shape (C,).
+
+    Parameters
+    ----------
+    x : ndarray
+        ``(N, C, *spatial)`` float16, float32 or float64 data.
+    weight, bias : array_like, optional
+        Per-channel affine of shape ``(C,)``.
+    eps : float
+        Added to the variance.
+    out : ndarray, optional
+        Where to write the result (``out=x``: in place).
+    num_threads : int, optional
+        OpenMP threads (default: the OpenMP default at call time).
+
+    Returns
+    -------
+    y : ndarray
+        Same shape and dtype as x.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm as fn
+    >>> x = np.arange(8, dtype=np.float32).reshape(1, 2, 2, 2)
+    >>> y = fn.channel_layer_norm(x)
+    >>> print(y.shape, y[0, :, 0, 0].round(3))
+    (1, 2, 2, 2) [-1.  1.]
+    """
     x = V.array_input(x, min_ndim=2)
     n, channels, inner, weight, bias = V.channel_affine(x, weight, bias)
     eps = V.eps(eps)

@@ -189,6 +189,48 @@ def moments(x, axis=None, *, ddof=0, keepdims=False, dtype=None, num_threads=Non
     Integer x (uint8, int8, uint16, int16, uint32, int32, int64) is accumulated exactly
     (integer sums of x and x*x): the mean and the sum of squared deviations are the exact
     values rounded once to float64; results are float64 unless `dtype` says otherwise.
+
+    Parameters
+    ----------
+    x : array_like
+        float16, float32 or float64 data, or integers (not bool).
+    axis : None, int or tuple of int
+        The dims reduced (None: all; negatives count from the end).
+    ddof : float
+        Delta degrees of freedom of the variance, as in ``np.var``.
+    keepdims : bool
+        Keep the reduced dims with size 1.
+    dtype : dtype, optional
+        float16, float32 or float64 results (default: the dtype of x; float64 for integers).
+    num_threads : int, optional
+        OpenMP threads (default: the OpenMP default at call time).
+
+    Returns
+    -------
+    mean, var : ndarray or NumPy scalar
+        Shaped like the kept dims (scalars for a reduction over all dims, as np.mean).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm as fn
+    >>> x = np.array([[1., 2., 3.], [4., 5., 6.]], dtype=np.float32)
+    >>> mean, var = fn.moments(x)
+    >>> print(float(mean), round(float(var), 4))
+    3.5 2.9167
+    >>> mean, var = fn.moments(x, axis=0)
+    >>> print(mean, var)
+    [2.5 3.5 4.5] [2.25 2.25 2.25]
+    >>> mean, var = fn.moments(x, axis=1, ddof=1, keepdims=True)
+    >>> print(mean.shape, var.ravel())
+    (2, 1) [1. 1.]
+
+    Data far from zero keeps its digits (here in float64 results):
+
+    >>> mean, var = fn.moments(np.float32(1e4) + np.arange(4, dtype=np.float32),
+    ...                        dtype=np.float64)
+    >>> print(float(mean), float(var))
+    10001.5 1.25
     """
     x = V.stats_input(x)
     axes = V.axes(axis, x.ndim)
@@ -221,6 +263,24 @@ class Moments:
     deviations from a shift, as the kernels merge chunks). Batches must agree on the
     dimensions that are not reduced. An accumulator that has seen no data merges as a
     no-op. Pickles as plain NumPy state and tokenizes deterministically for dask.
+
+    Parameters
+    ----------
+    axis : None, int or tuple of int
+        The dims of each batch that are reduced (None: all).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastnorm as fn
+    >>> acc = fn.Moments(axis=0)
+    >>> acc = acc.update(np.array([[1., 10.], [3., 30.]])).update(np.array([[5., 50.]]))
+    >>> print(acc.count, acc.mean, acc.var())
+    3 [ 3. 30.] [  2.66666667 266.66666667]
+    >>> other = fn.Moments(axis=0).update(np.array([[7., 70.]]))
+    >>> total = acc + other
+    >>> print(total.count, total.mean, total.std(ddof=1).round(3))
+    4 [ 4. 40.] [ 2.582 25.82 ]
     """
 
     def __init__(self, axis=None):
@@ -239,7 +299,31 @@ class Moments:
         return self._axis
 
     def update(self, batch, *, num_threads=None):
-        """Add the statistics of `batch`; returns self."""
+        """Add the statistics of `batch`; returns self.
+
+        Parameters
+        ----------
+        batch : array_like
+            Float or integer data (as in moments); its non-reduced dims match earlier
+            batches.
+        num_threads : int, optional
+            OpenMP threads (default: the OpenMP default at call time).
+
+        Returns
+        -------
+        Moments
+            This accumulator.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import fastnorm as fn
+        >>> acc = fn.Moments(axis=(0, 2))
+        >>> acc.update(np.ones((2, 3, 4))) is acc
+        True
+        >>> print(acc.count, acc.mean)
+        8 [1. 1. 1.]
+        """
         x = V.stats_input(batch, "batch")
         axes = V.axes(self._axis, x.ndim)
         nt = _threads.resolve(V.num_threads(num_threads))
@@ -272,7 +356,27 @@ class Moments:
     def merge(self, other):
         """Merge the statistics of another accumulator over the same axis; returns self.
         Axes compare as normalized for the batches' rank (axis=-2 and axis=(0,) are axis 0
-        of 2-D batches); an accumulator without data merges as a no-op."""
+        of 2-D batches); an accumulator without data merges as a no-op.
+
+        Parameters
+        ----------
+        other : Moments
+            Statistics over the same axis (e.g. from another process).
+
+        Returns
+        -------
+        Moments
+            This accumulator, now with the statistics of both.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import fastnorm as fn
+        >>> a = fn.Moments().update(np.array([1., 2.]))
+        >>> b = fn.Moments().update(np.array([3., 4., 5.]))
+        >>> print(a.merge(b).count, a.mean, a.var())
+        5 3.0 2.0
+        """
         if not isinstance(other, Moments):
             raise TypeError(f"can only merge a Moments, got {type(other).__name__}")
         if other._count == 0:
@@ -303,6 +407,17 @@ class Moments:
         return self.copy().merge(other)
 
     def copy(self):
+        """An independent copy of this accumulator.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import fastnorm as fn
+        >>> a = fn.Moments().update(np.array([1., 3.]))
+        >>> b = a.copy().update(np.array([5.]))
+        >>> print(a.count, b.count)
+        2 3
+        """
         new = Moments.__new__(Moments)
         new.__dict__.update(self.__dict__)
         for name in ("_shift", "_dev", "_m2"):
@@ -326,12 +441,50 @@ class Moments:
         return self._shift + self._dev
 
     def var(self, ddof=0):
-        """Variance with NumPy's meaning of ddof (float64 array)."""
+        """Variance with NumPy's meaning of ddof (float64 array).
+
+        Parameters
+        ----------
+        ddof : float
+            Delta degrees of freedom: the divisor is ``count - ddof``.
+
+        Returns
+        -------
+        ndarray or numpy.float64
+            Shaped like the non-reduced dims (a scalar for axis=None).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import fastnorm as fn
+        >>> acc = fn.Moments().update(np.array([1., 2., 3., 4.]))
+        >>> print(acc.var(), round(float(acc.var(ddof=1)), 4))
+        1.25 1.6667
+        """
         self._require_data()
         return _variance(self._m2, self._count, V.ddof(ddof))
 
     def std(self, ddof=0):
-        """Standard deviation with NumPy's meaning of ddof (float64 array)."""
+        """Standard deviation with NumPy's meaning of ddof (float64 array).
+
+        Parameters
+        ----------
+        ddof : float
+            Delta degrees of freedom: the divisor of the variance is ``count - ddof``.
+
+        Returns
+        -------
+        ndarray or numpy.float64
+            Shaped like the non-reduced dims (a scalar for axis=None).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import fastnorm as fn
+        >>> acc = fn.Moments(axis=1).update(np.array([[1., 3.], [2., 2.]]))
+        >>> print(acc.std())
+        [1. 0.]
+        """
         return np.sqrt(self.var(ddof))
 
     def __repr__(self):

@@ -90,6 +90,31 @@ def moments(x, axis=None, *, ddof=0, keepdims=False, dtype=None, split_every=Non
     as in dask's reductions). Returns two dask arrays in `dtype` (default: the dtype of x,
     float64 for integer x); compute them together (dask.compute(mean, var)) to read the
     data once.
+
+    Parameters
+    ----------
+    x : dask.array.Array
+        Float or integer data, any chunking.
+    axis, ddof, keepdims, dtype
+        As in fastnorm.moments.
+    split_every : int or dict, optional
+        Fan-in of the tree reduction, as in dask's reductions.
+
+    Returns
+    -------
+    mean, var : dask.array.Array
+        Lazy; shaped like the kept dims.
+
+    Examples
+    --------
+    >>> import dask
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> import fastnorm.dask as fnd
+    >>> x = da.from_array(np.arange(24.0).reshape(4, 3, 2), chunks=(2, 3, 2))
+    >>> mean, var = fnd.moments(x, axis=(0, 2))
+    >>> print(*dask.compute(mean, var))
+    [ 9.5 11.5 13.5] [45.25 45.25 45.25]
     """
     x = _stats_input(x)
     axes = V.axes(axis, x.ndim)
@@ -138,7 +163,32 @@ def _computed_raw(x, axes, split_every=None):
 def accumulate(x, axis=None, *, split_every=None):
     """The statistics of the whole dask array x over `axis`, computed now: a
     fastnorm.Moments, mergeable with others (other arrays, later batches, other
-    processes) as if it had seen every value of x."""
+    processes) as if it had seen every value of x.
+
+    Parameters
+    ----------
+    x : dask.array.Array
+        Float or integer data, any chunking.
+    axis : None, int or tuple of int
+        The dims reduced (None: all).
+    split_every : int or dict, optional
+        Fan-in of the tree reduction, as in dask's reductions.
+
+    Returns
+    -------
+    fastnorm.Moments
+
+    Examples
+    --------
+    >>> import dask
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> import fastnorm.dask as fnd
+    >>> x = da.from_array(np.arange(24.0).reshape(4, 3, 2), chunks=(2, 3, 2))
+    >>> acc = fnd.accumulate(x, axis=(0, 2))
+    >>> print(acc.count, acc.mean)
+    8 [ 9.5 11.5 13.5]
+    """
     x = _stats_input(x)
     axes = V.axes(axis, x.ndim)
     split_every = V.split_every(split_every)
@@ -210,7 +260,34 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
     Training (or no running statistics): the per-channel statistics over N and the spatial
     dims are computed now (one pass), the given running statistics (NumPy arrays) are
     updated in place now, and the returned array normalizes each block with them. Eval: the
-    running statistics normalize each block."""
+    running statistics normalize each block.
+
+    Parameters
+    ----------
+    x : dask.array.Array
+        ``(N, C, *spatial)`` float16, float32 or float64 data, any chunking.
+    running_mean, running_var, weight, bias, training, momentum, eps
+        As in fastnorm.batch_norm (running statistics: NumPy arrays).
+
+    Returns
+    -------
+    dask.array.Array
+        Lazy, chunked like x.
+
+    Examples
+    --------
+    >>> import dask
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> import fastnorm.dask as fnd
+    >>> x = da.from_array(np.arange(24.0).reshape(4, 3, 2), chunks=(2, 3, 2))
+    >>> running_mean, running_var = np.zeros(3), np.ones(3)
+    >>> y = fnd.batch_norm(x, running_mean, running_var, training=True)
+    >>> print(running_mean)
+    [0.95 1.15 1.35]
+    >>> print(y.compute()[:, 0, 0].round(3))
+    [-1.412 -0.52   0.372  1.264]
+    """
     x = _norm_input(x, 2)
     training = V.flag(training, "training")
     channels = x.shape[1]
@@ -247,7 +324,30 @@ def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None
     spatial dims are not chunked, otherwise computed first. Given running statistics are
     updated in place now (statistics pass first) with the batch average of the
     per-instance mean and unbiased variance. use_input_stats=False: the running statistics
-    normalize each block."""
+    normalize each block.
+
+    Parameters
+    ----------
+    x : dask.array.Array
+        ``(N, C, *spatial)`` float16, float32 or float64 data, any chunking.
+    running_mean, running_var, weight, bias, use_input_stats, momentum, eps
+        As in fastnorm.instance_norm (running statistics: NumPy arrays).
+
+    Returns
+    -------
+    dask.array.Array
+        Lazy, chunked like x.
+
+    Examples
+    --------
+    >>> import dask
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> import fastnorm.dask as fnd
+    >>> x = da.from_array(np.arange(24.0).reshape(4, 3, 2), chunks=(2, 3, 2))
+    >>> print(fnd.instance_norm(x).compute()[0, 0].round(3))
+    [-1.  1.]
+    """
     x = _norm_input(x, 2)
     use_input_stats = V.flag(use_input_stats, "use_input_stats")
     n, channels = x.shape[:2]
@@ -288,7 +388,30 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
 
     Statistics per (sample, group): within each block when the channel chunks hold whole
     groups and the spatial dims are not chunked, otherwise computed first (per (sample,
-    channel), merged over the channels of each group)."""
+    channel), merged over the channels of each group).
+
+    Parameters
+    ----------
+    x : dask.array.Array
+        ``(N, C, *spatial)`` float16, float32 or float64 data, any chunking.
+    num_groups, weight, bias, eps
+        As in fastnorm.group_norm.
+
+    Returns
+    -------
+    dask.array.Array
+        Lazy, chunked like x.
+
+    Examples
+    --------
+    >>> import dask
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> import fastnorm.dask as fnd
+    >>> x = da.from_array(np.arange(24.0).reshape(4, 3, 2), chunks=(2, 3, 2))
+    >>> print(fnd.group_norm(x, 3).compute()[0, 1].round(3))
+    [-1.  1.]
+    """
     x = _norm_input(x, 2)
     n, channels = x.shape[:2]
     weight = _param(weight, "weight", (channels,), x)
@@ -350,21 +473,90 @@ def _row_norm(x, normalized_shape, weight, bias, eps, rms):
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     """fastnorm.layer_norm of a dask array over its trailing `normalized_shape` dims;
     returns a lazy dask array. Each block is normalized on its own when the trailing dims
-    are not chunked; otherwise the row statistics are computed first."""
+    are not chunked; otherwise the row statistics are computed first.
+
+    Parameters
+    ----------
+    x : dask.array.Array
+        float16, float32 or float64 data, any chunking.
+    normalized_shape, weight, bias, eps
+        As in fastnorm.layer_norm.
+
+    Returns
+    -------
+    dask.array.Array
+        Lazy, chunked like x.
+
+    Examples
+    --------
+    >>> import dask
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> import fastnorm.dask as fnd
+    >>> x = da.from_array(np.arange(24.0).reshape(4, 3, 2), chunks=(2, 3, 2))
+    >>> print(fnd.layer_norm(x, 2).compute()[0, 2].round(3))
+    [-1.  1.]
+    """
     return _row_norm(x, normalized_shape, weight, bias, eps, rms=False)
 
 
 def rms_norm(x, normalized_shape, weight=None, eps=None):
     """fastnorm.rms_norm of a dask array over its trailing `normalized_shape` dims
     (eps=None: finfo(dtype).eps); returns a lazy dask array. Blockwise when the trailing
-    dims are not chunked; otherwise mean(x**2) of each row is computed first."""
+    dims are not chunked; otherwise mean(x**2) of each row is computed first.
+
+    Parameters
+    ----------
+    x : dask.array.Array
+        float16, float32 or float64 data, any chunking.
+    normalized_shape, weight, eps
+        As in fastnorm.rms_norm.
+
+    Returns
+    -------
+    dask.array.Array
+        Lazy, chunked like x.
+
+    Examples
+    --------
+    >>> import dask
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> import fastnorm.dask as fnd
+    >>> x = da.from_array(np.arange(24.0).reshape(4, 3, 2), chunks=(2, 3, 2))
+    >>> print(fnd.rms_norm(x, 2).compute()[0, 1].round(3))
+    [0.784 1.177]
+    """
     return _row_norm(x, normalized_shape, weight, None, eps, rms=True)
 
 
 def channel_layer_norm(x, weight=None, bias=None, eps=1e-6):
     """fastnorm.channel_layer_norm of a dask array (N, C, *spatial); returns a lazy dask
     array. Blockwise when C is not chunked; otherwise the statistics of every (n, *spatial)
-    position are computed first."""
+    position are computed first.
+
+    Parameters
+    ----------
+    x : dask.array.Array
+        ``(N, C, *spatial)`` float16, float32 or float64 data, any chunking.
+    weight, bias, eps
+        As in fastnorm.channel_layer_norm.
+
+    Returns
+    -------
+    dask.array.Array
+        Lazy, chunked like x.
+
+    Examples
+    --------
+    >>> import dask
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> import fastnorm.dask as fnd
+    >>> x = da.from_array(np.arange(24.0).reshape(4, 3, 2), chunks=(2, 3, 2))
+    >>> print(fnd.channel_layer_norm(x).compute()[0, :, 0].round(3))
+    [-1.225  0.     1.225]
+    """
     x = _norm_input(x, 2)
     channels = x.shape[1]
     weight = _param(weight, "weight", (channels,), x)

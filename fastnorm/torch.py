@@ -299,7 +299,31 @@ def optimize(model, *, inplace=False):
     runs fastnorm (eagerly on the tensors' memory; under torch.compile through the custom ops
     torch.ops.fastnorm.*); any other call runs the module's own forward. Parameters, buffers,
     the module tree and the state_dict are unchanged. inplace=False works on a deep copy.
-    Returns the model; `report(model)` says what was taken over and why the rest was not."""
+    Returns the model; `report(model)` says what was taken over and why the rest was not.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model (or a single norm module).
+    inplace : bool
+        Change `model` itself instead of a deep copy.
+
+    Returns
+    -------
+    torch.nn.Module
+        The optimized model.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastnorm.torch
+    >>> model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1), torch.nn.BatchNorm2d(8)).eval()
+    >>> fast = fastnorm.torch.optimize(model)
+    >>> x = torch.randn(2, 3, 4, 4)
+    >>> with torch.inference_mode():
+    ...     print(torch.allclose(fast(x), model(x), atol=1e-5))
+    True
+    """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(inplace, bool):
@@ -355,7 +379,30 @@ def report(model):
     """Which modules of `model` optimize took over (with their eager call counts: calls that
     ran fastnorm, calls that ran the module's own forward and why) and which norm-like
     modules it left alone, and why. On a model that was not optimized, the modules it would
-    take over are listed as left alone with the reason "not optimized"."""
+    take over are listed as left alone with the reason "not optimized".
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A model, optimized or not.
+
+    Returns
+    -------
+    Report
+        `taken` and `left_alone`, lists of Entry; ``str(report)`` is a table.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import fastnorm.torch
+    >>> model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
+    >>> fast = fastnorm.torch.optimize(model)
+    >>> with torch.inference_mode():
+    ...     y = fast(torch.randn(3, 4))
+    >>> entry, = fastnorm.torch.report(fast).taken
+    >>> print(entry.name, entry.type, entry.fastnorm_calls)
+    1 LayerNorm 1
+    """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     taken, left = [], []

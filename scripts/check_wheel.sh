@@ -116,7 +116,8 @@ missing=()
 # every source the build or the tests need, as found in the tree the sdist was made from
 py_sources=$(cd "$src" && find fastnorm -name '*.py' | sort)   # subpackages too (fastnorm/_bench)
 for f in setup.py pyproject.toml README.md MANIFEST.in $py_sources \
-         $(cd "$src" && ls fastnorm/*.pyx fastnorm/*.pxi fastnorm/*.h tests/*.py); do
+         $(cd "$src" && ls fastnorm/*.pyx fastnorm/*.pxi fastnorm/*.h fastnorm/*.pyi \
+           fastnorm/py.typed tests/*.py tests/typing/*.py tests/typing/*.txt); do
     grep -qxF "$prefix/$f" "$work/sdist.txt" || missing+=("$f")
 done
 [ ${#missing[@]} -eq 0 ] || fail "the sdist lacks: ${missing[*]}"
@@ -177,6 +178,10 @@ if [ "$torch" = 1 ]; then
     logged "$work/torch.log" "pip install torch==2.13.0" \
         "$work/test/bin/pip" install "torch==2.13.0"
 fi
+# the type hints (PEP 561): the py.typed marker and the public stubs
+for f in py.typed $(cd "$src/fastnorm" && ls *.pyi); do
+    grep -qE "fastnorm/$f " "$work/wheel.txt" || fail "the wheel lacks fastnorm/$f"
+done
 tpy=$work/test/bin/python
 out=$(mktemp -d -p "$work")
 (cd "$out" && "$tpy" -m fastnorm --info) | sed 's/^/  /' || fail "python -m fastnorm --info"
