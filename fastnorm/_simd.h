@@ -27,7 +27,6 @@
 
 #define FN_SHIFT_SAMPLE 16
 #define FN_ACCS64 4        /* accumulator vectors of the float64 lanes (FN_ACCS: below) */
-#define FN_FLUSH 4         /* float32 vectors per accumulator before the float64 add */
 #define FN_F32_MEAN_SQUARE_MIN 1e-30
 #define FN_F32_SUM_SQUARES_MAX 1e36   /* below FLT_MAX: no lane sum of squares overflowed */
 /* The round-off of M2 = s2 - s1^2/n grows with s2/M2 = 1 + k^2, k = |shift - mean|/std. When
@@ -105,10 +104,43 @@ static inline double fn_shift_f32_scalar(const float *x, ptrdiff_t n) {
 #define FN_ACCS 8
 #endif
 #define FN_VD (FN_VF / 2)
+/* float32 vectors per accumulator before the float64 add: each float32 lane sums
+ * FN_LANE_VALUES values (a run of FN_FLUSH, then a tree over the FN_ACCS accumulators),
+ * whatever the width, so every variant rounds alike; fewer flushes per value on AVX2 (4
+ * accumulator pairs) halved its flush cost (measured on Zen 3) */
+#define FN_LANE_VALUES 32
+#define FN_FLUSH (FN_LANE_VALUES / FN_ACCS)
 typedef float fn_vf __attribute__((vector_size(4 * FN_VF)));
 typedef float fn_vhf __attribute__((vector_size(2 * FN_VF)));
 typedef double fn_vd __attribute__((vector_size(4 * FN_VF)));
 
+/* Halves of vectors: GCC lowers the generic form of these (memcpy of a half, then
+ * __builtin_convertvector) through the stack, a store-forwarding stall in every flush and at
+ * the end of every row (measured on Zen 3: a quarter of a short row's time); the x86
+ * intrinsics below are the same operations in registers, with the same bits. */
+#if defined(__AVX512F__) && FN_VF == 16
+#include <immintrin.h>
+#define FN_X86_HALVES 512
+#elif defined(__AVX__) && FN_VF == 8
+#include <immintrin.h>
+#define FN_X86_HALVES 256
+#endif
+
+#if defined(FN_X86_HALVES)
+/* the lanes of v added as a pairwise tree (halves first): a short dependency chain at the
+ * end of a chunk */
+static inline double fn_hsum(fn_vd v) {
+    __m128d h;
+#if FN_X86_HALVES == 512
+    __m256d q = _mm256_add_pd(_mm512_castpd512_pd256((__m512d)v),
+                              _mm512_extractf64x4_pd((__m512d)v, 1));
+#else
+    __m256d q = (__m256d)v;
+#endif
+    h = _mm_add_pd(_mm256_castpd256_pd128(q), _mm256_extractf128_pd(q, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+}
+#else
 /* the lanes of v added as a pairwise tree: a short dependency chain at the end of a chunk */
 static inline double fn_hsum(fn_vd v) {
     double t[FN_VD];
@@ -118,6 +150,7 @@ static inline double fn_hsum(fn_vd v) {
         for (i = 0; i < w; i++) t[i] += t[i + w];
     return t[0];
 }
+#endif
 
 /* (halves are taken with memcpy: __builtin_shufflevector needs GCC 12) */
 #if FN_VF == 16 && FN_SHIFT_SAMPLE == 16
@@ -138,6 +171,24 @@ static inline double fn_shift_f32(const float *x, ptrdiff_t n) {
     memcpy(&h, &v, sizeof h);
     memcpy(&h2, (const char *)&v + sizeof h, sizeof h2);
     h += h2;
+    memcpy(&q, &h, sizeof q);
+    memcpy(&q2, (const char *)&h + sizeof q, sizeof q2);
+    q += q2;
+    return (double)((q[0] + q[2]) + (q[1] + q[3]));
+}
+#elif FN_VF == 8 && FN_SHIFT_SAMPLE == 16
+typedef float fn_v4f __attribute__((vector_size(16)));
+/* the same operations in the same order as the 16-lane form above, on two 8-lane halves
+ * (the same shift bits as x86-64-v4) */
+static inline double fn_shift_f32(const float *x, ptrdiff_t n) {
+    const float s = 1.0f / FN_SHIFT_SAMPLE;
+    fn_vf h, h2, sv = {s, s, s, s, s, s, s, s};
+    fn_v4f q, q2;
+    if (n < FN_SHIFT_SAMPLE)
+        return fn_shift_f32_scalar(x, n);
+    memcpy(&h, x, sizeof h);
+    memcpy(&h2, x + 8, sizeof h2);
+    h = h * sv + h2 * sv;
     memcpy(&q, &h, sizeof q);
     memcpy(&q2, (const char *)&h + sizeof q, sizeof q2);
     q += q2;
@@ -176,12 +227,28 @@ static inline void NAME(const T *x, ptrdiff_t n, double c, double *s1, double *s
 FN_DEFINE_SUMS_F64(fn_chunk_sums_f64_at, double, fn_vd)
 FN_DEFINE_SUMS_F64(fn_chunk_sums_f32_wide, float, fn_vhf)
 
+/* the float32 lanes of v as float64, low half + high half */
+#if FN_X86_HALVES == 512
+static inline fn_vd fn_widen_sum(fn_vf v) {
+    __m512 m = (__m512)v;
+    return (fn_vd)_mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(m)),
+                                _mm512_cvtps_pd(_mm256_castpd_ps(
+                                    _mm512_extractf64x4_pd(_mm512_castps_pd(m), 1))));
+}
+#elif FN_X86_HALVES == 256
+static inline fn_vd fn_widen_sum(fn_vf v) {
+    __m256 m = (__m256)v;
+    return (fn_vd)_mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(m)),
+                                _mm256_cvtps_pd(_mm256_extractf128_ps(m, 1)));
+}
+#else
 static inline fn_vd fn_widen_sum(fn_vf v) {
     fn_vhf lo, hi;
     memcpy(&lo, &v, sizeof lo);
     memcpy(&hi, (const char *)&v + sizeof lo, sizeof hi);
     return __builtin_convertvector(lo, fn_vd) + __builtin_convertvector(hi, fn_vd);
 }
+#endif
 
 /* float32 lanes: deviations and squares summed in float32 for FN_FLUSH vectors, then in
  * float64. Squares are accumulated with fused multiply-adds where the target has them (this
