@@ -58,6 +58,12 @@ cdef inline void row_stats_from(const float* xp, Py_ssize_t g, Py_ssize_t g1,
         out[0] = group_stat(xp + g * glen, 1, glen, 0, False, False)
 
 
+cdef inline Py_ssize_t groups_ahead(Py_ssize_t group_bytes, Py_ssize_t least) noexcept nogil:
+    """How many groups ahead of the one applied to prefetch: PREFETCH_AHEAD_BYTES, and at
+    least `least` (the groups whose statistics are taken before it is applied)."""
+    return max(least, ceil_div(PREFETCH_AHEAD_BYTES, max(group_bytes, <Py_ssize_t>1)))
+
+
 cdef void normalize_row_pairs(const float* xp, float* yp,
                               Py_ssize_t g0, Py_ssize_t g1,        # groups g0 <= g < g1
                               const RowShape* s, const float* w, const float* b,
@@ -66,10 +72,10 @@ cdef void normalize_row_pairs(const float* xp, float* yp,
     """normalize_group_range for short float32 groups (fewer than FN_PAIR_MAX values,
     float32 lanes): statistics two groups at a time (row_pair_stats: the same bits as one
     at a time, so the split into thread ranges changes nothing), a pair ahead of the apply
-    (software-pipelined as in normalize_group_range); the prefetch runs two pairs ahead."""
+    (software-pipelined as in normalize_group_range); the prefetch runs PREFETCH_AHEAD_BYTES ahead."""
     cdef Py_ssize_t glen = s.runs * s.run_len
     cdef Stat st[4]          # the pair being applied, then the next pair
-    cdef Py_ssize_t g = g0, j, nb
+    cdef Py_ssize_t g = g0, j, nb, ahead = groups_ahead(glen * <Py_ssize_t>sizeof(float), 4)
     if g0 < g1:
         row_stats_from(xp, g0, g1, glen, &st[0])
     while g < g1:
@@ -79,8 +85,8 @@ cdef void normalize_row_pairs(const float* xp, float* yp,
         for j in range(nb):
             apply_group_span(xp + (g + j) * glen, yp + (g + j) * glen, 0, glen, s, g + j,
                              row_group_params(st[j], xp + (g + j) * glen, glen, eps, rms),
-                             w, b, (xp + (g + j + 4) * glen)
-                             if prefetch and g + j + 4 < g1 else NULL)
+                             w, b, (xp + (g + j + ahead) * glen)
+                             if prefetch and g + j + ahead < g1 else NULL)
             store_group_stats(stats, g + j, st[j])
         st[0] = st[2]
         st[1] = st[3]
@@ -106,7 +112,8 @@ cdef void normalize_group_range(const floating* xp, floating* yp,
     cdef Py_ssize_t glen = s.runs * s.run_len
     cdef bint pipelined = glen * <Py_ssize_t>sizeof(floating) <= PIPELINE_GROUP_MAX
     cdef Stat st, nxt
-    cdef Py_ssize_t g, ahead = 2 if pipelined else 1
+    cdef Py_ssize_t g, ahead = (groups_ahead(glen * <Py_ssize_t>sizeof(floating), 2)
+                                if pipelined else 1)
     if floating is float:
         if glen < FN_PAIR_MAX and not stats.precise:
             normalize_row_pairs(xp, yp, g0, g1, s, w, b, eps, rms, prefetch, stats)
