@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 
-from . import _norms, _threads
-from . import _validate as V
-from ._stats import Raw, _variance, merge_raw, raw_moments
+from . import _norms, _plans, _threads
+from ._raw import Raw, merge_raw, raw_moments
+from ._stats import _variance
 
 # ---------------------------------------------------------------------------------------
 # statistics of blocks
@@ -91,46 +91,19 @@ def _block_instances(block, mean, var, weight, bias, *, eps, threads):
                              num_threads=threads).reshape(block.shape)
 
 
-def _elementwise_affine(y, weight, bias):
-    """y * weight + bias in place, the parameters broadcast over y's leading dims."""
-    if weight is not None:
-        np.multiply(y, weight, out=y)
-    if bias is not None:
-        np.add(y, bias, out=y)
-    return y
+def _block_rows(block, mean, rstd, weight, bias, *, k, threads):
+    """LayerNorm/RMSNorm apply with given statistics per row (the trailing k dims; RMSNorm:
+    mean None): the shared plan fastnorm._plans.apply_rows."""
+    return _plans.apply_rows(np.asarray(block), mean, rstd, weight, bias, k,
+                             num_threads=threads)
 
 
-def _compute_float(block):
-    return block.astype(V.compute_dtype(block.dtype), copy=False)
-
-
-def _block_rows(block, mean, var, weight, bias, *, k, eps, threads):
-    """LayerNorm/RMSNorm apply with statistics per row (the trailing k dims): rows as
-    channels of BatchNorm's eval path, then the elementwise affine."""
-    dtype = block.dtype
-    x = _compute_float(np.ascontiguousarray(block))
-    rows = math.prod(x.shape[:x.ndim - k])
-    mean, var = _flat_stats(mean, var)
-    y = _norms.batch_norm(x.reshape(1, rows, -1), mean, var, None, None, False, eps=eps,
-                          num_threads=threads).reshape(x.shape)
-    return _elementwise_affine(y, weight, bias).astype(dtype, copy=False)
-
-
-def _block_positions(block, mean, var, weight, bias, *, eps, threads):
-    """channel_layer_norm apply with statistics per (n, *spatial) position: positions as
-    channels of BatchNorm's eval path (C contiguous), then the per-channel affine."""
-    dtype = block.dtype
-    x = _compute_float(block)
-    moved = np.ascontiguousarray(np.moveaxis(x, 1, -1))        # (n, *spatial, C)
-    mean, var = _flat_stats(mean, var)
-    z = _norms.batch_norm(moved.reshape(1, -1, x.shape[1]), mean, var, None, None, False,
-                          eps=eps, num_threads=threads).reshape(moved.shape)
-    y = np.empty(x.shape, dtype=x.dtype)
-    y[...] = np.moveaxis(z, -1, 1)
-    shape = (1, -1) + (1,) * (x.ndim - 2)
-    return _elementwise_affine(y, None if weight is None else weight.reshape(shape),
-                               None if bias is None else bias.reshape(shape)).astype(
-        dtype, copy=False)
+def _block_positions(block, mean, rstd, weight, bias, *, threads):
+    """channel_layer_norm apply with statistics per (n, *spatial) position: rows of C (the
+    channels moved last) through apply_rows, moved back."""
+    moved = np.moveaxis(np.asarray(block), 1, -1)               # (n, *spatial, C)
+    y = _plans.apply_rows(moved, mean, rstd, weight, bias, 1, num_threads=threads)
+    return np.ascontiguousarray(np.moveaxis(y, -1, 1))
 
 
 def _block_op(block, *params, op, op_args, op_kwargs, threads):

@@ -27,7 +27,7 @@ import numpy as np
 
 from . import _dispatch, _threads
 from . import _validate as V
-from ._stats import raw_moments
+from ._raw import raw_moments
 
 # dtype -> the kernel's code (_kernels/images.pxi: IMG_* and OUT_*)
 _INPUT_CODES = {np.dtype(np.uint8): 0, np.dtype(np.uint16): 1, np.dtype(np.float32): 2,

@@ -58,14 +58,30 @@ def compute_dtype(dtype):
     raise TypeError(f"no kernel dtype for {dtype}")
 
 
+def is_dask_array(x):
+    """Whether x is a dask collection (told by its type's module: dask is not imported)."""
+    return type(x).__module__.partition(".")[0] == "dask"
+
+
+def _in_memory(x, name, kind, dask_instead):
+    """x as an ndarray (no copy for arrays; array-likes and subclasses such as np.matrix as
+    plain arrays). A dask array is refused rather than gathered into memory: `dask_instead`
+    names the fastnorm.dask function that takes it."""
+    if type(x) is np.ndarray:
+        return x
+    if is_dask_array(x):
+        raise TypeError(f"{name} is a dask array ({type(x).__module__}."
+                        f"{type(x).__qualname__}); fastnorm's in-memory functions do not "
+                        f"gather it into one NumPy array: use {dask_instead} instead")
+    try:
+        return np.asarray(x)
+    except Exception as exc:
+        raise TypeError(f"{name} must be an array of {kind}, got {type(x).__name__}") from exc
+
+
 def array_input(x, name="x", min_ndim=0):
     """x as an ndarray of float16/32/64 with at least min_ndim dims (no copy for arrays)."""
-    if type(x) is not np.ndarray:       # array-likes, and subclasses (np.matrix) as plain arrays
-        try:
-            x = np.asarray(x)
-        except Exception as exc:
-            raise TypeError(f"{name} must be an array of floats, got {type(x).__name__}") \
-                from exc
+    x = _in_memory(x, name, "floats", "the function of the same name in fastnorm.dask")
     if not is_float(x.dtype):
         raise TypeError(f"{name} has dtype {x.dtype}; fastnorm supports float16, float32 "
                         f"and float64")
@@ -78,12 +94,7 @@ def array_input(x, name="x", min_ndim=0):
 def stats_input(x, name="x"):
     """x of moments / Moments.update: an ndarray of float16/32/64 or of one of the integer
     dtypes accumulated exactly (no copy for arrays); bool and the rest: TypeError."""
-    if type(x) is not np.ndarray:
-        try:
-            x = np.asarray(x)
-        except Exception as exc:
-            raise TypeError(f"{name} must be an array of numbers, got {type(x).__name__}") \
-                from exc
+    x = _in_memory(x, name, "numbers", "fastnorm.dask.moments or fastnorm.dask.accumulate")
     if not (is_float(x.dtype) or is_integer(x.dtype)):
         raise TypeError(f"{name} has dtype {x.dtype}; fastnorm's statistics support float16, "
                         f"float32, float64, uint8, int8, uint16, int16, uint32, int32 and "
