@@ -30,15 +30,20 @@ TEXTS = {
             "``count - ddof``.",
     "returns_kept": "Returns\n-------\nndarray or numpy.float64\n"
                     "    Shaped like the non-reduced dims (a scalar for axis=None).",
+    "apply_tail": "{eps}\n{out}\n{num_threads}\n\n{returns_y}\n\n{examples}",
     "examples": "Examples\n--------\n>>> import numpy as np\n>>> import fastnorm as fn",
     # fastnorm.dask
     "dask_x_numbers": "x : dask.array.Array\n    Float or integer data, any chunking.",
     "dask_x_rows": f"x : dask.array.Array\n    {_FLOATS}, any chunking.",
     "dask_x_channels": f"x : dask.array.Array\n    ``(N, C, *spatial)`` {_FLOATS}, any "
                        f"chunking.",
+    "dask_params_numbers": "Parameters\n----------\n{dask_x_numbers}",
+    "dask_params_rows": "Parameters\n----------\n{dask_x_rows}",
+    "dask_params_channels": "Parameters\n----------\n{dask_x_channels}",
     "split_every": "split_every : int or dict, optional\n"
                    "    Fan-in of the tree reduction, as in dask's reductions.",
     "dask_returns": "Returns\n-------\ndask.array.Array\n    Lazy, chunked like x.",
+    "dask_tail": "{dask_returns}\n\n{dask_examples}",
     "dask_examples": "Examples\n--------\n>>> import dask\n>>> import dask.array as da\n"
                      ">>> import numpy as np\n>>> import fastnorm.dask as fnd\n"
                      ">>> x = da.from_array(np.arange(24.0).reshape(4, 3, 2), "
@@ -52,8 +57,13 @@ def _indented(match):
 
 
 def render(doc):
-    """`doc` with each ``{key}`` line replaced by its shared text."""
-    return _PLACEHOLDER.sub(_indented, doc)
+    """`doc` with each ``{key}`` line replaced by its shared text (which may hold such
+    lines itself)."""
+    while True:
+        filled = _PLACEHOLDER.sub(_indented, doc)
+        if filled == doc:
+            return doc
+        doc = filled
 
 
 def fill(func):

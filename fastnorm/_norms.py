@@ -217,13 +217,7 @@ def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None
     use_input_stats : bool
         Normalize with the statistics of each instance (else with the running ones).
     {momentum}
-    {eps}
-    {out}
-    {num_threads}
-
-    {returns_y}
-
-    {examples}
+    {apply_tail}
     >>> x = np.array([[[1., 2., 3., 4.], [0., 0., 2., 2.]]], dtype=np.float32)
     >>> print(fn.instance_norm(x).round(3))
     [[[-1.342 -0.447  0.447  1.342]
@@ -293,13 +287,7 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
     training : bool
         Normalize with the batch statistics (else with the running ones).
     {momentum}
-    {eps}
-    {out}
-    {num_threads}
-
-    {returns_y}
-
-    {examples}
+    {apply_tail}
     >>> x = np.arange(8, dtype=np.float32).reshape(2, 2, 2)
     >>> running_mean, running_var = np.zeros(2, np.float32), np.ones(2, np.float32)
     >>> y = fn.batch_norm(x, running_mean, running_var, training=True)
@@ -361,13 +349,7 @@ def channel_layer_norm(x, weight=None, bias=None, eps=1e-6, *, out=None, num_thr
     ----------
     {x_channels}
     {affine_channels}
-    {eps}
-    {out}
-    {num_threads}
-
-    {returns_y}
-
-    {examples}
+    {apply_tail}
     >>> x = np.arange(8, dtype=np.float32).reshape(1, 2, 2, 2)
     >>> y = fn.channel_layer_norm(x)
     >>> print(y.shape, y[0, :, 0, 0].round(3))

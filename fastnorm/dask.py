@@ -66,9 +66,7 @@ def moments(x, axis=None, *, ddof=0, keepdims=False, dtype=None, split_every=Non
     float64 for integer x); compute them together (dask.compute(mean, var)) to read the
     data once.
 
-    Parameters
-    ----------
-    {dask_x_numbers}
+    {dask_params_numbers}
     axis, ddof, keepdims, dtype
         As in fastnorm.moments.
     {split_every}
@@ -107,9 +105,7 @@ def accumulate(x, axis=None, *, split_every=None):
     fastnorm.Moments, mergeable with others (other arrays, later batches, other
     processes) as if it had seen every value of x.
 
-    Parameters
-    ----------
-    {dask_x_numbers}
+    {dask_params_numbers}
     axis : None, int or tuple of int
         The dims reduced (None: all).
     {split_every}
@@ -161,15 +157,11 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
     updated in place now, and the returned array normalizes each block with them. Eval: the
     running statistics normalize each block.
 
-    Parameters
-    ----------
-    {dask_x_channels}
+    {dask_params_channels}
     running_mean, running_var, weight, bias, training, momentum, eps
         As in fastnorm.batch_norm (running statistics: NumPy arrays).
 
-    {dask_returns}
-
-    {dask_examples}
+    {dask_tail}
     >>> running_mean, running_var = np.zeros(3), np.ones(3)
     >>> y = fnd.batch_norm(x, running_mean, running_var, training=True)
     >>> print(running_mean)
@@ -216,15 +208,11 @@ def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None
     per-instance mean and unbiased variance. use_input_stats=False: the running statistics
     normalize each block.
 
-    Parameters
-    ----------
-    {dask_x_channels}
+    {dask_params_channels}
     running_mean, running_var, weight, bias, use_input_stats, momentum, eps
         As in fastnorm.instance_norm (running statistics: NumPy arrays).
 
-    {dask_returns}
-
-    {dask_examples}
+    {dask_tail}
     >>> print(fnd.instance_norm(x).compute()[0, 0].round(3))
     [-1.  1.]
     """
@@ -271,15 +259,11 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
     groups and the spatial dims are not chunked, otherwise computed first (per (sample,
     channel), merged over the channels of each group).
 
-    Parameters
-    ----------
-    {dask_x_channels}
+    {dask_params_channels}
     num_groups, weight, bias, eps
         As in fastnorm.group_norm.
 
-    {dask_returns}
-
-    {dask_examples}
+    {dask_tail}
     >>> print(fnd.group_norm(x, 3).compute()[0, 1].round(3))
     [-1.  1.]
     """
@@ -348,15 +332,11 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     returns a lazy dask array. Each block is normalized on its own when the trailing dims
     are not chunked; otherwise the row statistics are computed first.
 
-    Parameters
-    ----------
-    {dask_x_rows}
+    {dask_params_rows}
     normalized_shape, weight, bias, eps
         As in fastnorm.layer_norm.
 
-    {dask_returns}
-
-    {dask_examples}
+    {dask_tail}
     >>> print(fnd.layer_norm(x, 2).compute()[0, 2].round(3))
     [-1.  1.]
     """
@@ -369,15 +349,11 @@ def rms_norm(x, normalized_shape, weight=None, eps=None):
     (eps=None: finfo(dtype).eps); returns a lazy dask array. Blockwise when the trailing
     dims are not chunked; otherwise mean(x**2) of each row is computed first.
 
-    Parameters
-    ----------
-    {dask_x_rows}
+    {dask_params_rows}
     normalized_shape, weight, eps
         As in fastnorm.rms_norm.
 
-    {dask_returns}
-
-    {dask_examples}
+    {dask_tail}
     >>> print(fnd.rms_norm(x, 2).compute()[0, 1].round(3))
     [0.784 1.177]
     """
@@ -390,15 +366,11 @@ def channel_layer_norm(x, weight=None, bias=None, eps=1e-6):
     array. Blockwise when C is not chunked; otherwise the statistics of every (n, *spatial)
     position are computed first.
 
-    Parameters
-    ----------
-    {dask_x_channels}
+    {dask_params_channels}
     weight, bias, eps
         As in fastnorm.channel_layer_norm.
 
-    {dask_returns}
-
-    {dask_examples}
+    {dask_tail}
     >>> print(fnd.channel_layer_norm(x).compute()[0, :, 0].round(3))
     [-1.225  0.     1.225]
     """

@@ -16,8 +16,22 @@ _SHORT = {"batch_norm_eval": "bn_eval", "batch_norm_train": "bn_train", "layer_n
 OPS = tuple(_SHORT)
 
 
+class Shaped:
+    """What the cases of both benchmark tables (normalizations, images) derive from their
+    `shape`."""
+    shape: tuple
+
+    @property
+    def shape_str(self):
+        return "x".join(map(str, self.shape))
+
+    @property
+    def size(self):
+        return math.prod(self.shape)
+
+
 @dataclass(frozen=True)
-class Case:
+class Case(Shaped):
     id: str                 # short identifier (pytest ids, JSON, --case filter)
     op: str                 # one of OPS
     shape: tuple
@@ -42,14 +56,6 @@ class Case:
         if self.op.startswith("batch_norm"):
             return "batch_norm " + self.op.rsplit("_", 1)[1]
         return self.op
-
-    @property
-    def shape_str(self):
-        return "x".join(map(str, self.shape))
-
-    @property
-    def size(self):
-        return math.prod(self.shape)
 
     @property
     def normalized_shape(self):

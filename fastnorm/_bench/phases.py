@@ -14,11 +14,16 @@ PHASE_1 = tuple(impl for impl in IMPLEMENTATIONS if impl not in PEERS)
 BESIDE_PEERS = "fastnorm"      # timed again in phase 2: the peers' ratios are per round
 
 
-def _checked_runners(setup, impls, res):
+def _checked_runners(setup, impls, res, missing_modules=None):
     """The runners of `impls` whose result on fresh data matches the reference; the others
-    are recorded in `res` (unavailable or wrong) and not timed."""
+    are recorded in `res` (unavailable or wrong) and not timed. missing_modules(impl): the
+    modules an implementation needs that are not installed (then it is unavailable)."""
     runners = {}
     for impl in impls:
+        absent = missing_modules(impl) if missing_modules is not None else []
+        if absent:
+            res.unavailable[impl] = f"{', '.join(absent)} not installed"
+            continue
         try:
             r = setup.runner(impl)
         except Unavailable as exc:
@@ -38,10 +43,12 @@ def _checked_runners(setup, impls, res):
     return runners
 
 
-def _time_phase(res, runners, settings):
+def _time_phase(res, runners, settings, share=None):
     """Time `runners` interleaved and append the phase to `res`. The case's budget is shared
-    between the phases by their number of runners."""
-    share = len(runners) / len(IMPLEMENTATIONS)
+    between the phases by their number of runners (`share`: this phase's part, by default
+    its runners among IMPLEMENTATIONS)."""
+    if share is None:
+        share = len(runners) / len(IMPLEMENTATIONS)
     phase_settings = dataclasses.replace(settings, case_budget=settings.case_budget * share)
     before, t0 = cpu_snapshot(), time.perf_counter()
     timings = measure(runners, phase_settings)

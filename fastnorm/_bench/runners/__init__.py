@@ -30,6 +30,23 @@ class Unavailable(Exception):
     """This implementation cannot run this case here (peer missing, op unsupported)."""
 
 
+class OptionalModule:
+    """A library a runner module imports at its own import; when that fails (ImportError, or
+    a broken install raising anything else), `get` raises Unavailable with the error."""
+
+    def __init__(self, name):
+        self.name = name
+        try:
+            self.module, self.error = importlib.import_module(name), None
+        except Exception as exc:
+            self.module, self.error = None, f"{type(exc).__name__}: {exc}"
+
+    def get(self):
+        if self.module is None:
+            raise Unavailable(f"{self.name} cannot be imported ({self.error})")
+        return self.module
+
+
 class Runner:
     """One implementation of one case: `call()` runs it once; `reset()` (may be None) restores
     its input buffer between rounds (not timed); `output()` the result of the last call;

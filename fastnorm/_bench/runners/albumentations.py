@@ -5,19 +5,14 @@ import os
 
 import numpy as np
 
-from . import Runner, Unavailable
+from . import OptionalModule, Runner
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")    # no version check over the network
-try:
-    import albumentations as A
-except Exception as exc:
-    A = None
-    _IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
+_ALBUMENTATIONS = OptionalModule("albumentations")
 
 
 def image_runner(setup):
-    if A is None:
-        raise Unavailable(f"albumentations cannot be imported ({_IMPORT_ERROR})")
+    A = _ALBUMENTATIONS.get()
     case = setup.case
     try:
         import cv2

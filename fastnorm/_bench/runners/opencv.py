@@ -4,18 +4,13 @@ case's normalization, NCHW float32; cv2.setNumThreads(threads). Importing this m
 cv2 (only done when an OpenCV runner is built)."""
 import numpy as np
 
-from . import Runner, Unavailable
+from . import OptionalModule, Runner, Unavailable
 
-try:
-    import cv2
-except Exception as exc:          # ImportError, or a broken install raising anything else
-    cv2 = None
-    _IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
+_CV2 = OptionalModule("cv2")
 
 
 def image_runner(setup):
-    if cv2 is None:
-        raise Unavailable(f"cv2 cannot be imported ({_IMPORT_ERROR})")
+    cv2 = _CV2.get()
     case = setup.case
     if not setup.standard:
         raise Unavailable(f"OpenCV has no per-image mode ({case.mode})")
