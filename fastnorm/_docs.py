@@ -6,6 +6,9 @@ replaces that line with the text of TEXTS[key], indented as the line was, so the
 elsewhere in a docstring are left alone.
 """
 import re
+from typing import TypeVar
+
+_T = TypeVar("_T")
 
 _PLACEHOLDER = re.compile(r"^([ \t]*)\{([a-z_]+)\}[ \t]*$", re.MULTILINE)
 
@@ -51,12 +54,12 @@ TEXTS = {
 }
 
 
-def _indented(match):
+def _indented(match: re.Match[str]) -> str:
     indent, key = match.group(1), match.group(2)
     return "\n".join(indent + line if line else line for line in TEXTS[key].split("\n"))
 
 
-def render(doc):
+def render(doc: str) -> str:
     """`doc` with each ``{key}`` line replaced by its shared text (which may hold such
     lines itself)."""
     while True:
@@ -66,8 +69,8 @@ def render(doc):
         doc = filled
 
 
-def fill(func):
+def fill(func: _T) -> _T:
     """Decorator: func.__doc__ rendered (see `render`)."""
     if func.__doc__:                # (None under python -OO)
-        func.__doc__ = render(func.__doc__)
+        func.__doc__ = render(func.__doc__)  # functions and classes: writable
     return func

@@ -24,7 +24,10 @@ kernel bodies; it decides alone what it takes (each check beside the _validate r
 mirrors) and returns None for anything else, which the general path below validates.
 """
 
+from typing import Any
+
 import numpy as np
+from numpy.typing import NDArray
 
 from . import _dispatch, _threads
 from . import _layout as L
@@ -32,12 +35,15 @@ from . import _plans as P
 from . import _validate as V
 from ._docs import fill
 from ._shapes import ChannelShape, ColumnShape, RowShape
-from ._raw import merge_raw, raw_moments
+from ._raw import F64, merge_raw, raw_moments
+
+Array = NDArray[Any]
 
 
 @fill
-def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, out=None,
-               return_stats=False, num_threads=None):
+def layer_norm(x: object, normalized_shape: object, weight: object = None, bias: object = None,
+               eps: object = 1e-5, *, out: object = None, return_stats: object = False,
+               num_threads: object = None) -> Array | tuple[Array, Array, Array]:
     """LayerNorm over the trailing `normalized_shape` dims, as torch.nn.functional.layer_norm.
 
     Parameters
@@ -69,10 +75,10 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, out=Non
     >>> fn.layer_norm(x, 4, out=x) is x
     True
     """
-    y = _dispatch.kernels().layer_norm_fast(x, normalized_shape, weight, bias, eps, out,
-                                            return_stats, num_threads)
-    if y is not None:
-        return y
+    fast: Array | tuple[Array, Array, Array] | None = _dispatch.kernels().layer_norm_fast(
+        x, normalized_shape, weight, bias, eps, out, return_stats, num_threads)
+    if fast is not None:
+        return fast
     x, shape, rows, row, weight, bias = V.row_affine(x, normalized_shape, weight, bias)
     eps = V.eps(eps)
     return_stats = V.flag(return_stats, "return_stats")
@@ -84,13 +90,15 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, out=Non
                                      eps, nt, want_stats=return_stats, param_dims=k)
     if not return_stats:
         return y
+    assert mean is not None and var is not None          # want_stats
     stats_shape = x.shape[:-k] + (1,) * k
     return (y, P.stats_out(mean, stats_shape, x.dtype),
             P.stats_out(P.rstd(var, eps), stats_shape, x.dtype))
 
 
 @fill
-def rms_norm(x, normalized_shape, weight=None, eps=None, *, out=None, num_threads=None):
+def rms_norm(x: object, normalized_shape: object, weight: object = None, eps: object = None, *,
+             out: object = None, num_threads: object = None) -> Array:
     """RMSNorm, as torch.nn.functional.rms_norm: ``x / sqrt(mean(x**2) + eps) * weight``
     over the trailing dims; eps=None means ``np.finfo(x.dtype).eps``.
 
@@ -116,9 +124,10 @@ def rms_norm(x, normalized_shape, weight=None, eps=None, *, out=None, num_thread
     [[ 0.849  2.263]
      [ 1.    -2.   ]]
     """
-    y = _dispatch.kernels().rms_norm_fast(x, normalized_shape, weight, eps, out, num_threads)
-    if y is not None:
-        return y
+    fast: Array | None = _dispatch.kernels().rms_norm_fast(x, normalized_shape, weight, eps, out,
+                                                           num_threads)
+    if fast is not None:
+        return fast
     x, shape, rows, row, weight, _ = V.row_affine(x, normalized_shape, weight, None)
     eps = float(np.finfo(x.dtype).eps) if eps is None else V.eps(eps)
     nt = _threads.resolve(V.num_threads(num_threads))
@@ -129,8 +138,9 @@ def rms_norm(x, normalized_shape, weight=None, eps=None, *, out=None, num_thread
 
 
 @fill
-def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None,
-               return_stats=False, num_threads=None):
+def group_norm(x: object, num_groups: object, weight: object = None, bias: object = None,
+               eps: object = 1e-5, *, out: object = None, return_stats: object = False,
+               num_threads: object = None) -> Array | tuple[Array, Array, Array]:
     """GroupNorm, as torch.nn.functional.group_norm; per-channel affine.
 
     Parameters
@@ -174,11 +184,14 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5, *, out=None,
                                          want_stats=return_stats)
     if not return_stats:
         return y
+    assert mean is not None and var is not None          # want_stats
     return (y, P.stats_out(mean, (n, groups), x.dtype),
             P.stats_out(P.rstd(var, eps), (n, groups), x.dtype))
 
 
-def _group_norm_channels_last(x, out, in_place, groups, weight, bias, eps, nt):
+def _group_norm_channels_last(x: Array, out: Array | None, in_place: bool, groups: int,
+                              weight: Array | None, bias: Array | None, eps: float, nt: int
+                              ) -> tuple[Array, F64 | None, F64 | None]:
     """GroupNorm of channels-last x: column statistics per (sample, channel), merged over the
     C/G adjacent channels of each group (Chan's merge, in order), then a row-vector apply
     with one parameter set per sample. Returns (y, mean, var) per (sample, group)."""
@@ -199,8 +212,10 @@ def _group_norm_channels_last(x, out, in_place, groups, weight, bias, eps, nt):
 
 
 @fill
-def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
-                  use_input_stats=True, momentum=0.1, eps=1e-5, *, out=None, num_threads=None):
+def instance_norm(x: object, running_mean: object = None, running_var: object = None,
+                  weight: object = None, bias: object = None, use_input_stats: object = True,
+                  momentum: object = 0.1, eps: object = 1e-5, *, out: object = None,
+                  num_threads: object = None) -> Array:
     """InstanceNorm, as torch.nn.functional.instance_norm.
 
     With use_input_stats, statistics are per (sample, channel) over the spatial dims, and
@@ -237,7 +252,7 @@ def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None
         raise ValueError(f"instance_norm needs more than 1 spatial element per channel with "
                          f"use_input_stats=True, got x of shape {x.shape}")
     if not use_input_stats:
-        if running_mean is None:
+        if running_mean is None or running_var is None:
             raise ValueError("instance_norm with use_input_stats=False needs running_mean "
                              "and running_var")
         buf = P.buffers(x, out, in_place)
@@ -246,6 +261,8 @@ def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None
                             running_var, weight, bias, eps, nt)
         return buf.finish()
 
+    mean: F64 | None
+    var: F64 | None
     if L.of(x) == L.CHANNELS_LAST and x.size:
         buf = P.buffers(x, out, in_place)
         raw = P.column_stats(buf, n, inner, channels, nt)
@@ -258,7 +275,8 @@ def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None
         y, mean, var = P.normalize_groups(x, out, in_place, shape, weight, bias, eps, nt,
                                          want_stats=running_mean is not None,
                                          precise=P.precise(x, running_mean, running_var))
-    if running_mean is not None and n:
+    if running_mean is not None and running_var is not None and n:
+        assert mean is not None and var is not None          # want_stats
         with np.errstate(all="ignore"):
             unbiased = var.reshape(n, channels) * (inner / (inner - 1))
             batch_mean, batch_var = mean.reshape(n, channels).mean(axis=0), unbiased.mean(0)
@@ -270,8 +288,10 @@ def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None
 # BatchNorm and channels-first LayerNorm
 
 @fill
-def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, training=False,
-               momentum=0.1, eps=1e-5, *, out=None, num_threads=None):
+def batch_norm(x: object, running_mean: object = None, running_var: object = None,
+               weight: object = None, bias: object = None, training: object = False,
+               momentum: object = 0.1, eps: object = 1e-5, *, out: object = None,
+               num_threads: object = None) -> Array:
     """BatchNorm, as torch.nn.functional.batch_norm.
 
     Training (or no running stats): per-channel statistics over N and the spatial dims, the
@@ -300,10 +320,10 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
     [[-0.206  0.619]
      [ 1.28   2.106]]
     """
-    y = _dispatch.kernels().batch_norm_fast(x, running_mean, running_var, weight, bias,
-                                            training, momentum, eps, out, num_threads)
-    if y is not None:
-        return y
+    fast: Array | None = _dispatch.kernels().batch_norm_fast(
+        x, running_mean, running_var, weight, bias, training, momentum, eps, out, num_threads)
+    if fast is not None:
+        return fast
     x = V.array_input(x, min_ndim=2)
     training = V.flag(training, "training")
     n, channels, inner, weight, bias = V.channel_affine(x, weight, bias)
@@ -322,7 +342,7 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
     if x.size == 0:
         return buf.finish()
     shape = P.channel_shape(buf, n, channels, inner)
-    if not (training or running_mean is None):
+    if not training and running_mean is not None and running_var is not None:
         P.apply_channels(buf, shape, running_mean, running_var, weight, bias, eps, nt)
         return buf.finish()
     if shape.inner > 1:     # channel by channel: statistics, then apply from cache
@@ -333,7 +353,7 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
         raw = raw_moments(buf.src.reshape(shape.n, channels), (0,), nt)
         mean, var = raw.mean, raw.m2 / count
         P.apply_channels(buf, shape, mean, var, weight, bias, eps, nt)
-    if training and running_mean is not None:
+    if training and running_mean is not None and running_var is not None:
         with np.errstate(all="ignore"):
             unbiased = var * (count / (count - 1))
         P.update_running(running_mean, running_var, mean, unbiased, momentum)
@@ -341,7 +361,8 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None, t
 
 
 @fill
-def channel_layer_norm(x, weight=None, bias=None, eps=1e-6, *, out=None, num_threads=None):
+def channel_layer_norm(x: object, weight: object = None, bias: object = None, eps: object = 1e-6,
+                       *, out: object = None, num_threads: object = None) -> Array:
     """LayerNorm across the channel dim at every (n, *spatial) position: ConvNeXt's
     channels_first LayerNorm (timm's LayerNorm2d); weight and bias of shape (C,).
 

@@ -7,24 +7,31 @@ block whose rows span blocks gets its statistics from the statistics pass): the 
 kernel as every per-channel apply, no NumPy arithmetic on the data.
 """
 import math
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from . import _dispatch, _threads
 from . import _layout as L
 from . import _validate as V
-from ._shapes import ChannelShape
-from ._raw import raw_moments
+from ._shapes import ChannelShape, RowShape
+from ._raw import Raw, raw_moments
+
+Array = NDArray[Any]
+F64 = NDArray[np.float64]
 
 
 # ---------------------------------------------------------------------------------------
 # buffers and parameters
 
-def buffers(x, out, in_place, native=True):
+def buffers(x: Array, out: Array | None, in_place: bool, native: bool = True) -> L.Buffers:
     return L.Buffers(x, out, in_place, V.compute_dtype(x.dtype), native)
 
 
-def apply_channels(buf, shape, mean, var, weight, bias, eps, nt, sets=1):
+def apply_channels(buf: L.Buffers, shape: ChannelShape, mean: ArrayLike, var: ArrayLike,
+                   weight: Array | None, bias: Array | None, eps: float, nt: int,
+                   sets: int = 1) -> None:
     """Per-channel apply from statistics (sets * channels,) of any float dtype, in float64."""
     _dispatch.kernels().apply_channels(*buf.flat(), shape,
                                        np.ascontiguousarray(mean, np.float64).reshape(-1),
@@ -32,14 +39,14 @@ def apply_channels(buf, shape, mean, var, weight, bias, eps, nt, sets=1):
                                        weight, bias, eps, nt, sets)
 
 
-def channel_shape(buf, n, channels, inner):
+def channel_shape(buf: L.Buffers, n: int, channels: int, inner: int) -> ChannelShape:
     """The ChannelShape of a per-channel apply: (n, C, inner) in C order; channels-last
     memory is rows of C values."""
     return ChannelShape(n, channels, inner) if buf.perm is None else ChannelShape(
         n * inner, channels, 1)
 
 
-def memory_param(param, buf, k):
+def memory_param(param: Array | None, buf: L.Buffers, k: int) -> Array | None:
     """An elementwise parameter over the trailing k dims, in the memory order of buf."""
     if param is None or buf.perm is None:
         return param
@@ -47,13 +54,13 @@ def memory_param(param, buf, k):
     return np.ascontiguousarray(param.transpose([p - first for p in buf.perm if p >= first]))
 
 
-def column_stats(buf, n, inner, channels, nt):
+def column_stats(buf: L.Buffers, n: int, inner: int, channels: int, nt: int) -> Raw:
     """Per-(sample, channel) Raw statistics of a channels-last buffer: columns of C over the
     spatial rows of each sample."""
     return raw_moments(buf.src.reshape(n, inner, channels), (1,), nt)
 
 
-def flat(param):
+def flat(param: Array | None) -> Array | None:
     return param if param is None or param.ndim == 1 else param.reshape(-1)
 
 
@@ -61,23 +68,26 @@ def flat(param):
 # np.errstate(all="raise") a FloatingPointError there would come after the write. They run
 # with floating-point errors ignored (an eps=0 constant row has rstd inf, as in torch).
 
-def stats_out(values, shape, dtype):
+def stats_out(values: Array, shape: tuple[int, ...], dtype: np.dtype[Any]) -> Array:
     with np.errstate(all="ignore"):
-        return values.reshape(shape).astype(V.native(dtype))
+        result: Array = values.reshape(shape).astype(V.native(dtype))
+        return result
 
 
 # ---------------------------------------------------------------------------------------
 # statistics and apply in one kernel call
 
-def precise(x, *kept):
+def precise(x: Array, *kept: Array | None) -> bool:
     """Whether statistics of float32 data are kept in float64 arrays (running statistics):
     then the kernels sum in float64 lanes (float32 lanes, ~1e-8 relative, suffice for a
     float32 output)."""
-    return x.dtype != np.float64 and any(k is not None and k.dtype == np.float64 for k in kept)
+    return bool(x.dtype != np.float64) and any(k is not None and k.dtype == np.float64 for k in kept)
 
 
-def normalize_groups(x, out, in_place, shape, weight, bias, eps, nt, *, rms=False,
-                      want_stats=False, precise=False, param_dims=0):
+def normalize_groups(x: Array, out: Array | None, in_place: bool, shape: RowShape,
+                     weight: Array | None, bias: Array | None, eps: float, nt: int, *,
+                     rms: bool = False, want_stats: bool = False, precise: bool = False,
+                     param_dims: int = 0) -> tuple[Array, F64 | None, F64 | None]:
     """Run normalize_groups over a RowShape; returns (y, mean, var), float64 statistics per
     group (None unless want_stats). param_dims: the trailing dims an elementwise weight
     covers (LayerNorm, RMSNorm); when they include C, a channels-last x is native (its rows
@@ -94,12 +104,14 @@ def normalize_groups(x, out, in_place, shape, weight, bias, eps, nt, *, rms=Fals
     return buf.finish(), mean, var
 
 
-def rstd(var, eps):
+def rstd(var: F64, eps: float) -> F64:
     with np.errstate(all="ignore"):
-        return 1.0 / np.sqrt(var + eps)
+        result: F64 = 1.0 / np.sqrt(var + eps)
+        return result
 
 
-def update_running(running_mean, running_var, mean, unbiased_var, momentum):
+def update_running(running_mean: Array, running_var: Array, mean: F64 | float,
+                   unbiased_var: F64 | float, momentum: float) -> None:
     """PyTorch's running-statistics update, in place on the caller's arrays (in float64,
     then stored in their dtype; float16 overflow stores inf, as in torch)."""
     with np.errstate(all="ignore"):
@@ -112,7 +124,9 @@ def update_running(running_mean, running_var, mean, unbiased_var, momentum):
 # ---------------------------------------------------------------------------------------
 # apply with given statistics
 
-def apply_rows(x, mean, rstd, weight, bias, k, *, out=None, num_threads=None):
+def apply_rows(x: Array, mean: ArrayLike | None, rstd: ArrayLike, weight: Array | None,
+               bias: Array | None, k: int, *, out: Array | None = None,
+               num_threads: int | None = None) -> Array:
     """LayerNorm's apply with given statistics, ``(x - mean) * rstd * weight + bias`` over
     the trailing k dims of the float array x (RMSNorm: mean None, bias None). mean and rstd
     hold one value per row (any shape of x.shape[:-k]'s size); weight and bias are

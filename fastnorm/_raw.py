@@ -7,20 +7,25 @@ from which the mean and M2 are rounded once (`_raw_from_sums`).
 """
 import math
 from fractions import Fraction
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
+from numpy.typing import NDArray
 
 from . import _dispatch
 from . import _layout as L
 from . import _validate as V
 from ._shapes import ColumnShape, SegmentShape
 
+F64 = NDArray[np.float64]
+Blocks = list[tuple[int, bool]]
 
-def _blocks(shape, axes):
+
+def _blocks(shape: Sequence[int], axes: Sequence[int]) -> Blocks:
     """Merge the dims of a C-contiguous shape into alternating kept/reduced blocks:
     a list of (size, reduced). Size-1 dims are dropped (they belong to either side)."""
-    blocks = []
+    blocks: Blocks = []
     for d, size in enumerate(shape):
         if size == 1:
             continue
@@ -37,17 +42,17 @@ class Raw(NamedTuple):
     is shift + dev: shift is a value of the data near the mean and dev the mean's small
     deviation from it, so merging statistics of data far from zero (1e9 with unit spread)
     keeps the digits that subtracting two rounded means would lose."""
-    count: int
-    shift: np.ndarray
-    dev: np.ndarray
-    m2: np.ndarray
+    count: int  # type: ignore[assignment]  # the field shadows tuple.count on purpose
+    shift: F64
+    dev: F64
+    m2: F64
 
     @property
-    def mean(self):
+    def mean(self) -> F64:
         return self.shift + self.dev
 
 
-def merge_raw(a, b):
+def merge_raw(a: Raw, b: Raw) -> Raw:
     """Chan's merge of the Raw statistics b into a (a new Raw), on deviations from a's shift
     as the kernels merge chunks."""
     if b.count == 0:
@@ -65,7 +70,7 @@ def merge_raw(a, b):
     return Raw(n, a.shift, dev, m2)
 
 
-def raw_moments(x, axes, num_threads):
+def raw_moments(x: NDArray[Any], axes: tuple[int, ...], num_threads: int) -> Raw:
     """Raw statistics of x over `axes` (a sorted tuple). x: a validated float array with
     at least one element; a channels-last x is read in its memory order (no copy)."""
     perm = L.perm_of(L.of(x), x.ndim)
@@ -110,14 +115,15 @@ def raw_moments(x, axes, num_threads):
                m2.reshape(kept_shape))
 
 
-def _integer_raw_moments(x, axes, blocks, kept_shape, count, num_threads):
+def _integer_raw_moments(x: NDArray[Any], axes: tuple[int, ...], blocks: Blocks,
+                         kept_shape: tuple[int, ...], count: int, num_threads: int) -> Raw:
     """raw_moments of C-contiguous integer x: the blocks as one (rep, outer, rows, cols)
     record of the integer kernel (_kernels/stats_int.pxi), exact sums, then Raw."""
     kept = math.prod(kept_shape)
     pattern = "".join("R" if reduced else "K" for _, reduced in blocks)
     sizes = [s for s, _ in blocks]
     if "R" not in pattern:                   # nothing to reduce: each value its own group
-        record = (1, kept, 1, 1)
+        record: tuple[int, ...] = (1, kept, 1, 1)
     elif pattern in ("R", "KR"):
         record = (1, sizes[0] if pattern == "KR" else 1, count, 1)
     elif pattern in ("RK", "KRK"):
@@ -137,7 +143,7 @@ def _integer_raw_moments(x, axes, blocks, kept_shape, count, num_threads):
 _EXACT_FLOAT = 2 ** 53          # integers up to this are exact in float64
 
 
-def _raw_from_sums(sums, n):
+def _raw_from_sums(sums: NDArray[np.uint64], n: int) -> tuple[F64, F64, F64]:
     """(shift, dev, m2) float64 arrays from exact sums (G, 5) uint64 words (s1 as a 128-bit
     two's complement integer, s2 as a 192-bit one, low words first) of n values each: the
     mean rounded once (shift, dev its remainder) and M2 = (n*s2 - s1**2) / n rounded once.

@@ -6,26 +6,33 @@ with the mean as shift + dev, exact sums for integer data) and merge with its `m
 import hashlib
 import math
 import warnings
+from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike, NDArray
 
 from . import _threads
 from . import _validate as V
 from ._docs import fill
-from ._raw import Raw, merge_raw, raw_moments
+from ._raw import F64, Raw, merge_raw, raw_moments
+
+Axis = int | tuple[int, ...] | list[int] | None
 
 
-def _variance(m2, count, ddof):
+def _variance(m2: F64, count: int, ddof: float) -> F64:
     """m2 / (count - ddof) as np.var computes it: a count - ddof <= 0 warns as NumPy does and
     gives inf or NaN."""
     denominator = max(count - ddof, 0)
     if denominator <= 0:
         warnings.warn("Degrees of freedom <= 0 for slice", RuntimeWarning, stacklevel=3)
-    return np.true_divide(m2, denominator)
+    result: F64 = np.true_divide(m2, denominator)
+    return result
 
 
 @fill
-def moments(x, axis=None, *, ddof=0, keepdims=False, dtype=None, num_threads=None):
+def moments(x: object, axis: Axis = None, *, ddof: float = 0, keepdims: bool = False,
+            dtype: DTypeLike | None = None, num_threads: int | None = None
+            ) -> tuple[NDArray[Any], NDArray[Any]]:
     """Mean and variance of x over `axis`, like ``(np.mean(x, axis), np.var(x, axis, ddof))``.
 
     Computed by chunked shifted sums merged with Chan's formula in float64, so ill-conditioned
@@ -125,23 +132,23 @@ class Moments:
     4 [ 4. 40.] [ 2.582 25.82 ]
     """
 
-    def __init__(self, axis=None):
+    def __init__(self, axis: Axis = None) -> None:
         if axis is not None:
             V.axes(axis, 64)             # type check now; range is checked per batch
         self._axis = tuple(axis) if isinstance(axis, (tuple, list)) else axis
-        self._axes = None                # normalized axes, once a batch fixes the rank
-        self._ndim = None
+        self._axes: tuple[int, ...] | None = None   # normalized, once a batch fixes the rank
+        self._ndim: int | None = None
         self._count = 0
-        self._shift = None               # the mean is _shift + _dev (see Raw)
-        self._dev = None
-        self._m2 = None
+        self._shift: F64 | None = None   # the mean is _shift + _dev (see Raw)
+        self._dev: F64 | None = None
+        self._m2: F64 | None = None
 
     @property
-    def axis(self):
+    def axis(self) -> int | tuple[int, ...] | None:
         return self._axis
 
     @fill
-    def update(self, batch, *, num_threads=None):
+    def update(self, batch: object, *, num_threads: int | None = None) -> "Moments":
         """Add the statistics of `batch`; returns self.
 
         Parameters
@@ -182,18 +189,21 @@ class Moments:
         self._merge_raw(raw_moments(x, axes, nt))
         return self
 
-    def _merge_raw(self, raw):
+    def _merge_raw(self, raw: Raw) -> None:
         """Chan's merge of `raw` into this accumulator (merge_raw)."""
         merged = merge_raw(self._raw(), raw)
         self._count = merged.count
         self._shift, self._dev, self._m2 = (np.array(a, dtype=np.float64, copy=True)
                                             for a in merged[1:])
 
-    def _raw(self):
+    def _raw(self) -> Raw:
+        if self._shift is None or self._dev is None or self._m2 is None:
+            empty = np.zeros(())
+            return Raw(0, empty, empty, empty)      # merges as a no-op (count 0)
         return Raw(self._count, self._shift, self._dev, self._m2)
 
     @fill
-    def merge(self, other):
+    def merge(self, other: "Moments") -> "Moments":
         """Merge the statistics of another accumulator over the same axis; returns self.
         Axes compare as normalized for the batches' rank (axis=-2 and axis=(0,) are axis 0
         of 2-D batches); an accumulator without data merges as a no-op.
@@ -218,33 +228,35 @@ class Moments:
             raise TypeError(f"can only merge a Moments, got {type(other).__name__}")
         if other._count == 0:
             return self
+        other_shape = other._require_data()[0].shape
         if self._count == 0:
-            if self._shift is not None and self._shift.shape != other._shift.shape:
+            if self._shift is not None and self._shift.shape != other_shape:
                 raise ValueError(f"cannot merge Moments with non-reduced shape "
-                                 f"{other._shift.shape} into one with {self._shift.shape}")
+                                 f"{other_shape} into one with {self._shift.shape}")
             self._ndim, self._axes = other._ndim, other._axes
             self._merge_raw(other._raw())
             return self
         if self._axes_of_data() != other._axes_of_data():
             raise ValueError(f"cannot merge Moments over axis {other._axis!r} into Moments "
                              f"over axis {self._axis!r}")
-        if self._shift.shape != other._shift.shape:
+        shape = self._require_data()[0].shape
+        if shape != other_shape:
             raise ValueError(f"cannot merge Moments with non-reduced shape "
-                             f"{other._shift.shape} into one with {self._shift.shape}")
+                             f"{other_shape} into one with {shape}")
         self._merge_raw(other._raw())
         return self
 
-    def _axes_of_data(self):
+    def _axes_of_data(self) -> tuple[int | None, tuple[int, ...]] | None:
         """The reduced axes as normalized for the batches seen (None: all of them)."""
         return (self._ndim, self._axes) if self._axes is not None else None
 
-    def __add__(self, other):
+    def __add__(self, other: object) -> "Moments":
         if not isinstance(other, Moments):
             return NotImplemented
         return self.copy().merge(other)
 
     @fill
-    def copy(self):
+    def copy(self) -> "Moments":
         """An independent copy of this accumulator.
 
         {examples}
@@ -260,23 +272,24 @@ class Moments:
                 setattr(new, name, getattr(self, name).copy())
         return new
 
-    def _require_data(self):
-        if self._count == 0:
+    def _require_data(self) -> tuple[F64, F64, F64]:
+        if self._count == 0 or self._shift is None or self._dev is None or self._m2 is None:
             raise ValueError("Moments has seen no data yet")
+        return self._shift, self._dev, self._m2
 
     @property
-    def count(self):
+    def count(self) -> int:
         """Number of values reduced into each statistic (an int)."""
         return self._count
 
     @property
-    def mean(self):
+    def mean(self) -> F64:
         """Mean over the reduced axes (float64 array)."""
-        self._require_data()
-        return self._shift + self._dev
+        shift, dev, _ = self._require_data()
+        return shift + dev
 
     @fill
-    def var(self, ddof=0):
+    def var(self, ddof: float = 0) -> F64:
         """Variance with NumPy's meaning of ddof (float64 array).
 
         Parameters
@@ -290,11 +303,11 @@ class Moments:
         >>> print(acc.var(), round(float(acc.var(ddof=1)), 4))
         1.25 1.6667
         """
-        self._require_data()
-        return _variance(self._m2, self._count, V.ddof(ddof))
+        m2 = self._require_data()[2]
+        return _variance(m2, self._count, V.ddof(ddof))
 
     @fill
-    def std(self, ddof=0):
+    def std(self, ddof: float = 0) -> F64:
         """Standard deviation with NumPy's meaning of ddof (float64 array).
 
         Parameters
@@ -310,12 +323,12 @@ class Moments:
         """
         return np.sqrt(self.var(ddof))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         shape = None if self._shift is None else self._shift.shape
         return f"Moments(axis={self._axis!r}, count={self._count}, shape={shape})"
 
     @classmethod
-    def _from_raw(cls, raw, axis, ndim):
+    def _from_raw(cls, raw: Raw, axis: Axis, ndim: int) -> "Moments":
         """The accumulator of Raw statistics of ndim-dimensional data over `axis` (the
         statistics of a whole dask array, fastnorm.dask.accumulate)."""
         acc = cls(axis)
@@ -329,20 +342,20 @@ class Moments:
     # batches fixed, the count, and three C-contiguous float64 arrays (or None).
     _STATE_VERSION = 1
 
-    def __getstate__(self):
+    def __getstate__(self) -> tuple[Any, ...]:
         arrays = tuple(None if a is None else np.asarray(a, dtype=np.float64, order="C")
                        for a in (self._shift, self._dev, self._m2))
         return (self._STATE_VERSION, self._axis, self._ndim, self._axes, int(self._count),
                 *arrays)
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: object) -> None:
         if not (isinstance(state, tuple) and state and state[0] == self._STATE_VERSION):
             raise ValueError("cannot unpickle a Moments saved by an incompatible version "
                              "of fastnorm")
         (_, self._axis, self._ndim, self._axes, self._count, self._shift, self._dev,
          self._m2) = state
 
-    def __dask_tokenize__(self):
+    def __dask_tokenize__(self) -> tuple[str, int, str, str]:
         """A deterministic token: equal state gives the same token in any process."""
         version, *plain, shift, dev, m2 = self.__getstate__()
         digest = hashlib.sha256()
