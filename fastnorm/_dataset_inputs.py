@@ -207,7 +207,7 @@ def _slab_index(source: Source, ndim: int) -> tuple[slice, ...]:
     return tuple(index)
 
 
-def _read_arrays(source: Source) -> list[tuple[NDArray[Any], str, bool] | "_NpzMember"]:
+def _read_arrays(source: Source) -> "list[tuple[NDArray[Any], str, bool] | _NpzMember]":
     """[(array, label, is_image)] of one Source (for an .npz, its members to load)."""
     if source.kind == "image":
         return [(frame, source.label, True) for frame in _read_image(source.path)]

@@ -366,7 +366,8 @@ def _channel_layer_norm_eager(m: nn.Module, x: torch.Tensor, weight: Array | Non
     if x.is_contiguous(memory_format=torch.channels_last):
         rows = _array(x).transpose(0, 2, 3, 1)
         y = _norms.layer_norm(rows, rows.shape[-1], weight, bias, m.eps)
-        return _tensor(cast(Array, y))       # (y alone without return_stats).permute(0, 3, 1, 2)
+        # (y alone without return_stats)
+        return _tensor(cast(Array, y)).permute(0, 3, 1, 2)
     xc = x.contiguous(memory_format=torch.channels_last)
     rows = _array(xc).transpose(0, 2, 3, 1)
     _norms.layer_norm(rows, rows.shape[-1], weight, bias, m.eps, out=rows)
