@@ -33,6 +33,9 @@ TEXTS = {
             "``count - ddof``.",
     "returns_kept": "Returns\n-------\nndarray or numpy.float64\n"
                     "    Shaped like the non-reduced dims (a scalar for axis=None).",
+    "params_rows": "Parameters\n----------\n{x_rows}",
+    "params_channels": "Parameters\n----------\n{x_channels}",
+    "ddof_tail": "Parameters\n----------\n{ddof}\n\n{returns_kept}\n\n{examples}",
     "apply_tail": "{eps}\n{out}\n{num_threads}\n\n{returns_y}\n\n{examples}",
     "examples": "Examples\n--------\n>>> import numpy as np\n>>> import fastnorm as fn",
     # fastnorm.dask

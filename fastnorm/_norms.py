@@ -46,9 +46,7 @@ def layer_norm(x: object, normalized_shape: object, weight: object = None, bias:
                num_threads: object = None) -> Array | tuple[Array, Array, Array]:
     """LayerNorm over the trailing `normalized_shape` dims, as torch.nn.functional.layer_norm.
 
-    Parameters
-    ----------
-    {x_rows}
+    {params_rows}
     {normalized_shape}
     weight, bias : array_like, optional
         Elementwise affine of shape `normalized_shape`.
@@ -102,9 +100,7 @@ def rms_norm(x: object, normalized_shape: object, weight: object = None, eps: ob
     """RMSNorm, as torch.nn.functional.rms_norm: ``x / sqrt(mean(x**2) + eps) * weight``
     over the trailing dims; eps=None means ``np.finfo(x.dtype).eps``.
 
-    Parameters
-    ----------
-    {x_rows}
+    {params_rows}
     {normalized_shape}
     weight : array_like, optional
         Elementwise scale of shape `normalized_shape`.
@@ -143,9 +139,7 @@ def group_norm(x: object, num_groups: object, weight: object = None, bias: objec
                num_threads: object = None) -> Array | tuple[Array, Array, Array]:
     """GroupNorm, as torch.nn.functional.group_norm; per-channel affine.
 
-    Parameters
-    ----------
-    {x_channels}
+    {params_channels}
     num_groups : int
         Number of groups; it divides C.
     {affine_channels}
@@ -222,9 +216,7 @@ def instance_norm(x: object, running_mean: object = None, running_var: object = 
     given running stats are updated in place with the batch average of the per-instance
     mean and unbiased variance. Otherwise the running stats normalize.
 
-    Parameters
-    ----------
-    {x_channels}
+    {params_channels}
     running_mean, running_var : ndarray, optional
         Per-channel running statistics of shape ``(C,)`` (updated in place with
         use_input_stats=True).
@@ -298,9 +290,7 @@ def batch_norm(x: object, running_mean: object = None, running_var: object = Non
     biased variance normalizes, and given running stats are updated in place with the
     unbiased one. Eval: the running stats normalize.
 
-    Parameters
-    ----------
-    {x_channels}
+    {params_channels}
     running_mean, running_var : ndarray, optional
         Per-channel running statistics of shape ``(C,)`` (updated in place in training).
     {affine_channels}
@@ -366,9 +356,7 @@ def channel_layer_norm(x: object, weight: object = None, bias: object = None, ep
     """LayerNorm across the channel dim at every (n, *spatial) position: ConvNeXt's
     channels_first LayerNorm (timm's LayerNorm2d); weight and bias of shape (C,).
 
-    Parameters
-    ----------
-    {x_channels}
+    {params_channels}
     {affine_channels}
     {apply_tail}
     >>> x = np.arange(8, dtype=np.float32).reshape(1, 2, 2, 2)

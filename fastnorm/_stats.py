@@ -292,13 +292,7 @@ class Moments:
     def var(self, ddof: float = 0) -> F64:
         """Variance with NumPy's meaning of ddof (float64 array).
 
-        Parameters
-        ----------
-        {ddof}
-
-        {returns_kept}
-
-        {examples}
+        {ddof_tail}
         >>> acc = fn.Moments().update(np.array([1., 2., 3., 4.]))
         >>> print(acc.var(), round(float(acc.var(ddof=1)), 4))
         1.25 1.6667
@@ -310,13 +304,7 @@ class Moments:
     def std(self, ddof: float = 0) -> F64:
         """Standard deviation with NumPy's meaning of ddof (float64 array).
 
-        Parameters
-        ----------
-        {ddof}
-
-        {returns_kept}
-
-        {examples}
+        {ddof_tail}
         >>> acc = fn.Moments(axis=1).update(np.array([[1., 3.], [2., 2.]]))
         >>> print(acc.std())
         [1. 0.]

@@ -14,6 +14,17 @@ PHASE_1 = tuple(impl for impl in IMPLEMENTATIONS if impl not in PEERS)
 BESIDE_PEERS = "fastnorm"      # timed again in phase 2: the peers' ratios are per round
 
 
+def checked_runner(setup, impl):
+    """The Runner of `impl` for `setup`, after one call on fresh data matched the reference
+    (benchmarks/: the pytest-benchmark suites); Unavailable when it cannot run here, an
+    AssertionError naming the error when its result is wrong."""
+    runner = setup.runner(impl)
+    err, tol = setup.check(impl, runner)
+    assert err <= tol, (f"{impl} on {setup.case.id}: max |error| {err:.3g} vs the float64 "
+                        f"reference exceeds {tol:g}")
+    return runner
+
+
 def _checked_runners(setup, impls, res, missing_modules=None):
     """The runners of `impls` whose result on fresh data matches the reference; the others
     are recorded in `res` (unavailable or wrong) and not timed. missing_modules(impl): the
