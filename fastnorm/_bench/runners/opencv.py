@@ -2,14 +2,19 @@
 scalefactor 1 / (max * std) and mean max * mean, so that its (x - mean) * scalefactor is the
 case's normalization, NCHW float32; cv2.setNumThreads(threads). Importing this module imports
 cv2 (only done when an OpenCV runner is built)."""
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from . import OptionalModule, Runner, Unavailable
 
+if TYPE_CHECKING:
+    from ..images import ImageSetup
+
 _CV2 = OptionalModule("cv2")
 
 
-def image_runner(setup):
+def image_runner(setup: "ImageSetup") -> Runner:
     cv2 = _CV2.get()
     case = setup.case
     if not setup.standard:
@@ -29,13 +34,13 @@ def image_runner(setup):
     if case.single:
         x = setup.images
 
-        def f():
+        def f() -> Any:
             return dnn.blobFromImageWithParams(x, params)[0]
         note = "blobFromImageWithParams"
     else:
         images = list(setup.images)
 
-        def f():
+        def f() -> Any:
             return dnn.blobFromImagesWithParams(images, params)
         note = "blobFromImagesWithParams"
     try:
