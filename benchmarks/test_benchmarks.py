@@ -39,15 +39,10 @@ def test_benchmark(benchmark, case, impl):
         pytest.importorskip(B.PEERS[impl], exc_type=ImportError)
         if impl == "onnxruntime":
             pytest.importorskip("onnx", exc_type=ImportError)
-    setup = _setup(case)
-    try:
-        runner = setup.runner(impl)
+    try:        # one call on fresh data vs the reference first
+        runner = B.checked_runner(_setup(case), impl)
     except B.Unavailable as exc:
         pytest.skip(str(exc))
-
-    err, tol = setup.check(impl, runner)       # one call on fresh data vs the reference
-    assert err <= tol, (f"{impl} on {case.id}: max |error| {err:.3g} vs the float64 reference "
-                        f"exceeds {tol:g}")
 
     benchmark.group = f"{case.label} {case.shape_str}"
     benchmark.name = impl

@@ -13,14 +13,14 @@ import sys
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
-def is_source_checkout(package_dir=_PACKAGE_DIR):
+def is_source_checkout(package_dir: str = _PACKAGE_DIR) -> bool:
     """True when `package_dir` holds no compiled fastnorm extension (a source tree)."""
     names = os.listdir(package_dir)
     return not any(name.startswith("_openmp_helpers") and name.endswith(suffix)
                    for name in names for suffix in importlib.machinery.EXTENSION_SUFFIXES)
 
 
-def use_installed_copy():
+def use_installed_copy() -> None:
     """In a source checkout, put the installed fastnorm in sys.modules instead of this one."""
     if not is_source_checkout():
         return

@@ -3,8 +3,11 @@ zarr arrays), cutting them into Sources (one read task each, large arrays in sla
 reading a Source inside its task into arrays of values by channel."""
 import math
 import os
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 ARRAY_EXTENSIONS = (".npy", ".npz")
@@ -19,12 +22,12 @@ class DatasetError(Exception):
 class _Slots:
     """Pickling of a __slots__ class: its state is the tuple of its slots."""
 
-    __slots__ = ()
+    __slots__: tuple[str, ...] = ()
 
-    def __getstate__(self):
+    def __getstate__(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in self.__slots__)
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
         for name, value in zip(self.__slots__, state):
             setattr(self, name, value)
 
@@ -38,27 +41,29 @@ class Source(_Slots):
 
     __slots__ = ("kind", "path", "member", "slab_axis", "start", "stop")
 
-    def __init__(self, kind, path, member=None, slab_axis=None, start=None, stop=None):
+    def __init__(self, kind: str, path: str, member: str | None = None,
+                 slab_axis: int | None = None, start: int | None = None,
+                 stop: int | None = None) -> None:
         self.kind, self.path, self.member = kind, path, member
         self.slab_axis, self.start, self.stop = slab_axis, start, stop
 
-    def __dask_tokenize__(self):
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
         return ("fastnorm.stats.Source",) + self.__getstate__()
 
     @property
-    def label(self):
+    def label(self) -> str:
         text = self.path if self.member is None else f"{self.path}[{self.member}]"
         if self.slab_axis is not None:
             text += f" (axis {self.slab_axis} [{self.start}:{self.stop}])"
         return text
 
 
-def _is_zarr(path):
+def _is_zarr(path: str) -> bool:
     return os.path.isdir(path) and any(os.path.exists(os.path.join(path, m))
                                        for m in ZARR_MARKERS)
 
 
-def _kind_of(path):
+def _kind_of(path: str) -> str | None:
     ext = os.path.splitext(path)[1].lower()
     if ext in IMAGE_EXTENSIONS:
         return "image"
@@ -67,12 +72,13 @@ def _kind_of(path):
     return None
 
 
-def find_inputs(paths):
+def find_inputs(paths: Sequence[str]) -> tuple[list[tuple[str, str]], list[str]]:
     """(inputs, ignored): the (kind, path) of every input named or found in a named
     directory, in a deterministic order, and the files of other types found in
     directories (reported, not read). A named path that is missing or of an unknown type
     raises DatasetError."""
-    inputs, ignored = [], []
+    inputs: list[tuple[str, str]] = []
+    ignored: list[str] = []
     for path in paths:
         if not os.path.exists(path):
             raise DatasetError(f"{path}: no such file or directory")
@@ -103,7 +109,8 @@ def find_inputs(paths):
     return inputs, ignored
 
 
-def _slabs(kind, path, member, shape, itemsize, channel_axis):
+def _slabs(kind: str, path: str, member: str | None, shape: Sequence[int], itemsize: int,
+           channel_axis: int | None) -> list[Source]:
     """Sources covering an array of `shape`: the whole array, or slabs of about
     SLAB_BYTES along its first axis that is not the channel axis."""
     nbytes = math.prod(shape) * itemsize
@@ -121,7 +128,7 @@ def _slabs(kind, path, member, shape, itemsize, channel_axis):
             for start in range(0, shape[axis], step)]
 
 
-def _npy_header(path):
+def _npy_header(path: str) -> tuple[tuple[int, ...], np.dtype[Any]]:
     try:            # a memory map reads the header only
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
         return arr.shape, arr.dtype
@@ -129,7 +136,7 @@ def _npy_header(path):
         raise DatasetError(f"{path}: cannot read as .npy: {exc}") from exc
 
 
-def _zarr_arrays(path):
+def _zarr_arrays(path: str) -> list[tuple[str | None, Any]]:
     """[(member or None, array)] of a zarr array or group (its arrays, recursively)."""
     try:
         import zarr
@@ -150,9 +157,9 @@ def _zarr_arrays(path):
     return found
 
 
-def sources_of(inputs, channel_axis):
+def sources_of(inputs: Sequence[tuple[str, str]], channel_axis: int | None) -> list[Source]:
     """The read tasks' Sources, in input order (a large .npy or zarr array in slabs)."""
-    sources = []
+    sources: list[Source] = []
     for kind, path in inputs:
         if kind == "npy":
             shape, dtype = _npy_header(path)
@@ -169,7 +176,7 @@ def sources_of(inputs, channel_axis):
 # ---------------------------------------------------------------------------------------
 # reading (inside tasks)
 
-def _read_image(path):
+def _read_image(path: str) -> list[NDArray[Any]]:
     """The frames of an image file as (H, W[, C]) arrays, channels last."""
     try:
         from PIL import Image, ImageSequence
@@ -193,13 +200,14 @@ def _read_image(path):
         raise DatasetError(f"{path}: cannot read as an image: {exc}") from exc
 
 
-def _slab_index(source, ndim):
+def _slab_index(source: Source, ndim: int) -> tuple[slice, ...]:
     index = [slice(None)] * ndim
+    assert source.slab_axis is not None
     index[source.slab_axis] = slice(source.start, source.stop)
     return tuple(index)
 
 
-def _read_arrays(source):
+def _read_arrays(source: Source) -> "list[tuple[NDArray[Any], str, bool] | _NpzMember]":
     """[(array, label, is_image)] of one Source (for an .npz, its members to load)."""
     if source.kind == "image":
         return [(frame, source.label, True) for frame in _read_image(source.path)]
@@ -232,10 +240,10 @@ def _read_arrays(source):
 class _NpzMember:
     """One array of an .npz, loaded when the read task comes to it (one at a time)."""
 
-    def __init__(self, path, name):
+    def __init__(self, path: str, name: str) -> None:
         self.path, self.name = path, name
 
-    def load(self):
+    def load(self) -> tuple[NDArray[Any], str, bool]:
         label = f"{self.path}[{self.name}]"
         try:
             with np.load(self.path, allow_pickle=False) as archive:
@@ -244,7 +252,8 @@ class _NpzMember:
             raise DatasetError(f"{label}: cannot read as .npz: {exc}") from exc
 
 
-def _values_by_channel(arr, label, is_image, channel_axis):
+def _values_by_channel(arr: NDArray[Any], label: str, is_image: bool, channel_axis: int | None
+                       ) -> NDArray[Any]:
     """arr as a (values, channels) matrix: images (H, W[, C]) channels last, arrays by
     channel_axis (None: one channel of every value)."""
     if arr.dtype.kind not in "uif":

@@ -8,16 +8,18 @@ unless FASTNORM_KERNELS names another one. `kernels()` is the module every plan 
 import contextlib
 import importlib
 import os
+from collections.abc import Iterator
+from types import ModuleType
 
 from . import _cpu
 from ._variants import VARIANTS
 
 ENV_VAR = "FASTNORM_KERNELS"
 
-_current = None
+_current: ModuleType | None = None
 
 
-def load(name):
+def load(name: str) -> ModuleType | None:
     """The compiled module of variant `name`, or None when it is not built."""
     try:
         return importlib.import_module("fastnorm." + VARIANTS[name][0])
@@ -25,27 +27,29 @@ def load(name):
         return None
 
 
-def _runs_here(name):
+def _runs_here(name: str) -> bool:
     level = VARIANTS[name][1]
     return level is None or level <= _cpu.x86_64_level()
 
 
-def available_variants():
+def available_variants() -> list[str]:
     """Variants that are built and that this CPU can run, best first."""
     return [name for name in VARIANTS if _runs_here(name) and load(name) is not None]
 
 
-def kernels():
-    """The kernel module of the current variant."""
+def kernels() -> ModuleType:
+    """The kernel module of the current variant (its functions are the compiled entry points
+    of _kernels.pxi, untyped to mypy: the module is picked at run time)."""
+    assert _current is not None
     return _current
 
 
-def current_variant():
+def current_variant() -> str:
     """The name of the current variant."""
-    return _current.VARIANT
+    return str(kernels().VARIANT)
 
 
-def _check(name):
+def _check(name: str) -> ModuleType:
     if name not in VARIANTS:
         raise ValueError(f"unknown kernel variant {name!r}; known: {', '.join(VARIANTS)}")
     if not _runs_here(name):
@@ -56,27 +60,28 @@ def _check(name):
     return module
 
 
-def use_variant(name, *, check_cpu=True):
+def use_variant(name: str, *, check_cpu: bool = True) -> ModuleType:
     """Make `name` the kernel variant every call uses from now on; returns the module.
     check_cpu=False skips the CPU check (scripts/smoke.py's negative control only)."""
     global _current
-    _current = _check(name) if check_cpu else (load(name) or _check(name))
-    return _current
+    module = _check(name) if check_cpu else (load(name) or _check(name))
+    _current = module
+    return module
 
 
 @contextlib.contextmanager
-def using(name):
+def using(name: str) -> Iterator[ModuleType]:
     """Run a block with kernel variant `name`, then restore the previous one."""
     global _current
     previous = _current
     use_variant(name)
     try:
-        yield _current
+        yield kernels()
     finally:
         _current = previous
 
 
-def _select():
+def _select() -> ModuleType:
     forced = os.environ.get(ENV_VAR, "").strip()
     return use_variant(forced or available_variants()[0])
 

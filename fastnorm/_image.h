@@ -88,6 +88,19 @@ static inline void fn_f32_to_f16_n(const float *FN_RESTRICT x, uint16_t *FN_REST
 #define FN_AFFINE_float(x, h, a, c) fn_fmaf((x) - (h), (a), (c))
 #define FN_AFFINE_double(x, h, a, c) fn_fma((x) - (h), (a), (c))
 
+/* the locals of the 3-channel loops: source index of output channels 0 and 2 (swap: R and
+ * B exchanged), the constants of the three channels, the pixel index */
+#define FN_IMG_C3_CONSTANTS(K)                                                                \
+    const ptrdiff_t i0 = swap ? 2 : 0, i2 = swap ? 0 : 2;                                     \
+    const K h0 = h[0], h1 = h[1], h2 = h[2], a0 = a[0], a1 = a[1], a2 = a[2];                 \
+    const K c0 = c[0], c1 = c[1], c2 = c[2];                                                  \
+    ptrdiff_t w;
+/* the three clipped-path values of pixel w, before clamping */
+#define FN_IMG_C3_VALUES(K)                                                                   \
+    K v0 = FN_AFFINE_##K((K)x[3 * w + i0], h0, a0, c0);                                       \
+    K v1 = FN_AFFINE_##K((K)x[3 * w + 1], h1, a1, c1);                                        \
+    K v2 = FN_AFFINE_##K((K)x[3 * w + i2], h2, a2, c2);
+
 /* the loops of one (T, K, O); constants h[C], a[C], c[C] in output channel order */
 #define FN_IMAGE_ROWS(SUF, T, K, O)                                                           \
 /* contiguous 3-channel pixels x[3w + k] to planes y0, y1, y2 (output order); swap: output   \
@@ -95,10 +108,7 @@ static inline void fn_f32_to_f16_n(const float *FN_RESTRICT x, uint16_t *FN_REST
 static inline void fn_img_c3_planes_##SUF(const T *FN_RESTRICT x, O *FN_RESTRICT y0,          \
         O *FN_RESTRICT y1, O *FN_RESTRICT y2, ptrdiff_t n, int swap, const K *h,              \
         const K *a, const K *c, int clip, K lo, K hi) {                                       \
-    const ptrdiff_t i0 = swap ? 2 : 0, i2 = swap ? 0 : 2;                                     \
-    const K h0 = h[0], h1 = h[1], h2 = h[2], a0 = a[0], a1 = a[1], a2 = a[2];                 \
-    const K c0 = c[0], c1 = c[1], c2 = c[2];                                                  \
-    ptrdiff_t w;                                                                              \
+    FN_IMG_C3_CONSTANTS(K)                                                                    \
     if (!clip && !swap) {                                                                     \
         for (w = 0; w < n; w++) {                                                             \
             y0[w] = (O)FN_AFFINE_##K((K)x[3 * w], h0, a0, c0);                                \
@@ -113,9 +123,7 @@ static inline void fn_img_c3_planes_##SUF(const T *FN_RESTRICT x, O *FN_RESTRICT
         }                                                                                     \
     } else {                                                                                  \
         for (w = 0; w < n; w++) {                                                             \
-            K v0 = FN_AFFINE_##K((K)x[3 * w + i0], h0, a0, c0);                               \
-            K v1 = FN_AFFINE_##K((K)x[3 * w + 1], h1, a1, c1);                                \
-            K v2 = FN_AFFINE_##K((K)x[3 * w + i2], h2, a2, c2);                               \
+            FN_IMG_C3_VALUES(K)                                                               \
             y0[w] = (O)FN_CLAMP(v0, lo, hi);                                                  \
             y1[w] = (O)FN_CLAMP(v1, lo, hi);                                                  \
             y2[w] = (O)FN_CLAMP(v2, lo, hi);                                                  \
@@ -125,10 +133,7 @@ static inline void fn_img_c3_planes_##SUF(const T *FN_RESTRICT x, O *FN_RESTRICT
 /* contiguous 3-channel pixels to interleaved 3-channel pixels (swap as above) */            \
 static inline void fn_img_c3_pixels_##SUF(const T *FN_RESTRICT x, O *FN_RESTRICT y,          \
         ptrdiff_t n, int swap, const K *h, const K *a, const K *c, int clip, K lo, K hi) {    \
-    const ptrdiff_t i0 = swap ? 2 : 0, i2 = swap ? 0 : 2;                                     \
-    const K h0 = h[0], h1 = h[1], h2 = h[2], a0 = a[0], a1 = a[1], a2 = a[2];                 \
-    const K c0 = c[0], c1 = c[1], c2 = c[2];                                                  \
-    ptrdiff_t w;                                                                              \
+    FN_IMG_C3_CONSTANTS(K)                                                                    \
     if (!swap && !clip) {                                                                     \
         for (w = 0; w < n; w++) {                                                             \
             y[3 * w] = (O)FN_AFFINE_##K((K)x[3 * w], h0, a0, c0);                             \
@@ -143,9 +148,7 @@ static inline void fn_img_c3_pixels_##SUF(const T *FN_RESTRICT x, O *FN_RESTRICT
         }                                                                                     \
     } else {                                                                                  \
         for (w = 0; w < n; w++) {                                                             \
-            K v0 = FN_AFFINE_##K((K)x[3 * w + i0], h0, a0, c0);                               \
-            K v1 = FN_AFFINE_##K((K)x[3 * w + 1], h1, a1, c1);                                \
-            K v2 = FN_AFFINE_##K((K)x[3 * w + i2], h2, a2, c2);                               \
+            FN_IMG_C3_VALUES(K)                                                               \
             y[3 * w] = (O)FN_CLAMP(v0, lo, hi);                                               \
             y[3 * w + 1] = (O)FN_CLAMP(v1, lo, hi);                                           \
             y[3 * w + 2] = (O)FN_CLAMP(v2, lo, hi);                                           \

@@ -22,12 +22,14 @@ x_chw.transpose(1, 2, 0), crops, a list of separate images); swap_rb only change
 each output channel is read in the pixel.
 """
 import math
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from . import _dispatch, _threads
 from . import _validate as V
-from ._stats import raw_moments
+from ._raw import raw_moments
 
 # dtype -> the kernel's code (_kernels/images.pxi: IMG_* and OUT_*)
 _INPUT_CODES = {np.dtype(np.uint8): 0, np.dtype(np.uint16): 1, np.dtype(np.float32): 2,
@@ -37,9 +39,10 @@ _OUTPUT_CODES = {np.dtype(np.float32): 0, np.dtype(np.float64): 1, np.dtype(np.f
 CLIP = 20.0         # albumentations' bound on the per-image standardized values
 
 
-def normalize_image(images, mean=None, std=None, *, mode="standard", scale=None,
-                    swap_rb=False, layout="NCHW", dtype=np.float32, eps=1e-4, out=None,
-                    num_threads=None):
+def normalize_image(images: object, mean: object = None, std: object = None, *,
+                    mode: object = "standard", scale: object = None, swap_rb: object = False,
+                    layout: object = "NCHW", dtype: object = np.float32, eps: object = 1e-4,
+                    out: object = None, num_threads: object = None) -> NDArray[Any]:
     """Normalize decoded images into a model's input in one pass.
 
     images: one image (H, W) or (H, W, C), a batch (N, H, W, C), or a sequence of (H, W[, C])
@@ -125,39 +128,40 @@ def normalize_image(images, mean=None, std=None, *, mode="standard", scale=None,
     return result
 
 
-def _standard_params(batch, mean, std, scale):
+def _standard_params(batch: V.ImageBatch, mean: object, std: object, scale: object) -> NDArray[np.float64]:
     """(1, 3C) float64 M, a, b of y = (x - M) * a + b, in output channel order:
     (x * scale - mean) / std = (x - mean / scale) * (scale / std)."""
     c = batch.c
-    mean = V.channel_values(mean, "mean", c, 0.0)
-    std = V.channel_values(std, "std", c, 1.0, nonzero=True)
+    means = V.channel_values(mean, "mean", c, 0.0)
+    stds = V.channel_values(std, "std", c, 1.0, nonzero=True)
     s = V.image_scale(scale, batch.dtype)
     params = np.zeros((1, 3 * c))
-    if s == 0:                               # a constant -mean / std
-        params[0, 2 * c:] = -mean / std
+    if s == 0:                               # a constant -means / stds
+        params[0, 2 * c:] = -means / stds
         return params
-    centre = [m / s for m in mean.tolist()]
+    centre = [m / s for m in means.tolist()]
     if all(map(math.isfinite, centre)):
         params[0, :c] = centre
     else:                                    # a scale so small that mean / scale overflows
-        params[0, 2 * c:] = -mean / std
-    params[0, c:2 * c] = s / std
+        params[0, 2 * c:] = -means / stds
+    params[0, c:2 * c] = s / stds
     return params
 
 
-def _per_image_params(batch, mode, eps, order, nt):
+def _per_image_params(batch: V.ImageBatch, mode: str, eps: float, order: list[int],
+                      nt: int) -> NDArray[np.float64]:
     """(N, 3C) float64 parameter sets M, a, b (y = (x - M) * a + b, b = 0) from each image's
     statistics of its raw values, permuted to the output channel order."""
     n, c = batch.n, batch.c
     per_channel = mode.endswith("per_channel")
     if mode.startswith("min_max"):
         if batch.stack is not None:
-            axes = (1, 2) if per_channel else (1, 2, 3)
+            axes: tuple[int, ...] | None = (1, 2) if per_channel else (1, 2, 3)
             lo, hi = (f(batch.stack, axis=axes).reshape(n, -1) for f in (np.min, np.max))
         else:
             axes = (0, 1) if per_channel else None
-            lo = np.array([np.min(img, axis=axes) for img in batch.arrays]).reshape(n, -1)
-            hi = np.array([np.max(img, axis=axes) for img in batch.arrays]).reshape(n, -1)
+            lo = np.array([np.min(img, axis=axes) for img in batch.images()]).reshape(n, -1)
+            hi = np.array([np.max(img, axis=axes) for img in batch.images()]).reshape(n, -1)
         lo = lo.astype(np.float64)
         centre = lo
         with np.errstate(all="ignore"):
@@ -172,7 +176,7 @@ def _per_image_params(batch, mode, eps, order, nt):
         [centre[:, order], a[:, order], np.zeros((n, c))], axis=1))
 
 
-def _image_moments(batch, per_channel, nt):
+def _image_moments(batch: V.ImageBatch, per_channel: bool, nt: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Mean and std (ddof 0) of each image, (N, C) per channel or (N, 1), in float64: the
     statistics engine (exact integer sums for integer images)."""
     if batch.stack is not None:
@@ -180,14 +184,15 @@ def _image_moments(batch, per_channel, nt):
         mean, m2, count = raw.mean, raw.m2, raw.count
     else:
         parts = [raw_moments(img, (0, 1) if per_channel else (0, 1, 2), nt)
-                 for img in batch.arrays]
+                 for img in batch.images()]
         mean = np.array([p.mean for p in parts])
         m2 = np.array([p.m2 for p in parts])
         count = parts[0].count
     return mean.reshape(batch.n, -1), np.sqrt(m2.reshape(batch.n, -1) / count)
 
 
-def _run(batch, order, result, layout, params, clip, nt):
+def _run(batch: V.ImageBatch, order: list[int], result: NDArray[Any], layout: str, params: NDArray[np.float64],
+         clip: bool, nt: int) -> None:
     """One kernel call over the batch: where each image is, its strides and the output's, in
     elements."""
     isz = batch.dtype.itemsize
@@ -210,8 +215,9 @@ def _run(batch, order, result, layout, params, clip, nt):
         offsets[:] = np.multiply(order, sc, dtype=np.intp)
         rows_contiguous = np.full(n, sh == batch.w * sw and out_rows, np.uint8)
     else:
-        origins = np.array([a.__array_interface__["data"][0] for a in batch.arrays], np.uintp)
-        st = np.array([a.strides for a in batch.arrays], dtype=np.intp) // isz
+        origins = np.array([a.__array_interface__["data"][0] for a in batch.images()],
+                           np.uintp)
+        st = np.array([a.strides for a in batch.images()], dtype=np.intp) // isz
         row_stride, pixel_stride = np.ascontiguousarray(st[:, 0]), np.ascontiguousarray(st[:, 1])
         offsets = np.ascontiguousarray(st[:, 2:3] * np.array(order, dtype=np.intp)[None, :])
         # rows that follow each other in the input and the output run as one span of pixels

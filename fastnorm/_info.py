@@ -1,11 +1,12 @@
 """What this installation has: version, OpenMP, kernel variants, threads."""
 import platform
+from typing import Any
 
 from . import _cpu, _dispatch, _openmp_helpers, _threads
 from ._version import __version__
 
 
-def build_info():
+def build_info() -> dict[str, Any]:
     """A dict describing the build and the runtime choices of this process.
 
     Returns

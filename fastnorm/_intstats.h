@@ -81,6 +81,10 @@ static inline void fn_mul_u64(uint64_t a, uint64_t b, uint64_t *lo, uint64_t *hi
  * lanes for 8-bit data (a square is below 2**16, a lane sums at most 2**16 of them: the
  * caller's blocks hold at most FN_ISUM_BLOCK values and rows), 64-bit for 16-bit data */
 #define FN_ISUM_BLOCK 65536
+/* a1 += v and a2 += v * v for one value (v in the sum type L1, its square in L2) */
+#define FN_ISUM_ACC(L1, L2, acc1, acc2, value)                                               \
+    do { L1 v_ = (L1)(value); (acc1) += v_; (acc2) += (L2)(v_ * v_); } while (0)
+
 #define FN_DEFINE_ISUMS_NARROW(SUF, T, L1, L2)                                              \
 static inline void fn_isums_##SUF(const T *x, ptrdiff_t rows, ptrdiff_t ld,                  \
                                   ptrdiff_t width, fn_isum *out) {                           \
@@ -94,15 +98,11 @@ static inline void fn_isums_##SUF(const T *x, ptrdiff_t rows, ptrdiff_t ld,     
         for (; i + lanes <= n; i += lanes) {                                                 \
             const T *xs = x + i;                                                             \
             for (k = 0; k < lanes; k++) {                                                    \
-                L1 v = (L1)xs[k];                                                            \
-                a1[k] += v;                                                                  \
-                a2[k] += (L2)(v * v);                                                        \
+                FN_ISUM_ACC(L1, L2, a1[k], a2[k], xs[k]);                                    \
             }                                                                                \
         }                                                                                    \
         for (k = 0; i < n; i++, k++) {                                                       \
-            L1 v = (L1)x[i];                                                                 \
-            a1[k] += v;                                                                      \
-            a2[k] += (L2)(v * v);                                                            \
+            FN_ISUM_ACC(L1, L2, a1[k], a2[k], x[i]);                                         \
         }                                                                                    \
         for (j = 0; j < lanes; j++) {                                                        \
             fn_isum_add_s1(&out[j % width], (int64_t)a1[j]);                                 \
@@ -114,9 +114,7 @@ static inline void fn_isums_##SUF(const T *x, ptrdiff_t rows, ptrdiff_t ld,     
     for (r = 0; r < rows; r++) {                                                             \
         const T *xr = x + r * ld;                                                            \
         for (j = 0; j < width; j++) {                                                        \
-            L1 v = (L1)xr[j];                                                                \
-            a1[j] += v;                                                                      \
-            a2[j] += (L2)(v * v);                                                            \
+            FN_ISUM_ACC(L1, L2, a1[j], a2[j], xr[j]);                                        \
         }                                                                                    \
     }                                                                                        \
     for (j = 0; j < width; j++) {                                                            \

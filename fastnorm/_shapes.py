@@ -12,18 +12,18 @@ class RowShape(NamedTuple):
     per_element: bool      # weight/bias indexed by position in the group (LayerNorm)
 
     @classmethod
-    def rows(cls, rows, row_len):
+    def rows(cls, rows: int, row_len: int) -> "RowShape":
         """`rows` rows of row_len values with per-element parameters (LayerNorm, RMSNorm)."""
         return cls(rows, 1, row_len, 1, True)
 
     @classmethod
-    def channel_groups(cls, n, channels, groups, inner):
+    def channel_groups(cls, n: int, channels: int, groups: int, inner: int) -> "RowShape":
         """(n, channels, inner) data in `groups` groups of channels per sample, per-channel
         parameters (GroupNorm)."""
         return cls(n * groups, channels // groups, inner, groups, False)
 
     @classmethod
-    def instances(cls, n, channels, inner):
+    def instances(cls, n: int, channels: int, inner: int) -> "RowShape":
         """(n, channels, inner) data, one group per (sample, channel) (InstanceNorm)."""
         return cls(n * channels, 1, inner, channels, False)
 

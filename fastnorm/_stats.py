@@ -1,183 +1,38 @@
 """Statistics: `moments` and the streaming, mergeable `Moments` accumulator.
 
-Both reduce to `raw_moments`, which maps an axis choice onto the two statistics kernels
-(groups of contiguous segments; strided columns) and returns float64 statistics with the
-mean as a pair shift + dev (see `Raw`). Integer data (uint8 ... int64) takes the integer
-kernel instead: exact sums of x and x*x, from which the mean and M2 are rounded once
-(`_raw_from_sums`).
+Both reduce to the statistics engine of fastnorm._raw (`raw_moments`: float64 statistics
+with the mean as shift + dev, exact sums for integer data) and merge with its `merge_raw`.
 """
 import hashlib
 import math
-from fractions import Fraction
 import warnings
-from typing import NamedTuple
+from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike, NDArray
 
-from . import _dispatch, _threads
-from . import _layout as L
+from . import _threads
 from . import _validate as V
-from ._shapes import ColumnShape, SegmentShape
+from ._docs import fill
+from ._raw import F64, Raw, merge_raw, raw_moments
+
+Axis = int | tuple[int, ...] | list[int] | None
 
 
-def _blocks(shape, axes):
-    """Merge the dims of a C-contiguous shape into alternating kept/reduced blocks:
-    a list of (size, reduced). Size-1 dims are dropped (they belong to either side)."""
-    blocks = []
-    for d, size in enumerate(shape):
-        if size == 1:
-            continue
-        reduced = d in axes
-        if blocks and blocks[-1][1] == reduced:
-            blocks[-1] = (blocks[-1][0] * size, reduced)
-        else:
-            blocks.append((size, reduced))
-    return blocks
-
-
-class Raw(NamedTuple):
-    """Statistics over the reduced axes, float64 arrays shaped like the kept dims. The mean
-    is shift + dev: shift is a value of the data near the mean and dev the mean's small
-    deviation from it, so merging statistics of data far from zero (1e9 with unit spread)
-    keeps the digits that subtracting two rounded means would lose."""
-    count: int
-    shift: np.ndarray
-    dev: np.ndarray
-    m2: np.ndarray
-
-    @property
-    def mean(self):
-        return self.shift + self.dev
-
-
-def merge_raw(a, b):
-    """Chan's merge of the Raw statistics b into a (a new Raw), on deviations from a's shift
-    as the kernels merge chunks."""
-    if b.count == 0:
-        return a
-    if a.count == 0:
-        return b
-    n = a.count + b.count
-    with np.errstate(invalid="ignore", over="ignore"):
-        b_dev = (b.shift - a.shift) + b.dev
-        delta = b_dev - a.dev
-        # infinite data: the weighted mean gives NumPy's inf, -inf or NaN
-        dev = np.where(np.isfinite(delta), a.dev + delta * (b.count / n),
-                       a.dev * (a.count / n) + b_dev * (b.count / n))
-        m2 = a.m2 + b.m2 + delta * delta * (a.count / n) * b.count
-    return Raw(n, a.shift, dev, m2)
-
-
-def raw_moments(x, axes, num_threads):
-    """Raw statistics of x over `axes` (a sorted tuple). x: a validated float array with
-    at least one element; a channels-last x is read in its memory order (no copy)."""
-    perm = L.perm_of(L.of(x), x.ndim)
-    if perm is not None:
-        kept_memory_order = [p for p in perm if p not in axes]
-        raw = raw_moments(x.transpose(perm), tuple(sorted(perm.index(a) for a in axes)),
-                          num_threads)
-        order = [int(i) for i in np.argsort(kept_memory_order)]      # back to logical order
-        return Raw(raw.count, *(np.array(a.transpose(order), order="C") for a in raw[1:]))
-    kept_shape = tuple(s for d, s in enumerate(x.shape) if d not in axes)
-    count = math.prod(x.shape[d] for d in axes)
-    x = np.ascontiguousarray(x, dtype=V.compute_dtype(x.dtype))
-    blocks = _blocks(x.shape, axes)
-    if V.is_integer(x.dtype):
-        return _integer_raw_moments(x, axes, blocks, kept_shape, count, num_threads)
-    if not any(reduced for _, reduced in blocks):          # nothing to reduce
-        zeros = np.zeros(kept_shape)
-        return Raw(count, x.astype(np.float64).reshape(kept_shape), zeros, zeros.copy())
-    pattern = "".join("R" if reduced else "K" for _, reduced in blocks)
-    if pattern not in ("R", "KR", "RK", "KRK", "RKR"):
-        # layouts with more alternations: move the reduced axes last (a copy) -> "KR"
-        x = np.ascontiguousarray(np.moveaxis(x, axes, range(-len(axes), 0)))
-        blocks, pattern = [(math.prod(kept_shape), False), (count, True)], "KR"
-    sizes = [s for s, _ in blocks]
-    kept = math.prod(kept_shape)
-    shift, dev, m2 = np.empty(kept), np.empty(kept), np.empty(kept)
-    flat = x.reshape(-1)
-    kernels = _dispatch.kernels()
-    if pattern in ("R", "KR"):           # contiguous rows
-        groups = sizes[0] if pattern == "KR" else 1
-        kernels.segment_moments(flat, SegmentShape(groups, 1, count, count, 0), shift, dev,
-                                m2, num_threads)
-    elif pattern == "RKR":               # BatchNorm layout: N segments of each channel
-        nseg, groups, seg_len = sizes
-        kernels.segment_moments(flat, SegmentShape(groups, nseg, seg_len, seg_len,
-                                                   groups * seg_len), shift, dev, m2,
-                                num_threads)
-    else:                                # "RK" or "KRK": columns of a (outer, rows, cols)
-        kernels.column_moments(flat, ColumnShape(*(sizes if pattern == "KRK" else [1] + sizes)),
-                               shift, dev, m2, num_threads)
-    return Raw(count, shift.reshape(kept_shape), dev.reshape(kept_shape),
-               m2.reshape(kept_shape))
-
-
-def _integer_raw_moments(x, axes, blocks, kept_shape, count, num_threads):
-    """raw_moments of C-contiguous integer x: the blocks as one (rep, outer, rows, cols)
-    record of the integer kernel (_kernels/stats_int.pxi), exact sums, then Raw."""
-    kept = math.prod(kept_shape)
-    pattern = "".join("R" if reduced else "K" for _, reduced in blocks)
-    sizes = [s for s, _ in blocks]
-    if "R" not in pattern:                   # nothing to reduce: each value its own group
-        record = (1, kept, 1, 1)
-    elif pattern in ("R", "KR"):
-        record = (1, sizes[0] if pattern == "KR" else 1, count, 1)
-    elif pattern in ("RK", "KRK"):
-        record = (1, *(sizes if pattern == "KRK" else [1] + sizes))
-    elif pattern == "RKR":
-        record = (sizes[0], sizes[1], sizes[2], 1)
-    else:                                    # more alternations: reduced axes last (a copy)
-        x = np.ascontiguousarray(np.moveaxis(x, axes, range(-len(axes), 0)))
-        record = (1, kept, count, 1)
-    sums = np.empty((kept, 5), np.uint64)
-    _dispatch.kernels().integer_moments(x.reshape(-1), *record, sums, num_threads)
-    shift, dev, m2 = _raw_from_sums(sums, count)
-    return Raw(count, shift.reshape(kept_shape), dev.reshape(kept_shape),
-               m2.reshape(kept_shape))
-
-
-_EXACT_FLOAT = 2 ** 53          # integers up to this are exact in float64
-
-
-def _raw_from_sums(sums, n):
-    """(shift, dev, m2) float64 arrays from exact sums (G, 5) uint64 words (s1 as a 128-bit
-    two's complement integer, s2 as a 192-bit one, low words first) of n values each: the
-    mean rounded once (shift, dev its remainder) and M2 = (n*s2 - s1**2) / n rounded once.
-    Vectorized while every quantity is exact in int64/float64, Python integers otherwise."""
-    s1_lo, s1_hi, w0, w1, w2 = (sums[:, k] for k in range(5))
-    s1 = s1_lo.view(np.int64)
-    fits = (np.all(s1_hi == np.where(s1 < 0, np.uint64(2 ** 64 - 1), np.uint64(0)))
-            and not np.any(w1) and not np.any(w2))
-    if fits and sums.shape[0] and n < _EXACT_FLOAT:
-        s1_max = int(np.max(np.abs(s1.astype(np.float64))))
-        if s1_max < _EXACT_FLOAT and n * int(np.max(w0)) < 2 ** 63:
-            m2n = n * w0.astype(np.int64) - s1 * s1      # n * M2, exact
-            if int(np.max(m2n)) <= _EXACT_FLOAT:
-                return (s1.astype(np.float64) / n, np.zeros(len(s1)),
-                        m2n.astype(np.float64) / n)
-    shift, dev, m2 = (np.empty(sums.shape[0]) for _ in range(3))
-    for g, words in enumerate(sums.tolist()):
-        total = words[0] | (words[1] << 64)
-        if total >= 2 ** 127:
-            total -= 2 ** 128
-        squares = words[2] | (words[3] << 64) | (words[4] << 128)
-        shift[g] = total / n                              # correctly rounded
-        dev[g] = float(Fraction(total, n) - Fraction(shift[g]))
-        m2[g] = (n * squares - total * total) / n
-    return shift, dev, m2
-
-
-def _variance(m2, count, ddof):
+def _variance(m2: F64, count: int, ddof: float) -> F64:
     """m2 / (count - ddof) as np.var computes it: a count - ddof <= 0 warns as NumPy does and
     gives inf or NaN."""
     denominator = max(count - ddof, 0)
     if denominator <= 0:
         warnings.warn("Degrees of freedom <= 0 for slice", RuntimeWarning, stacklevel=3)
-    return np.true_divide(m2, denominator)
+    result: F64 = np.true_divide(m2, denominator)
+    return result
 
 
-def moments(x, axis=None, *, ddof=0, keepdims=False, dtype=None, num_threads=None):
+@fill
+def moments(x: object, axis: Axis = None, *, ddof: float = 0, keepdims: bool = False,
+            dtype: DTypeLike | None = None, num_threads: int | None = None
+            ) -> tuple[NDArray[Any], NDArray[Any]]:
     """Mean and variance of x over `axis`, like ``(np.mean(x, axis), np.var(x, axis, ddof))``.
 
     Computed by chunked shifted sums merged with Chan's formula in float64, so ill-conditioned
@@ -202,18 +57,14 @@ def moments(x, axis=None, *, ddof=0, keepdims=False, dtype=None, num_threads=Non
         Keep the reduced dims with size 1.
     dtype : dtype, optional
         float16, float32 or float64 results (default: the dtype of x; float64 for integers).
-    num_threads : int, optional
-        OpenMP threads (default: the OpenMP default at call time).
+    {num_threads}
 
     Returns
     -------
     mean, var : ndarray or NumPy scalar
         Shaped like the kept dims (scalars for a reduction over all dims, as np.mean).
 
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import fastnorm as fn
+    {examples}
     >>> x = np.array([[1., 2., 3.], [4., 5., 6.]], dtype=np.float32)
     >>> mean, var = fn.moments(x)
     >>> print(float(mean), round(float(var), 4))
@@ -255,6 +106,7 @@ def moments(x, axis=None, *, ddof=0, keepdims=False, dtype=None, num_threads=Non
     return mean.astype(out_dtype), var.astype(out_dtype)
 
 
+@fill
 class Moments:
     """Streaming, mergeable statistics over `axis`.
 
@@ -269,10 +121,7 @@ class Moments:
     axis : None, int or tuple of int
         The dims of each batch that are reduced (None: all).
 
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import fastnorm as fn
+    {examples}
     >>> acc = fn.Moments(axis=0)
     >>> acc = acc.update(np.array([[1., 10.], [3., 30.]])).update(np.array([[5., 50.]]))
     >>> print(acc.count, acc.mean, acc.var())
@@ -283,22 +132,23 @@ class Moments:
     4 [ 4. 40.] [ 2.582 25.82 ]
     """
 
-    def __init__(self, axis=None):
+    def __init__(self, axis: Axis = None) -> None:
         if axis is not None:
             V.axes(axis, 64)             # type check now; range is checked per batch
         self._axis = tuple(axis) if isinstance(axis, (tuple, list)) else axis
-        self._axes = None                # normalized axes, once a batch fixes the rank
-        self._ndim = None
+        self._axes: tuple[int, ...] | None = None   # normalized, once a batch fixes the rank
+        self._ndim: int | None = None
         self._count = 0
-        self._shift = None               # the mean is _shift + _dev (see Raw)
-        self._dev = None
-        self._m2 = None
+        self._shift: F64 | None = None   # the mean is _shift + _dev (see Raw)
+        self._dev: F64 | None = None
+        self._m2: F64 | None = None
 
     @property
-    def axis(self):
+    def axis(self) -> int | tuple[int, ...] | None:
         return self._axis
 
-    def update(self, batch, *, num_threads=None):
+    @fill
+    def update(self, batch: object, *, num_threads: int | None = None) -> "Moments":
         """Add the statistics of `batch`; returns self.
 
         Parameters
@@ -306,18 +156,14 @@ class Moments:
         batch : array_like
             Float or integer data (as in moments); its non-reduced dims match earlier
             batches.
-        num_threads : int, optional
-            OpenMP threads (default: the OpenMP default at call time).
+        {num_threads}
 
         Returns
         -------
         Moments
             This accumulator.
 
-        Examples
-        --------
-        >>> import numpy as np
-        >>> import fastnorm as fn
+        {examples}
         >>> acc = fn.Moments(axis=(0, 2))
         >>> acc.update(np.ones((2, 3, 4))) is acc
         True
@@ -343,17 +189,21 @@ class Moments:
         self._merge_raw(raw_moments(x, axes, nt))
         return self
 
-    def _merge_raw(self, raw):
+    def _merge_raw(self, raw: Raw) -> None:
         """Chan's merge of `raw` into this accumulator (merge_raw)."""
         merged = merge_raw(self._raw(), raw)
         self._count = merged.count
         self._shift, self._dev, self._m2 = (np.array(a, dtype=np.float64, copy=True)
                                             for a in merged[1:])
 
-    def _raw(self):
+    def _raw(self) -> Raw:
+        if self._shift is None or self._dev is None or self._m2 is None:
+            empty = np.zeros(())
+            return Raw(0, empty, empty, empty)      # merges as a no-op (count 0)
         return Raw(self._count, self._shift, self._dev, self._m2)
 
-    def merge(self, other):
+    @fill
+    def merge(self, other: "Moments") -> "Moments":
         """Merge the statistics of another accumulator over the same axis; returns self.
         Axes compare as normalized for the batches' rank (axis=-2 and axis=(0,) are axis 0
         of 2-D batches); an accumulator without data merges as a no-op.
@@ -368,10 +218,7 @@ class Moments:
         Moments
             This accumulator, now with the statistics of both.
 
-        Examples
-        --------
-        >>> import numpy as np
-        >>> import fastnorm as fn
+        {examples}
         >>> a = fn.Moments().update(np.array([1., 2.]))
         >>> b = fn.Moments().update(np.array([3., 4., 5.]))
         >>> print(a.merge(b).count, a.mean, a.var())
@@ -381,38 +228,38 @@ class Moments:
             raise TypeError(f"can only merge a Moments, got {type(other).__name__}")
         if other._count == 0:
             return self
+        other_shape = other._require_data()[0].shape
         if self._count == 0:
-            if self._shift is not None and self._shift.shape != other._shift.shape:
+            if self._shift is not None and self._shift.shape != other_shape:
                 raise ValueError(f"cannot merge Moments with non-reduced shape "
-                                 f"{other._shift.shape} into one with {self._shift.shape}")
+                                 f"{other_shape} into one with {self._shift.shape}")
             self._ndim, self._axes = other._ndim, other._axes
             self._merge_raw(other._raw())
             return self
         if self._axes_of_data() != other._axes_of_data():
             raise ValueError(f"cannot merge Moments over axis {other._axis!r} into Moments "
                              f"over axis {self._axis!r}")
-        if self._shift.shape != other._shift.shape:
+        shape = self._require_data()[0].shape
+        if shape != other_shape:
             raise ValueError(f"cannot merge Moments with non-reduced shape "
-                             f"{other._shift.shape} into one with {self._shift.shape}")
+                             f"{other_shape} into one with {shape}")
         self._merge_raw(other._raw())
         return self
 
-    def _axes_of_data(self):
+    def _axes_of_data(self) -> tuple[int | None, tuple[int, ...]] | None:
         """The reduced axes as normalized for the batches seen (None: all of them)."""
         return (self._ndim, self._axes) if self._axes is not None else None
 
-    def __add__(self, other):
+    def __add__(self, other: object) -> "Moments":
         if not isinstance(other, Moments):
             return NotImplemented
         return self.copy().merge(other)
 
-    def copy(self):
+    @fill
+    def copy(self) -> "Moments":
         """An independent copy of this accumulator.
 
-        Examples
-        --------
-        >>> import numpy as np
-        >>> import fastnorm as fn
+        {examples}
         >>> a = fn.Moments().update(np.array([1., 3.]))
         >>> b = a.copy().update(np.array([5.]))
         >>> print(a.count, b.count)
@@ -425,74 +272,51 @@ class Moments:
                 setattr(new, name, getattr(self, name).copy())
         return new
 
-    def _require_data(self):
-        if self._count == 0:
+    def _require_data(self) -> tuple[F64, F64, F64]:
+        if self._count == 0 or self._shift is None or self._dev is None or self._m2 is None:
             raise ValueError("Moments has seen no data yet")
+        return self._shift, self._dev, self._m2
 
     @property
-    def count(self):
+    def count(self) -> int:
         """Number of values reduced into each statistic (an int)."""
         return self._count
 
     @property
-    def mean(self):
+    def mean(self) -> F64:
         """Mean over the reduced axes (float64 array)."""
-        self._require_data()
-        return self._shift + self._dev
+        shift, dev, _ = self._require_data()
+        return shift + dev
 
-    def var(self, ddof=0):
+    @fill
+    def var(self, ddof: float = 0) -> F64:
         """Variance with NumPy's meaning of ddof (float64 array).
 
-        Parameters
-        ----------
-        ddof : float
-            Delta degrees of freedom: the divisor is ``count - ddof``.
-
-        Returns
-        -------
-        ndarray or numpy.float64
-            Shaped like the non-reduced dims (a scalar for axis=None).
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> import fastnorm as fn
+        {ddof_tail}
         >>> acc = fn.Moments().update(np.array([1., 2., 3., 4.]))
         >>> print(acc.var(), round(float(acc.var(ddof=1)), 4))
         1.25 1.6667
         """
-        self._require_data()
-        return _variance(self._m2, self._count, V.ddof(ddof))
+        m2 = self._require_data()[2]
+        return _variance(m2, self._count, V.ddof(ddof))
 
-    def std(self, ddof=0):
+    @fill
+    def std(self, ddof: float = 0) -> F64:
         """Standard deviation with NumPy's meaning of ddof (float64 array).
 
-        Parameters
-        ----------
-        ddof : float
-            Delta degrees of freedom: the divisor of the variance is ``count - ddof``.
-
-        Returns
-        -------
-        ndarray or numpy.float64
-            Shaped like the non-reduced dims (a scalar for axis=None).
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> import fastnorm as fn
+        {ddof_tail}
         >>> acc = fn.Moments(axis=1).update(np.array([[1., 3.], [2., 2.]]))
         >>> print(acc.std())
         [1. 0.]
         """
         return np.sqrt(self.var(ddof))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         shape = None if self._shift is None else self._shift.shape
         return f"Moments(axis={self._axis!r}, count={self._count}, shape={shape})"
 
     @classmethod
-    def _from_raw(cls, raw, axis, ndim):
+    def _from_raw(cls, raw: Raw, axis: Axis, ndim: int) -> "Moments":
         """The accumulator of Raw statistics of ndim-dimensional data over `axis` (the
         statistics of a whole dask array, fastnorm.dask.accumulate)."""
         acc = cls(axis)
@@ -506,20 +330,20 @@ class Moments:
     # batches fixed, the count, and three C-contiguous float64 arrays (or None).
     _STATE_VERSION = 1
 
-    def __getstate__(self):
+    def __getstate__(self) -> tuple[Any, ...]:
         arrays = tuple(None if a is None else np.asarray(a, dtype=np.float64, order="C")
                        for a in (self._shift, self._dev, self._m2))
         return (self._STATE_VERSION, self._axis, self._ndim, self._axes, int(self._count),
                 *arrays)
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: object) -> None:
         if not (isinstance(state, tuple) and state and state[0] == self._STATE_VERSION):
             raise ValueError("cannot unpickle a Moments saved by an incompatible version "
                              "of fastnorm")
         (_, self._axis, self._ndim, self._axes, self._count, self._shift, self._dev,
          self._m2) = state
 
-    def __dask_tokenize__(self):
+    def __dask_tokenize__(self) -> tuple[str, int, str, str]:
         """A deterministic token: equal state gives the same token in any process."""
         version, *plain, shift, dev, m2 = self.__getstate__()
         digest = hashlib.sha256()

@@ -10,11 +10,15 @@ arrays). Calls without tensors go straight to `func`.
 import functools
 import inspect
 import sys
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
+_F = TypeVar("_F", bound=Callable[..., Any])
 
-def _positional_names(func):
+
+def _positional_names(func: Callable[..., Any]) -> tuple[str, ...]:
     return tuple(p.name for p in inspect.signature(func).parameters.values()
                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
 
@@ -25,7 +29,7 @@ _PLAIN = frozenset({type(None), bool, int, float, str, np.ndarray, np.dtype, np.
                     np.float64, type})
 
 
-def _has_tensor(values, tensor_type):
+def _has_tensor(values: Iterable[Any], tensor_type: type) -> bool:
     for value in values:
         cls = type(value)
         if cls in _PLAIN:
@@ -37,24 +41,24 @@ def _has_tensor(values, tensor_type):
     return False
 
 
-def accepts_tensors(func, *, writes=("out",)):
+def accepts_tensors(func: _F, *, writes: Iterable[str] = ("out",)) -> _F:
     """`func` taking CPU torch tensors too. `writes`: the arguments it may write in place
     (their tensors' autograd version counters are bumped after the call). A module-level
     function is published as fastnorm.<name> (so that pickle finds this wrapper)."""
     names = _positional_names(func)
-    writes = frozenset(writes)
+    written = frozenset(writes)
 
     @functools.wraps(func)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         torch = sys.modules.get("torch")
         if torch is not None:
             tensor_type = getattr(torch, "Tensor", None)
             if tensor_type is not None and (_has_tensor(args, tensor_type)
                                             or _has_tensor(kwargs.values(), tensor_type)):
                 from . import torch as adapter
-                return adapter.call_with_tensors(func, names, writes, args, kwargs)
+                return adapter.call_with_tensors(func, names, written, args, kwargs)
         return func(*args, **kwargs)
 
     if "." not in func.__qualname__:
         wrapper.__module__ = "fastnorm"
-    return wrapper
+    return cast(_F, wrapper)

@@ -7,7 +7,7 @@ _parallel_used = False      # this process has asked for a parallel region
 _forked_child = False       # ... and we are a child forked after that
 
 
-def _after_fork_in_child():
+def _after_fork_in_child() -> None:
     # GNU libgomp is not fork-safe: a child forked after the parent ran a parallel region
     # hangs in its first parallel region. Serial kernels give the same bits, so use them.
     global _forked_child
@@ -24,7 +24,7 @@ if hasattr(os, "register_at_fork"):
 MAX_THREADS = max(64, 4 * (os.cpu_count() or 1))
 
 
-def resolve(num_threads):
+def resolve(num_threads: int | None) -> int:
     """Number of threads for a kernel call: OpenMP's default at call time for None."""
     global _parallel_used
     n = get_max_threads() if num_threads is None else min(int(num_threads), MAX_THREADS)
@@ -35,6 +35,6 @@ def resolve(num_threads):
     return n
 
 
-def forked_serial():
+def forked_serial() -> bool:
     """True when this is a forked child that runs serial kernels for fork safety."""
     return _forked_child

@@ -2,7 +2,11 @@
 the state a taken-over module carries (call counts, NumPy views of its parameters), and per
 kind of module an eager path (the plans on the tensors' memory) and a compiled path (the
 custom ops torch.ops.fastnorm.*, under torch.compile)."""
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, cast
+
 import torch
+from numpy.typing import NDArray
 from torch import nn
 
 from . import _norms
@@ -10,7 +14,9 @@ from . import _torch_ops
 
 ops = _torch_ops.OPS       # torch.ops.fastnorm
 
-def _bump_versions(tensors):
+Array = NDArray[Any]
+
+def _bump_versions(tensors: Iterable[torch.Tensor | None]) -> None:
     """Tell autograd that these tensors were written (in place, through NumPy)."""
     for t in tensors:
         if t is not None and not t.is_inference():
@@ -20,7 +26,7 @@ def _bump_versions(tensors):
 # ---------------------------------------------------------------------------------------
 # module takeover: which calls are eligible
 
-def _eager_ineligible(args, kwargs):
+def _eager_ineligible(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
     """fastnorm.torch._ineligible's checks of the input for the eager path, with cheaper
     attributes."""
     if len(args) != 1 or kwargs:
@@ -41,12 +47,13 @@ def _eager_ineligible(args, kwargs):
     return None
 
 
-def _array(t):
+def _array(t: torch.Tensor) -> Array:
     """The NumPy view of a tensor that is known to be eligible."""
-    return (t.detach() if t.requires_grad else t).numpy()
+    a: Array = (t.detach() if t.requires_grad else t).numpy()
+    return a
 
 
-def _tensor(y):
+def _tensor(y: Array) -> torch.Tensor:
     return torch.from_numpy(y)
 
 
@@ -54,28 +61,28 @@ class _Takeover:
     """What optimize attached to a module: its kind, the eager call counts, and the NumPy
     views of its parameters (rebuilt when a parameter or its storage is replaced)."""
 
-    def __init__(self, kind):
+    def __init__(self, kind: Any) -> None:
         self.kind = kind
         self.fastnorm_calls = 0
-        self.own_calls = {}        # reason -> count
-        self._views = []           # per parameter slot: (tensor, data_ptr, array)
+        self.own_calls: dict[str, int] = {}      # reason -> count
+        self._views: list[tuple[Any, int, Array] | None] = []   # per slot: tensor, data_ptr, array
 
-    def __getstate__(self):        # copies and pickles drop the views of the old tensors
+    def __getstate__(self) -> dict[str, Any]:        # copies and pickles drop the views of the old tensors
         state = self.__dict__.copy()
         state["_views"] = []
         return state
 
-    def own(self, reason):
+    def own(self, reason: str) -> None:
         self.own_calls[reason] = self.own_calls.get(reason, 0) + 1
 
-    def arrays(self, tensors, dtype):
+    def arrays(self, tensors: Sequence[Any], dtype: Any) -> list[Array | None] | str:
         """The NumPy views of the parameter tensors (None stays None), or the reason they
         cannot be used with an input of `dtype`."""
         views = self._views
         if len(views) != len(tensors):
             views[:] = [None] * len(tensors)
         grad = None
-        out = []
+        out: list[Array | None] = []
         for i, t in enumerate(tensors):
             if t is None:
                 out.append(None)
@@ -98,7 +105,7 @@ class _Takeover:
 _STATE = "_fastnorm_takeover"     # the module attribute holding its _Takeover
 
 
-def _eager_forward(module, kind, args, kwargs):
+def _eager_forward(module: nn.Module, kind: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """The eager call of a taken-over module: kind.run on the NumPy views, or the module's
     own forward when the call is not eligible, `run` says why not (it returns the reason),
     or fastnorm refuses it (its checks raise before anything is written; the module's own
@@ -123,7 +130,7 @@ def _eager_forward(module, kind, args, kwargs):
     return type(module).forward(module, *args, **kwargs)
 
 
-def _param(module, name):
+def _param(module: nn.Module, name: str) -> Any:
     """module.<name> (a parameter, buffer or None), without nn.Module.__getattr__'s cost."""
     d = module.__dict__
     for store in ("_parameters", "_buffers"):
@@ -133,7 +140,7 @@ def _param(module, name):
     return getattr(module, name, None)
 
 
-def _params(module):
+def _params(module: nn.Module) -> tuple[Any, Any]:
     return (_param(module, "weight"), _param(module, "bias"))
 
 
@@ -147,7 +154,8 @@ _BATCH_NORM_DIMS = {nn.BatchNorm1d: (2, 3), nn.BatchNorm2d: (4,), nn.BatchNorm3d
 _INSTANCE_NORM_NO_BATCH_DIM = {nn.InstanceNorm1d: 2, nn.InstanceNorm2d: 3,
                                nn.InstanceNorm3d: 4}
 
-def _batch_norm_eager(m, x, weight, bias, rm, rv):
+def _batch_norm_eager(m: nn.Module, x: torch.Tensor, weight: Array | None, bias: Array | None, rm: Array | None, rv: Array | None
+                      ) -> torch.Tensor | str:
     if x.dim() not in _BATCH_NORM_DIMS[type(m)]:
         return "input of another number of dims"
     if m.training:
@@ -169,20 +177,20 @@ def _batch_norm_eager(m, x, weight, bias, rm, rv):
     return _tensor(_norms.batch_norm(_array(x), rm, rv, weight, bias, False, 0.1, m.eps))
 
 
-def _batch_norm_compiled(m, x):
+def _batch_norm_compiled(m: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     if m.training or x.dim() not in _BATCH_NORM_DIMS[type(m)]:
         return None               # running statistics updates: the module's own forward
     return ops.batch_norm(x, m.running_mean, m.running_var, m.weight, m.bias, float(m.eps))
 
 
-def _running_params(m):
+def _running_params(m: nn.Module) -> tuple[Any, Any, Any, Any]:
     return (_param(m, "weight"), _param(m, "bias"), _param(m, "running_mean"),
             _param(m, "running_var"))
 
 
 # InstanceNorm1d/2d/3d (unbatched input: one sample)
 
-def _instance_norm_args(m, x):
+def _instance_norm_args(m: nn.Module, x: torch.Tensor) -> tuple[bool, bool] | None:
     """(use_input_stats, unbatched), or None for the module's own forward."""
     no_batch = _INSTANCE_NORM_NO_BATCH_DIM[type(m)]
     if x.dim() not in (no_batch, no_batch + 1) or x.shape[-no_batch] != m.num_features:
@@ -190,7 +198,8 @@ def _instance_norm_args(m, x):
     return m.training or not m.track_running_stats, x.dim() == no_batch
 
 
-def _instance_norm_eager(m, x, weight, bias, rm, rv):
+def _instance_norm_eager(m: nn.Module, x: torch.Tensor, weight: Array | None, bias: Array | None, rm: Array | None, rv: Array | None
+                         ) -> torch.Tensor | str:
     args = _instance_norm_args(m, x)
     if args is None:
         return "input of another shape"
@@ -205,7 +214,7 @@ def _instance_norm_eager(m, x, weight, bias, rm, rv):
     return _tensor(y[0] if unbatched else y)
 
 
-def _instance_norm_compiled(m, x):
+def _instance_norm_compiled(m: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     args = _instance_norm_args(m, x)
     if args is None:
         return None
@@ -220,13 +229,14 @@ def _instance_norm_compiled(m, x):
 
 # GroupNorm
 
-def _group_norm_eager(m, x, weight, bias):
+def _group_norm_eager(m: nn.Module, x: torch.Tensor, weight: Array | None, bias: Array | None) -> torch.Tensor | str:
     if x.dim() < 2:
         return "input of fewer than 2 dims"
-    return _tensor(_norms.group_norm(_array(x), m.num_groups, weight, bias, m.eps))
+    y = _norms.group_norm(_array(x), m.num_groups, weight, bias, m.eps)
+    return _tensor(cast(Array, y))           # (y alone without return_stats)
 
 
-def _group_norm_compiled(m, x):
+def _group_norm_compiled(m: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     if x.dim() < 2 or x.shape[1] % m.num_groups:
         return None
     return ops.group_norm(x, m.num_groups, m.weight, m.bias, float(m.eps))
@@ -235,23 +245,23 @@ def _group_norm_compiled(m, x):
 # LayerNorm over the trailing dims (nn.LayerNorm, timm's LayerNorm, ConvNeXt's LayerNorm in
 # the channels_last format)
 
-def _trailing_ok(m, x):
+def _trailing_ok(m: nn.Module, x: torch.Tensor) -> bool:
     shape, k = m.normalized_shape, len(m.normalized_shape)
-    return x.dim() >= k and x.shape[x.dim() - k:] == tuple(shape)
+    return bool(x.dim() >= k and x.shape[x.dim() - k:] == tuple(shape))
 
 
-def _native_for_trailing(x, k):
+def _native_for_trailing(x: torch.Tensor, k: int) -> bool:
     """Whether x's layout is native for a LayerNorm/RMSNorm over its k trailing dims:
     contiguous, or channels_last with C among those dims."""
     if x.is_contiguous():
         return True
     if k < x.dim() - 1:
         return False
-    return ((x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last))
-            or (x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d)))
+    return bool((x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last))
+                or (x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d)))
 
 
-def _trailing(plan, x, *args):
+def _trailing(plan: Callable[..., Any], x: torch.Tensor, *args: Any) -> torch.Tensor:
     """plan(x, *args) for a norm over trailing dims. Another layout (a permuted view, as
     ConvNeXt hands its LayerNorm) is first copied by torch into a contiguous tensor, as
     torch's own LayerNorm does (faster than NumPy's transposing copy), and normalized in
@@ -265,13 +275,13 @@ def _trailing(plan, x, *args):
     return xc
 
 
-def _layer_norm_eager(m, x, weight, bias):
+def _layer_norm_eager(m: nn.Module, x: torch.Tensor, weight: Array | None, bias: Array | None) -> torch.Tensor | str:
     if not _trailing_ok(m, x):
         return "input of another shape"
     return _trailing(_norms.layer_norm, x, tuple(m.normalized_shape), weight, bias, m.eps)
 
 
-def _layer_norm_compiled(m, x):
+def _layer_norm_compiled(m: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     if not _trailing_ok(m, x):
         return None
     return ops.layer_norm(x, list(m.normalized_shape), m.weight, m.bias, float(m.eps))
@@ -279,13 +289,13 @@ def _layer_norm_compiled(m, x):
 
 # RMSNorm over the trailing dims: nn.RMSNorm (eps=None: finfo(dtype).eps, as fastnorm)
 
-def _rms_norm_eager(m, x, weight):
+def _rms_norm_eager(m: nn.Module, x: torch.Tensor, weight: Array | None) -> torch.Tensor | str:
     if not _trailing_ok(m, x):
         return "input of another shape"
     return _trailing(_norms.rms_norm, x, tuple(m.normalized_shape), weight, m.eps)
 
 
-def _rms_norm_compiled(m, x):
+def _rms_norm_compiled(m: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     if not _trailing_ok(m, x):
         return None
     return ops.rms_norm(x, list(m.normalized_shape), m.weight,
@@ -295,7 +305,7 @@ def _rms_norm_compiled(m, x):
 # RMSNorm over the last dim (LlamaRMSNorm and its copies: x * rsqrt(mean(x**2) + eps) *
 # weight; Gemma's: ... * (1 + weight))
 
-def _last_dim_eps(m):
+def _last_dim_eps(m: nn.Module) -> float:
     """The eps of an RMSNorm class: `variance_epsilon` (Llama and its copies), `eps`
     (Gemma) or `epsilon`, whichever the instance has."""
     for name in ("variance_epsilon", "eps", "epsilon"):
@@ -305,34 +315,34 @@ def _last_dim_eps(m):
     return float(m.eps)        # AttributeError: the module's own forward
 
 
-def _last_dim_ok(m, x):
-    return x.dim() >= 1 and m.weight.dim() == 1 and x.shape[-1] == m.weight.shape[0]
+def _last_dim_ok(m: nn.Module, x: torch.Tensor) -> bool:
+    return bool(x.dim() >= 1 and m.weight.dim() == 1 and x.shape[-1] == m.weight.shape[0])
 
 
-def _weight_only(m):
+def _weight_only(m: nn.Module) -> tuple[Any]:
     return (_param(m, "weight"),)
 
 
-def _last_dim_rms_eager(m, x, weight):
+def _last_dim_rms_eager(m: nn.Module, x: torch.Tensor, weight: Array | None) -> torch.Tensor | str:
     if not _last_dim_ok(m, x):
         return "input of another shape"
     return _trailing(_norms.rms_norm, x, (x.shape[-1],), weight, _last_dim_eps(m))
 
 
-def _last_dim_rms_compiled(m, x):
+def _last_dim_rms_compiled(m: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     if not _last_dim_ok(m, x):
         return None
     return ops.rms_norm(x, [x.shape[-1]], m.weight, _last_dim_eps(m))
 
 
-def _gemma_rms_eager(m, x, weight):
-    if not _last_dim_ok(m, x):
+def _gemma_rms_eager(m: nn.Module, x: torch.Tensor, weight: Array | None) -> torch.Tensor | str:
+    if not _last_dim_ok(m, x) or weight is None:
         return "input of another shape"
     weight = weight + weight.dtype.type(1)
     return _trailing(_norms.rms_norm, x, (x.shape[-1],), weight, _last_dim_eps(m))
 
 
-def _gemma_rms_compiled(m, x):
+def _gemma_rms_compiled(m: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     if not _last_dim_ok(m, x):
         return None
     return ops.rms_norm(x, [x.shape[-1]], m.weight + 1.0, _last_dim_eps(m))
@@ -341,11 +351,11 @@ def _gemma_rms_compiled(m, x):
 # LayerNorm across C of (N, C, H, W): ConvNeXt's LayerNorm in the channels_first format,
 # timm's LayerNorm2d
 
-def _channel_ok(m, x):
-    return x.dim() == 4 and m.weight is not None and x.shape[1] == m.weight.shape[0]
+def _channel_ok(m: nn.Module, x: torch.Tensor) -> bool:
+    return bool(x.dim() == 4 and m.weight is not None and x.shape[1] == m.weight.shape[0])
 
 
-def _channel_layer_norm_eager(m, x, weight, bias):
+def _channel_layer_norm_eager(m: nn.Module, x: torch.Tensor, weight: Array | None, bias: Array | None) -> torch.Tensor | str:
     # These modules (ConvNeXt's, timm's LayerNorm2d) permute to NHWC, normalize and permute
     # back: their result is channels_last whatever the input. So is this one: channels_last
     # x is native (rows of C), other x is first copied into channels_last by torch.
@@ -356,14 +366,15 @@ def _channel_layer_norm_eager(m, x, weight, bias):
     if x.is_contiguous(memory_format=torch.channels_last):
         rows = _array(x).transpose(0, 2, 3, 1)
         y = _norms.layer_norm(rows, rows.shape[-1], weight, bias, m.eps)
-        return _tensor(y).permute(0, 3, 1, 2)
+        # (y alone without return_stats)
+        return _tensor(cast(Array, y)).permute(0, 3, 1, 2)
     xc = x.contiguous(memory_format=torch.channels_last)
     rows = _array(xc).transpose(0, 2, 3, 1)
     _norms.layer_norm(rows, rows.shape[-1], weight, bias, m.eps, out=rows)
     return xc
 
 
-def _channel_layer_norm_compiled(m, x):
+def _channel_layer_norm_compiled(m: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     if not _channel_ok(m, x):
         return None
     return ops.channel_layer_norm(x.contiguous(memory_format=torch.channels_last), m.weight,
@@ -372,19 +383,19 @@ def _channel_layer_norm_compiled(m, x):
 
 # ConvNeXt's LayerNorm: the format is an attribute of the instance
 
-def _convnext_eager(m, x, weight, bias):
+def _convnext_eager(m: nn.Module, x: torch.Tensor, weight: Array | None, bias: Array | None) -> torch.Tensor | str:
     if m.data_format == "channels_first":
         return _channel_layer_norm_eager(m, x, weight, bias)
     return _layer_norm_eager(m, x, weight, bias)
 
 
-def _convnext_compiled(m, x):
+def _convnext_compiled(m: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     if m.data_format == "channels_first":
         return _channel_layer_norm_compiled(m, x)
     return _layer_norm_compiled(m, x)
 
 
-def _convnext_static(m):
+def _convnext_static(m: nn.Module) -> str | None:
     if getattr(m, "data_format", None) not in ("channels_first", "channels_last"):
         return f"data_format {getattr(m, 'data_format', None)!r} is not one fastnorm knows"
     return None

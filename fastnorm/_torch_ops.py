@@ -10,9 +10,11 @@ otherwise, and the real implementation allocates exactly that and writes into it
 Eager code does not go through these ops: the dispatcher costs several microseconds a call,
 so fastnorm.torch calls the plans directly on the tensors' memory.
 """
-from typing import List, Optional, Tuple
+from collections.abc import Callable
+from typing import Any, List, Optional, Tuple
 
 import torch
+from numpy.typing import NDArray
 from torch import Tensor
 
 from . import _norms, _stats
@@ -21,15 +23,16 @@ from . import _validate as V
 OPS = torch.ops.fastnorm
 
 
-def _array(t):
-    return (t.detach() if t.requires_grad else t).numpy()
+def _array(t: Tensor) -> NDArray[Any]:
+    a: NDArray[Any] = (t.detach() if t.requires_grad else t).numpy()
+    return a
 
 
-def _opt(t):
+def _opt(t: Optional[Tensor]) -> NDArray[Any] | None:
     return None if t is None else _array(t)
 
 
-def _result_like(x):
+def _result_like(x: Tensor) -> Tensor:
     """An empty result for x: x's layout when it is contiguous or channels_last, contiguous
     otherwise (the fake and the real implementations both allocate with this)."""
     if x.dim() in (4, 5) and not x.is_contiguous():
@@ -39,7 +42,7 @@ def _result_like(x):
     return torch.empty(x.shape, dtype=x.dtype, device=x.device)
 
 
-def _run(x, plan, *args, **kwargs):
+def _run(x: Tensor, plan: Callable[..., Any], *args: Any, **kwargs: Any) -> Tensor:
     y = _result_like(x)
     plan(_array(x), *args, out=_array(y), **kwargs)
     return y
@@ -100,7 +103,7 @@ def moments(x: Tensor, axis: Optional[List[int]], ddof: float, keepdims: bool
     return torch.from_numpy(mean), torch.from_numpy(var)
 
 
-def _same_as_x(x, *args):
+def _same_as_x(x: Tensor, *args: object) -> Tensor:
     return _result_like(x)
 
 
@@ -109,7 +112,8 @@ for _op in (batch_norm, instance_norm, group_norm, layer_norm, rms_norm, channel
 
 
 @moments.register_fake
-def _moments_fake(x, axis, ddof, keepdims):
+def _moments_fake(x: Tensor, axis: Optional[List[int]], ddof: float, keepdims: bool
+                  ) -> Tuple[Tensor, Tensor]:
     axes = V.axes(None if axis is None else tuple(axis), x.dim())
     shape = [1 if d in axes else s for d, s in enumerate(x.shape)] if keepdims else \
         [s for d, s in enumerate(x.shape) if d not in axes]

@@ -8,7 +8,7 @@ module ``fastnorm.<module>``. Best first.
 
 # name: (module, x86-64 level the CPU needs (None: this machine only), GCC/Clang flags,
 #        built by default on x86-64)
-VARIANTS = {
+VARIANTS: dict[str, tuple[str, int | None, list[str], bool]] = {
     "native": ("_kernels_native", None, ["-march=native"], False),
     "x86-64-v4": ("_kernels_x86_64_v4", 4, ["-march=x86-64-v4", "-mprefer-vector-width=512"],
                   True),

@@ -25,56 +25,30 @@ This module is an adapter: it validates (fastnorm._validate), translates dask ar
 blocks and calls fastnorm's plans; it holds no kernels. The functions run on each block
 inside the tasks are in fastnorm._dask_blocks.
 """
-import functools
 import math
 
 import numpy as np
 
 try:
-    import dask
     import dask.array as da
 except ImportError as exc:          # dask is optional: say what to install
     raise ImportError("fastnorm.dask needs dask: pip install 'dask[array]' (or "
                       "pip install 'fastnorm-kernels[dask]')") from exc
 
-from . import _norms
+from . import _norms, _plans
 from . import _validate as V
 from ._dask_blocks import (_GroupArgs, _RowArgs, _block_channels, _block_instances, _block_op,
-                           _block_positions, _block_rows, _block_stats, _instance_args,
-                           _mean_block, _merge_stats, _pass_params, _var_block)
-from ._stats import Moments, Raw, merge_raw
+                           _block_positions, _block_rows, _instance_args, _mean_block,
+                           _pass_params, _var_block)
+from ._dask_graph import (TASK_THREADS_KEY, _blockwise, _check_reduced,  # noqa: F401
+                          _chunked, _computed_raw, _norm_input, _spans_blocks, _stats_graph,
+                          _task_threads)
+from ._docs import fill
+from ._raw import Raw, merge_raw
+from ._stats import Moments
 
 __all__ = ["moments", "accumulate", "batch_norm", "instance_norm", "group_norm",
            "layer_norm", "rms_norm", "channel_layer_norm"]
-
-TASK_THREADS_KEY = "fastnorm.task-threads"
-
-
-def _task_threads():
-    """Threads of each kernel call inside a task (dask config, default 1)."""
-    return V.num_threads(dask.config.get(TASK_THREADS_KEY, 1))
-
-
-# ---------------------------------------------------------------------------------------
-# the statistics reduction
-
-def _stats_graph(x, axes, split_every):
-    """A dask array of x's shape with the reduced dims at size 1 whose blocks are Raw
-    statistics (not arrays: only the functions here and in _dask_blocks read them)."""
-    chunk = functools.partial(_block_stats, threads=_task_threads())
-    return da.reduction(x, chunk, _merge_stats, combine=_merge_stats, axis=axes,
-                        keepdims=True, dtype=np.float64, split_every=split_every,
-                        concatenate=False, name="fastnorm-moments",
-                        meta=np.empty((0,) * x.ndim, dtype=np.float64))
-
-
-def _check_reduced(x, axes):
-    """The kept dims must have known chunk sizes (the reduced ones may be unknown: their
-    counts are found when the blocks are read)."""
-    for d, chunks in enumerate(x.chunks):
-        if d not in axes and any(math.isnan(c) for c in chunks):
-            raise ValueError(f"x has unknown chunk sizes along axis {d}, which is not "
-                             f"reduced; call x.compute_chunk_sizes() first")
 
 
 def _stats_input(x):
@@ -82,6 +56,7 @@ def _stats_input(x):
     return V.dask_array(x, da.Array, integers=True)
 
 
+@fill
 def moments(x, axis=None, *, ddof=0, keepdims=False, dtype=None, split_every=None):
     """Lazy mean and variance of the dask array x over `axis`, like fastnorm.moments.
 
@@ -91,27 +66,17 @@ def moments(x, axis=None, *, ddof=0, keepdims=False, dtype=None, split_every=Non
     float64 for integer x); compute them together (dask.compute(mean, var)) to read the
     data once.
 
-    Parameters
-    ----------
-    x : dask.array.Array
-        Float or integer data, any chunking.
+    {dask_params_numbers}
     axis, ddof, keepdims, dtype
         As in fastnorm.moments.
-    split_every : int or dict, optional
-        Fan-in of the tree reduction, as in dask's reductions.
+    {split_every}
 
     Returns
     -------
     mean, var : dask.array.Array
         Lazy; shaped like the kept dims.
 
-    Examples
-    --------
-    >>> import dask
-    >>> import dask.array as da
-    >>> import numpy as np
-    >>> import fastnorm.dask as fnd
-    >>> x = da.from_array(np.arange(24.0).reshape(4, 3, 2), chunks=(2, 3, 2))
+    {dask_examples}
     >>> mean, var = fnd.moments(x, axis=(0, 2))
     >>> print(*dask.compute(mean, var))
     [ 9.5 11.5 13.5] [45.25 45.25 45.25]
@@ -134,57 +99,22 @@ def moments(x, axis=None, *, ddof=0, keepdims=False, dtype=None, split_every=Non
     return mean, var
 
 
-def _concatenate_raws(raws, kept_shape):
-    """One Raw from the Raw blocks of a reduction (an object array of numblocks, reduced
-    dims at size 1), joined along the kept dims and shaped `kept_shape`."""
-    first = raws.flat[0]
-    arrays = []
-    for field in ("shift", "dev", "m2"):
-        parts = np.empty(raws.shape, dtype=object)
-        for index, raw in np.ndenumerate(raws):
-            parts[index] = getattr(raw, field)
-        joined = np.block(parts.tolist()) if parts.ndim else parts[()]
-        arrays.append(np.ascontiguousarray(joined, dtype=np.float64).reshape(kept_shape))
-    return Raw(first.count, *arrays)
-
-
-def _computed_raw(x, axes, split_every=None):
-    """The Raw statistics of x over `axes`, computed (NumPy arrays of the kept dims)."""
-    stats = _stats_graph(x, axes, split_every)
-    blocks = stats.to_delayed()
-    raws = np.empty(blocks.shape, dtype=object)
-    computed = dask.compute(*blocks.ravel().tolist())
-    for index, raw in zip(np.ndindex(blocks.shape), computed):
-        raws[index] = raw
-    kept_shape = tuple(s for d, s in enumerate(x.shape) if d not in axes)
-    return _concatenate_raws(raws, kept_shape)
-
-
+@fill
 def accumulate(x, axis=None, *, split_every=None):
     """The statistics of the whole dask array x over `axis`, computed now: a
     fastnorm.Moments, mergeable with others (other arrays, later batches, other
     processes) as if it had seen every value of x.
 
-    Parameters
-    ----------
-    x : dask.array.Array
-        Float or integer data, any chunking.
+    {dask_params_numbers}
     axis : None, int or tuple of int
         The dims reduced (None: all).
-    split_every : int or dict, optional
-        Fan-in of the tree reduction, as in dask's reductions.
+    {split_every}
 
     Returns
     -------
     fastnorm.Moments
 
-    Examples
-    --------
-    >>> import dask
-    >>> import dask.array as da
-    >>> import numpy as np
-    >>> import fastnorm.dask as fnd
-    >>> x = da.from_array(np.arange(24.0).reshape(4, 3, 2), chunks=(2, 3, 2))
+    {dask_examples}
     >>> acc = fnd.accumulate(x, axis=(0, 2))
     >>> print(acc.count, acc.mean)
     8 [ 9.5 11.5 13.5]
@@ -195,42 +125,6 @@ def accumulate(x, axis=None, *, split_every=None):
     _check_reduced(x, axes)
     raw = _computed_raw(x, axes, split_every)
     return Moments._from_raw(raw, axis, x.ndim)
-
-
-# ---------------------------------------------------------------------------------------
-# normalizations: validation
-
-def _norm_input(x, min_ndim):
-    x = V.dask_array(x, da.Array, integers=False, min_ndim=min_ndim)
-    for d, chunks in enumerate(x.chunks):
-        if any(math.isnan(c) for c in chunks):
-            raise ValueError(f"x has unknown chunk sizes along axis {d}; call "
-                             f"x.compute_chunk_sizes() first")
-    return x
-
-
-def _chunked(param, chunks, axes):
-    """A small NumPy parameter (weight, bias, statistics) as a dask array chunked like
-    x along `axes`, with its blockwise index; (None, None) for None."""
-    if param is None:
-        return None, None
-    return da.from_array(param, chunks=tuple(chunks[d] for d in axes)), tuple(axes)
-
-
-def _blockwise(func, x, *params, **kwargs):
-    """y = func(block, *param blocks, **kwargs) for every block of x: params are
-    (dask array or None, index) pairs aligned with x's dims."""
-    index = tuple(range(x.ndim))
-    args = [x, index]
-    for arr, ind in params:
-        args += [arr, ind]
-    return da.blockwise(func, index, *args, dtype=x.dtype,
-                        meta=np.empty((0,) * x.ndim, dtype=x.dtype), **kwargs)
-
-
-def _spans_blocks(x, axes):
-    """Whether a group reduced over `axes` spans more than one block."""
-    return any(x.numblocks[d] > 1 for d in axes)
 
 
 # ---------------------------------------------------------------------------------------
@@ -253,6 +147,7 @@ def _running_norm_args(x, running_mean, running_var, weight, bias, batch_stats, 
     return running_mean, running_var, weight, bias, V.momentum(momentum), V.eps(eps)
 
 
+@fill
 def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
                training=False, momentum=0.1, eps=1e-5):
     """fastnorm.batch_norm of a dask array (N, C, *spatial); returns a lazy dask array.
@@ -262,25 +157,11 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
     updated in place now, and the returned array normalizes each block with them. Eval: the
     running statistics normalize each block.
 
-    Parameters
-    ----------
-    x : dask.array.Array
-        ``(N, C, *spatial)`` float16, float32 or float64 data, any chunking.
+    {dask_params_channels}
     running_mean, running_var, weight, bias, training, momentum, eps
         As in fastnorm.batch_norm (running statistics: NumPy arrays).
 
-    Returns
-    -------
-    dask.array.Array
-        Lazy, chunked like x.
-
-    Examples
-    --------
-    >>> import dask
-    >>> import dask.array as da
-    >>> import numpy as np
-    >>> import fastnorm.dask as fnd
-    >>> x = da.from_array(np.arange(24.0).reshape(4, 3, 2), chunks=(2, 3, 2))
+    {dask_tail}
     >>> running_mean, running_var = np.zeros(3), np.ones(3)
     >>> y = fnd.batch_norm(x, running_mean, running_var, training=True)
     >>> print(running_mean)
@@ -307,7 +188,7 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
         if training and running_mean is not None:
             with np.errstate(all="ignore"):
                 unbiased = var * (count / (count - 1))
-            _norms._update_running(running_mean, running_var, mean, unbiased, momentum)
+            _plans.update_running(running_mean, running_var, mean, unbiased, momentum)
     else:
         mean, var = running_mean, running_var
     mean, var = (np.asarray(a, dtype=np.float64) for a in (mean, var))
@@ -316,6 +197,7 @@ def batch_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
                       eps=eps, threads=threads)
 
 
+@fill
 def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None,
                   use_input_stats=True, momentum=0.1, eps=1e-5):
     """fastnorm.instance_norm of a dask array (N, C, *spatial); returns a lazy dask array.
@@ -326,25 +208,11 @@ def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None
     per-instance mean and unbiased variance. use_input_stats=False: the running statistics
     normalize each block.
 
-    Parameters
-    ----------
-    x : dask.array.Array
-        ``(N, C, *spatial)`` float16, float32 or float64 data, any chunking.
+    {dask_params_channels}
     running_mean, running_var, weight, bias, use_input_stats, momentum, eps
         As in fastnorm.instance_norm (running statistics: NumPy arrays).
 
-    Returns
-    -------
-    dask.array.Array
-        Lazy, chunked like x.
-
-    Examples
-    --------
-    >>> import dask
-    >>> import dask.array as da
-    >>> import numpy as np
-    >>> import fastnorm.dask as fnd
-    >>> x = da.from_array(np.arange(24.0).reshape(4, 3, 2), chunks=(2, 3, 2))
+    {dask_tail}
     >>> print(fnd.instance_norm(x).compute()[0, 0].round(3))
     [-1.  1.]
     """
@@ -377,12 +245,13 @@ def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None
     if running_mean is not None and n:
         with np.errstate(all="ignore"):
             unbiased = var * (inner / (inner - 1))
-        _norms._update_running(running_mean, running_var, mean.mean(axis=0),
+        _plans.update_running(running_mean, running_var, mean.mean(axis=0),
                                unbiased.mean(axis=0), momentum)
     stats = [_chunked(s, x.chunks, (0, 1)) for s in (mean, var)]
     return _blockwise(_block_instances, x, *stats, *params, eps=eps, threads=threads)
 
 
+@fill
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
     """fastnorm.group_norm of a dask array (N, C, *spatial); returns a lazy dask array.
 
@@ -390,25 +259,11 @@ def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
     groups and the spatial dims are not chunked, otherwise computed first (per (sample,
     channel), merged over the channels of each group).
 
-    Parameters
-    ----------
-    x : dask.array.Array
-        ``(N, C, *spatial)`` float16, float32 or float64 data, any chunking.
+    {dask_params_channels}
     num_groups, weight, bias, eps
         As in fastnorm.group_norm.
 
-    Returns
-    -------
-    dask.array.Array
-        Lazy, chunked like x.
-
-    Examples
-    --------
-    >>> import dask
-    >>> import dask.array as da
-    >>> import numpy as np
-    >>> import fastnorm.dask as fnd
-    >>> x = da.from_array(np.arange(24.0).reshape(4, 3, 2), chunks=(2, 3, 2))
+    {dask_tail}
     >>> print(fnd.group_norm(x, 3).compute()[0, 1].round(3))
     [-1.  1.]
     """
@@ -462,98 +317,60 @@ def _row_norm(x, normalized_shape, weight, bias, eps, rms):
     raw = _computed_raw(x, trailing)
     var = raw.m2 / raw.count
     if rms:     # x / sqrt(mean(x**2) + eps): mean 0 and "variance" mean(x**2)
-        mean, var = np.zeros_like(var), var + raw.mean * raw.mean
+        mean, var = None, var + raw.mean * raw.mean
     else:
         mean = raw.mean
     leading = tuple(range(x.ndim - k))
-    stats = [_chunked(np.asarray(s), x.chunks, leading) for s in (mean, var)]
-    return _blockwise(_block_rows, x, *stats, *params, k=k, eps=eps, threads=threads)
+    stats = [_chunked(None if s is None else np.asarray(s), x.chunks, leading)
+             for s in (mean, _plans.rstd(var, eps))]
+    return _blockwise(_block_rows, x, *stats, *params, k=k, threads=threads)
 
 
+@fill
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     """fastnorm.layer_norm of a dask array over its trailing `normalized_shape` dims;
     returns a lazy dask array. Each block is normalized on its own when the trailing dims
     are not chunked; otherwise the row statistics are computed first.
 
-    Parameters
-    ----------
-    x : dask.array.Array
-        float16, float32 or float64 data, any chunking.
+    {dask_params_rows}
     normalized_shape, weight, bias, eps
         As in fastnorm.layer_norm.
 
-    Returns
-    -------
-    dask.array.Array
-        Lazy, chunked like x.
-
-    Examples
-    --------
-    >>> import dask
-    >>> import dask.array as da
-    >>> import numpy as np
-    >>> import fastnorm.dask as fnd
-    >>> x = da.from_array(np.arange(24.0).reshape(4, 3, 2), chunks=(2, 3, 2))
+    {dask_tail}
     >>> print(fnd.layer_norm(x, 2).compute()[0, 2].round(3))
     [-1.  1.]
     """
     return _row_norm(x, normalized_shape, weight, bias, eps, rms=False)
 
 
+@fill
 def rms_norm(x, normalized_shape, weight=None, eps=None):
     """fastnorm.rms_norm of a dask array over its trailing `normalized_shape` dims
     (eps=None: finfo(dtype).eps); returns a lazy dask array. Blockwise when the trailing
     dims are not chunked; otherwise mean(x**2) of each row is computed first.
 
-    Parameters
-    ----------
-    x : dask.array.Array
-        float16, float32 or float64 data, any chunking.
+    {dask_params_rows}
     normalized_shape, weight, eps
         As in fastnorm.rms_norm.
 
-    Returns
-    -------
-    dask.array.Array
-        Lazy, chunked like x.
-
-    Examples
-    --------
-    >>> import dask
-    >>> import dask.array as da
-    >>> import numpy as np
-    >>> import fastnorm.dask as fnd
-    >>> x = da.from_array(np.arange(24.0).reshape(4, 3, 2), chunks=(2, 3, 2))
+    {dask_tail}
     >>> print(fnd.rms_norm(x, 2).compute()[0, 1].round(3))
     [0.784 1.177]
     """
     return _row_norm(x, normalized_shape, weight, None, eps, rms=True)
 
 
+@fill
 def channel_layer_norm(x, weight=None, bias=None, eps=1e-6):
     """fastnorm.channel_layer_norm of a dask array (N, C, *spatial); returns a lazy dask
     array. Blockwise when C is not chunked; otherwise the statistics of every (n, *spatial)
     position are computed first.
 
-    Parameters
-    ----------
-    x : dask.array.Array
-        ``(N, C, *spatial)`` float16, float32 or float64 data, any chunking.
+    {dask_params_channels}
     weight, bias, eps
         As in fastnorm.channel_layer_norm.
 
-    Returns
-    -------
-    dask.array.Array
-        Lazy, chunked like x.
-
-    Examples
-    --------
-    >>> import dask
-    >>> import dask.array as da
-    >>> import numpy as np
-    >>> import fastnorm.dask as fnd
-    >>> x = da.from_array(np.arange(24.0).reshape(4, 3, 2), chunks=(2, 3, 2))
+    {dask_tail}
     >>> print(fnd.channel_layer_norm(x).compute()[0, :, 0].round(3))
     [-1.225  0.     1.225]
     """
@@ -570,7 +387,7 @@ def channel_layer_norm(x, weight=None, bias=None, eps=1e-6):
         return _blockwise(_block_op, x, *params, op=_norms.channel_layer_norm,
                           op_args=_pass_params, op_kwargs={"eps": eps}, threads=threads)
     raw = _computed_raw(x, (1,))                       # per (n, *spatial)
-    mean, var = raw.mean, raw.m2 / raw.count
+    rstd = _plans.rstd(raw.m2 / raw.count, eps)
     positions = (0,) + tuple(range(2, x.ndim))
-    stats = [_chunked(s, x.chunks, positions) for s in (mean, var)]
-    return _blockwise(_block_positions, x, *stats, *params, eps=eps, threads=threads)
+    stats = [_chunked(s, x.chunks, positions) for s in (raw.mean, rstd)]
+    return _blockwise(_block_positions, x, *stats, *params, threads=threads)

@@ -440,3 +440,34 @@ def test_readme_example_runs(tmp_path):
                             cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "4194304" in result.stdout          # acc.count: 256 * 128 * 128 per channel
+
+
+# ---------------------------------------------------------------------------------------
+# fastnorm's in-memory functions refuse dask arrays instead of gathering them into memory
+
+IN_MEMORY_CALLS = {
+    "moments": lambda x: fn.moments(x, axis=0),
+    "Moments.update": lambda x: fn.Moments(axis=0).update(x),
+    "batch_norm": lambda x: fn.batch_norm(x, training=True),
+    "instance_norm": lambda x: fn.instance_norm(x),
+    "group_norm": lambda x: fn.group_norm(x, 1),
+    "layer_norm": lambda x: fn.layer_norm(x, 2),
+    "rms_norm": lambda x: fn.rms_norm(x, 2),
+    "channel_layer_norm": lambda x: fn.channel_layer_norm(x),
+}
+
+
+@pytest.mark.parametrize("name", list(IN_MEMORY_CALLS))
+def test_in_memory_functions_refuse_dask_arrays(name, monkeypatch):
+    """A dask array raises a TypeError that names the argument and fastnorm.dask, and is
+    never computed (no conversion to one NumPy array)."""
+    x = da.from_array(np.arange(24.0).reshape(4, 3, 2), chunks=2)
+    monkeypatch.setattr(type(x), "__array__", lambda *a, **k: pytest.fail("x was computed"))
+    with pytest.raises(TypeError) as info:
+        IN_MEMORY_CALLS[name](x)
+    message = str(info.value)
+    argument = "batch" if name == "Moments.update" else "x"
+    assert message.startswith(f"{argument} is a dask array"), message
+    assert "fastnorm.dask" in message
+    if name in ("moments", "Moments.update"):
+        assert "fastnorm.dask.moments" in message and "fastnorm.dask.accumulate" in message

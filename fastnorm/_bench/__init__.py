@@ -49,7 +49,7 @@ PyTorch tensor ops), run in the same two phases and printed as a second table.
 from .cases import CASES, DEFAULT_THREADS, DTYPE, EPS, MOMENTUM, Case, select_cases
 from .data import Setup
 from .machine import machine_info, versions
-from .phases import run, run_phase_1, run_phase_2
+from .phases import checked_runner, run, run_phase_1, run_phase_2
 from .report import (fmt_time, header_lines, plot, table_header, table_notes, table_row,
                      write_json)
 from .results import BUSY, NOISY, CaseResult, PhaseTimes
@@ -58,7 +58,7 @@ from .timing import FULL, QUICK, Settings, Timing, measure
 
 __all__ = [
     "CASES", "DEFAULT_THREADS", "DTYPE", "EPS", "MOMENTUM", "Case", "select_cases", "Setup",
-    "machine_info", "versions", "run", "run_phase_1", "run_phase_2", "fmt_time",
+    "machine_info", "versions", "checked_runner", "run", "run_phase_1", "run_phase_2", "fmt_time",
     "header_lines", "plot", "table_header", "table_notes", "table_row", "write_json", "BUSY",
     "NOISY", "CaseResult", "PhaseTimes", "IMPLEMENTATIONS", "PEERS", "Runner", "Unavailable",
     "available_implementations", "FULL", "QUICK", "Settings", "Timing", "measure",

@@ -3,6 +3,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 DEFAULT_THREADS = 2
 DTYPE = np.float32
@@ -16,11 +17,25 @@ _SHORT = {"batch_norm_eval": "bn_eval", "batch_norm_train": "bn_train", "layer_n
 OPS = tuple(_SHORT)
 
 
+class Shaped:
+    """What the cases of both benchmark tables (normalizations, images) derive from their
+    `shape`."""
+    shape: tuple[int, ...]
+
+    @property
+    def shape_str(self) -> str:
+        return "x".join(map(str, self.shape))
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+
 @dataclass(frozen=True)
-class Case:
+class Case(Shaped):
     id: str                 # short identifier (pytest ids, JSON, --case filter)
     op: str                 # one of OPS
-    shape: tuple
+    shape: tuple[int, ...]
     arg: int = 0            # layer_norm/rms_norm: number of normalized trailing dims;
                             # group_norm: number of groups
     quick: bool = False     # part of the --quick subset
@@ -28,11 +43,11 @@ class Case:
     channels_last: bool = False   # x in channels-last (NHWC) memory, torch channels_last
 
     @property
-    def label(self):
+    def label(self) -> str:
         return self._op_label + (" NHWC" if self.channels_last else "")
 
     @property
-    def _op_label(self):
+    def _op_label(self) -> str:
         if self.op in ("layer_norm", "rms_norm"):
             dims = "[-1]" if self.arg == 1 else "[" + ",".join(("C", "H", "W", "D")[
                 len(self.shape) - self.arg - 1:][:self.arg]) + "]"
@@ -44,23 +59,16 @@ class Case:
         return self.op
 
     @property
-    def shape_str(self):
-        return "x".join(map(str, self.shape))
-
-    @property
-    def size(self):
-        return math.prod(self.shape)
-
-    @property
-    def normalized_shape(self):
+    def normalized_shape(self) -> tuple[int, ...]:
         """layer_norm/rms_norm: the trailing dims normalized over."""
         return self.shape[len(self.shape) - self.arg:]
 
-    def nbytes(self, dtype=DTYPE):
+    def nbytes(self, dtype: DTypeLike = DTYPE) -> int:
         return self.size * np.dtype(dtype).itemsize
 
 
-def _case(op, shape, arg=0, quick=False, tiny=False, channels_last=False):
+def _case(op: str, shape: tuple[int, ...], arg: int = 0, quick: bool = False,
+          tiny: bool = False, channels_last: bool = False) -> Case:
     short = _SHORT[op]
     if op in ("layer_norm", "rms_norm"):
         short += f"{arg}d"
@@ -95,7 +103,7 @@ CASES = [
      for layout in (False, True)]
 
 
-def select_cases(quick=False, pattern=None):
+def select_cases(quick: bool = False, pattern: str | None = None) -> list[Case]:
     """The full case set, or the --quick subset; `pattern` keeps the cases whose id or label
     contains it."""
     cases = [c for c in CASES if c.quick or not quick]

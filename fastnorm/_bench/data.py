@@ -1,15 +1,18 @@
 """`Setup`: one case's data (input, affine parameters, running statistics), its runners and
 their correctness check against the float64 formulas of fastnorm._reference."""
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike, NDArray
 
 from .. import _reference as ref
-from .cases import DEFAULT_THREADS, DTYPE, EPS, MOMENTUM
-from .runners import build
+from .cases import DEFAULT_THREADS, DTYPE, EPS, MOMENTUM, Case
+from .runners import Runner, build
 
 # op -> the float64 reference output for a Setup's input
-_REFERENCES = {
+_REFERENCES: dict[str, Callable[["Setup"], NDArray[Any]]] = {
     "batch_norm_eval": lambda s: ref.ref_batch_norm(
         s.x0, s.running_mean, s.running_var, s.weight, s.bias, False, MOMENTUM, s.eps)[0],
     "batch_norm_train": lambda s: ref.ref_batch_norm(
@@ -28,7 +31,10 @@ class Setup:
     """Data and runners of one case (all float32 by default); the same seed gives the same
     data, so a Setup made again for the second phase times what the first one checked."""
 
-    def __init__(self, case, threads=DEFAULT_THREADS, dtype=DTYPE, seed=0):
+    case: Case
+
+    def __init__(self, case: Case, threads: int = DEFAULT_THREADS, dtype: DTypeLike = DTYPE,
+                 seed: int = 0) -> None:
         if case.op not in _REFERENCES:
             raise ValueError(f"unknown op {case.op!r}")
         self.case = case
@@ -40,50 +46,50 @@ class Setup:
         x = rng.standard_normal(shape, dtype=np.float32)
         x *= 2
         x += 0.5
-        self.x0 = x.astype(self.dtype, copy=False)
+        self.x0: NDArray[Any] = x.astype(self.dtype, copy=False)
         if case.channels_last:      # the same values in (N, *spatial, C) memory
             self.x0 = np.moveaxis(np.ascontiguousarray(np.moveaxis(self.x0, 1, -1)), -1, 1)
         c = shape[1]
         pshape = case.normalized_shape if case.op in ("layer_norm", "rms_norm") else (c,)
         # |weight / sqrt(var + eps)| < 1 so that repeated in-place application stays bounded
-        self.weight = rng.uniform(0.5, 1.0, pshape).astype(self.dtype)
-        self.bias = (0.1 * rng.standard_normal(pshape)).astype(self.dtype)
+        self.weight: NDArray[Any] = rng.uniform(0.5, 1.0, pshape).astype(self.dtype)
+        self.bias: NDArray[Any] = (0.1 * rng.standard_normal(pshape)).astype(self.dtype)
         if case.op.startswith("batch_norm"):
-            self.running_mean = (0.5 + 0.1 * rng.standard_normal(c)).astype(self.dtype)
-            self.running_var = rng.uniform(3.0, 5.0, c).astype(self.dtype)
+            self.running_mean: NDArray[Any] | None = (0.5 + 0.1 * rng.standard_normal(c)).astype(self.dtype)
+            self.running_var: NDArray[Any] | None = rng.uniform(3.0, 5.0, c).astype(self.dtype)
         else:
             self.running_mean = self.running_var = None
-        self.eps = 1e-6 if case.op in ("rms_norm", "channel_layer_norm") else EPS
-        self._reference = None
+        self.eps: float = 1e-6 if case.op in ("rms_norm", "channel_layer_norm") else EPS
+        self._reference: NDArray[Any] | None = None
 
-    def running(self):
+    def running(self) -> tuple[NDArray[Any] | None, NDArray[Any] | None]:
         """Fresh copies of the running statistics (each runner updates its own)."""
-        if self.running_mean is None:
+        if self.running_mean is None or self.running_var is None:
             return None, None
         return self.running_mean.copy(), self.running_var.copy()
 
     @property
-    def channel_shape(self):
+    def channel_shape(self) -> tuple[int, ...]:
         """Shape that broadcasts a (C,) vector over x."""
         return (1, -1) + (1,) * (len(self.case.shape) - 2)
 
-    def runner(self, impl):
+    def runner(self, impl: str) -> Runner:
         """The Runner of `impl`; raises Unavailable when it cannot run here."""
         return build(self, impl)
 
-    def reference(self):
+    def reference(self) -> NDArray[Any]:
         """The float64 reference result on the input (computed once)."""
         if self._reference is None:
             self._reference = _REFERENCES[self.case.op](self)
         return self._reference
 
-    def expected(self, impl):
+    def expected(self, impl: str) -> NDArray[Any]:
         """What one call of `impl` on a fresh buffer must produce."""
         if impl == "roof":
             return -self.x0.reshape(-1)
         return self.reference()
 
-    def check(self, impl, runner=None):
+    def check(self, impl: str, runner: Runner | None = None) -> tuple[float, float]:
         """Run `impl` once on fresh data; returns (max |error| vs its expectation, tolerance).
         Leaves the runner's buffer reset."""
         runner = runner if runner is not None else self.runner(impl)
@@ -101,6 +107,6 @@ class Setup:
             runner.reset()
         return err, self.tolerance()
 
-    def tolerance(self):
+    def tolerance(self) -> float:
         """Max |error| accepted vs the float64 reference (outputs are O(1))."""
         return 1e-4 if self.dtype == np.float32 else 1e-9

@@ -23,20 +23,18 @@ round beside fastnorm (the "x peer" ratios are per-round ratios of that phase). 
 is not installed, or cannot run a case (OpenCV has no per-image statistics mode), is
 skipped with a note.
 """
-import dataclasses
 import importlib
 import importlib.util
-import math
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from .. import _reference as ref
-from .cases import DEFAULT_THREADS
-from .results import CaseResult, PhaseTimes
-from .runners import Unavailable
-from .timing import FULL, QUICK, cpu_snapshot, measure, other_cpu
+from .cases import DEFAULT_THREADS, Shaped
+from .results import CaseResult
+from .phases import _checked_runners, _time_phase
+from .timing import FULL, QUICK
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -53,7 +51,7 @@ _BUILDERS = {"fastnorm": "image_runner", "fastnorm_alloc": "image_runner_alloc",
 
 
 @dataclass(frozen=True)
-class ImageCase:
+class ImageCase(Shaped):
     id: str
     label: str
     shape: tuple            # (N, H, W, C) batch or (H, W, C) single image
@@ -61,14 +59,6 @@ class ImageCase:
     mode: str = "standard"
     layout: str = "NCHW"
     quick: bool = False
-
-    @property
-    def shape_str(self):
-        return "x".join(map(str, self.shape))
-
-    @property
-    def size(self):
-        return math.prod(self.shape)
 
     @property
     def single(self):
@@ -158,42 +148,6 @@ def image_missing(impl):
         return [module]
 
 
-def _checked(setup, impls, res):
-    runners = {}
-    for impl in impls:
-        missing = image_missing(impl)
-        if missing:
-            res.unavailable[impl] = f"{', '.join(missing)} not installed"
-            continue
-        try:
-            r = setup.runner(impl)
-        except Unavailable as exc:
-            res.unavailable[impl] = str(exc)
-            continue
-        try:
-            err, tol = setup.check(impl, r)
-        except Exception as exc:
-            res.wrong[impl] = f"{type(exc).__name__}: {exc}"
-            continue
-        res.errors[impl] = err
-        if not err <= tol:
-            res.wrong[impl] = f"max |error| {err:.3g} vs the float64 reference exceeds {tol:g}"
-            continue
-        res.notes[impl] = r.note
-        runners[impl] = r
-    return runners
-
-
-def _time(res, runners, settings, share):
-    settings = dataclasses.replace(settings, case_budget=settings.case_budget * share)
-    before, t0 = cpu_snapshot(), time.perf_counter()
-    timings = measure(runners, settings)
-    res.phases.append(PhaseTimes(
-        samples={k: list(t.samples) for k, t in timings.items()},
-        reps={k: t.reps for k, t in timings.items()},
-        others=other_cpu(before, cpu_snapshot()), seconds=time.perf_counter() - t0))
-
-
 PHASE_1 = ("fastnorm", "fastnorm_alloc", "numpy", "roof")
 
 
@@ -207,8 +161,8 @@ def run_images(cases=None, threads=DEFAULT_THREADS, quick=False, settings=None,
         t0 = time.perf_counter()
         res = CaseResult(case)
         impls = [i for i in PHASE_1 if i in implementations]
-        runners = _checked(ImageSetup(case, threads), impls, res)
-        _time(res, runners, settings, len(runners) / len(IMAGE_IMPLEMENTATIONS))
+        runners = _checked_runners(ImageSetup(case, threads), impls, res, image_missing)
+        _time_phase(res, runners, settings, len(runners) / len(IMAGE_IMPLEMENTATIONS))
         res.seconds += time.perf_counter() - t0
         results.append(res)
         if progress:
@@ -217,10 +171,10 @@ def run_images(cases=None, threads=DEFAULT_THREADS, quick=False, settings=None,
         t0 = time.perf_counter()
         setup = ImageSetup(res.case, threads)
         peers = [i for i in IMAGE_PEERS if i in implementations]
-        runners = _checked(setup, peers, res)
+        runners = _checked_runners(setup, peers, res, image_missing)
         if runners and "fastnorm" in res.phases[0].samples:
             runners = {"fastnorm": setup.runner("fastnorm"), **runners}
-            _time(res, runners, settings, len(runners) / len(IMAGE_IMPLEMENTATIONS))
+            _time_phase(res, runners, settings, len(runners) / len(IMAGE_IMPLEMENTATIONS))
         res.seconds += time.perf_counter() - t0
         if progress:
             progress(2, res)

@@ -5,6 +5,7 @@ import importlib.metadata
 import os
 import platform
 import subprocess
+from typing import Any
 
 import numpy as np
 
@@ -15,7 +16,7 @@ _CPUINFO_KEYS = ("model name", "Model", "Hardware", "cpu model")   # x86, ARM, M
 _SIZE_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 
 
-def cpu_model():
+def cpu_model() -> str:
     """The CPU's model name, or the best the platform says."""
     try:
         with open("/proc/cpuinfo") as f:
@@ -36,12 +37,12 @@ def cpu_model():
     return platform.processor() or platform.machine() or "unknown"
 
 
-def _read(path):
+def _read(path: str) -> str:
     with open(path) as f:
         return f.read().strip()
 
 
-def _cpu_count(cpu_list):
+def _cpu_count(cpu_list: str) -> int:
     """Number of CPUs in a sysfs list such as "0-3,8"."""
     n = 0
     for part in cpu_list.split(","):
@@ -50,10 +51,10 @@ def _cpu_count(cpu_list):
     return n
 
 
-def caches(cache_dir="/sys/devices/system/cpu/cpu0/cache"):
+def caches(cache_dir: str = "/sys/devices/system/cpu/cpu0/cache") -> dict[str, dict[str, int]]:
     """{"L1d": {"bytes": .., "shared_by": CPUs}, "L2": .., "L3": ..} of the first CPU, from
     Linux sysfs; {} where it is not available."""
-    out = {}
+    out: dict[str, dict[str, int]] = {}
     for index in sorted(glob.glob(os.path.join(cache_dir, "index*"))):
         try:
             kind = _read(os.path.join(index, "type"))
@@ -69,14 +70,14 @@ def caches(cache_dir="/sys/devices/system/cpu/cpu0/cache"):
     return out
 
 
-def fmt_bytes(n):
+def fmt_bytes(n: int) -> str:
     for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if n >= scale:
             return f"{n / scale:.3g} {unit}"
     return f"{n} B"
 
 
-def describe_caches(sizes):
+def describe_caches(sizes: dict[str, dict[str, int]]) -> str:
     """"L2 2 MiB per CPU, L3 300 MiB shared by 2 CPUs" (the L2 and L3 of `caches()`)."""
     parts = []
     for name in ("L2", "L3"):
@@ -87,7 +88,7 @@ def describe_caches(sizes):
     return ", ".join(parts)
 
 
-def _version(module):
+def _version(module: str) -> str:
     """The installed version of the distribution providing `module`, without importing it."""
     for dist in importlib.metadata.packages_distributions().get(module, [module]):
         try:
@@ -97,15 +98,15 @@ def _version(module):
     return "?"
 
 
-def versions():
+def versions() -> dict[str, str | None]:
     """numpy and each peer's version (None: not installed)."""
-    out = {"numpy": np.__version__}
+    out: dict[str, str | None] = {"numpy": np.__version__}
     for impl, module in PEERS.items():
         out[impl] = _version(module) if installed(impl) else None
     return out
 
 
-def machine_info():
+def machine_info() -> dict[str, Any]:
     """The CPU, its caches and the kernel variant fastnorm runs (the table's header, JSON)."""
     return {"cpu_model": cpu_model(), "machine": platform.machine(),
             "cpu_count": os.cpu_count(), "caches": caches(),

@@ -4,9 +4,16 @@ import gc
 import math
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .runners import Runner
+
+Snapshot = tuple[float, float | None, float]
 
 
 @dataclass
@@ -32,11 +39,16 @@ QUICK = Settings(sample_time=0.01, case_budget=2.5, min_rounds=3, max_rounds=15,
 class Timing:
     median: float                 # seconds per call
     minimum: float
-    samples: list = field(default_factory=list)
+    samples: list[float] = field(default_factory=list)
     reps: int = 1
 
 
-def _timed(runner, reps):
+def _settle(runner: "Runner", settings: Settings) -> float:
+    """The pause after a sample of `runner`: its own settle, or the settings'."""
+    return settings.settle if runner.settle is None else runner.settle
+
+
+def _timed(runner: "Runner", reps: int) -> float:
     call = runner.call
     with runner.entered():
         t0 = time.perf_counter()
@@ -46,7 +58,7 @@ def _timed(runner, reps):
     return (t1 - t0) / reps
 
 
-def measure(runners, settings=FULL):
+def measure(runners: Mapping[str, "Runner"], settings: Settings = FULL) -> dict[str, Timing]:
     """Time every runner (dict name -> Runner) interleaved; returns dict name -> Timing.
 
     Each round runs every runner once, in an order shuffled per round (so that no runner
@@ -63,7 +75,7 @@ def measure(runners, settings=FULL):
     try:
         # warm-up: a first call (untimed), then calls until warmup_time has passed; the
         # fastest call estimates the call time (a load spike must not set the repeat count)
-        per_call = {}
+        per_call: dict[str, float] = {}
         for name in names:
             r = runners[name]
             if r.reset:
@@ -78,16 +90,15 @@ def measure(runners, settings=FULL):
                 if spent > 4 * settings.sample_time:   # slow runner: enough
                     break
             per_call[name] = best
-            time.sleep(settings.settle if r.settle is None else r.settle)
+            time.sleep(_settle(r, settings))
         reps = {name: max(1, round(settings.sample_time / per_call[name])) for name in names}
-        settle = {name: settings.settle if runners[name].settle is None
-                  else runners[name].settle for name in names}
+        settle = {name: _settle(runners[name], settings) for name in names}
         presample = {name: per_call[name] < settings.presample_below for name in names}
         round_time = sum((reps[name] + presample[name]) * per_call[name] + settle[name]
                          for name in names)
         rounds = int(settings.case_budget / max(round_time, 1e-9))
         rounds = max(settings.min_rounds, min(settings.max_rounds, rounds))
-        samples = {name: [] for name in names}
+        samples: dict[str, list[float]] = {name: [] for name in names}
         deadline = time.perf_counter() + 2 * settings.case_budget
         order = list(names)
         shuffle = np.random.default_rng(12345).shuffle
@@ -113,7 +124,7 @@ def measure(runners, settings=FULL):
 # ---------------------------------------------------------------------------------------
 # how busy the machine is
 
-def cpu_snapshot():
+def cpu_snapshot() -> Snapshot:
     """(wall, busy CPU seconds of the whole machine, CPU seconds of this process); busy is None
     where /proc/stat is not available."""
     wall = time.perf_counter()
@@ -124,13 +135,13 @@ def cpu_snapshot():
             fields = f.readline().split()
         # user nice system idle iowait irq softirq steal (guest time is inside user)
         v = [int(x) for x in fields[1:9]]
-        busy = (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / os.sysconf("SC_CLK_TCK")
+        busy: float | None = (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, AttributeError):
         busy = None
     return wall, busy, own
 
 
-def other_cpu(before, after):
+def other_cpu(before: Snapshot, after: Snapshot) -> float | None:
     """CPUs (1.0 = one CPU fully) used by other processes, or stolen by the hypervisor,
     between two cpu_snapshot()s; None if unknown."""
     (w0, b0, o0), (w1, b1, o1) = before, after

@@ -2,6 +2,7 @@
 array types come from the adapter, so nothing here imports dask or torch."""
 
 import numbers
+from typing import Any, cast
 
 import numpy as np
 
@@ -11,7 +12,8 @@ from .core import is_float
 # ---------------------------------------------------------------------------------------
 # fastnorm.dask (the adapter hands in dask's Array type: nothing here imports dask)
 
-def dask_array(x, array_type, integers, min_ndim=0, name="x"):
+def dask_array(x: Any, array_type: type[Any], integers: bool, min_ndim: int = 0,
+               name: str = "x") -> Any:
     """A dask array of floats (float16/32/64), or for the statistics (`integers`) also of
     integers; bool and other dtypes are refused."""
     if not isinstance(x, array_type):
@@ -27,7 +29,7 @@ def dask_array(x, array_type, integers, min_ndim=0, name="x"):
     return x
 
 
-def split_every(value):
+def split_every(value: object) -> int | dict[int, int] | None:
     """split_every of a dask reduction: None, an int >= 2, or a dict {axis: int >= 2}."""
     if value is None:
         return None
@@ -38,13 +40,14 @@ def split_every(value):
                             f"{value!r}")
         if v < 2:
             raise ValueError(f"split_every must be >= 2, got {value!r}")
-    return value
+    return cast("int | dict[int, int]", value)
 
 
 # ---------------------------------------------------------------------------------------
 # fastnorm.torch (the adapter hands in the tensor and torch's types: nothing here imports torch)
 
-def tensor(value, name, grad_enabled, numpy_dtypes, strided):
+def tensor(value: Any, name: str, grad_enabled: bool, numpy_dtypes: dict[Any, np.dtype[Any]],
+           strided: object) -> np.dtype[Any]:
     """A torch.Tensor argument (fastnorm.torch translates it; torch is not imported here):
     a dense (`strided` layout) CPU tensor of a dtype in `numpy_dtypes` (torch dtype -> NumPy
     dtype), not one that autograd would need a gradient through. Returns the NumPy dtype."""

@@ -1,8 +1,11 @@
 """The checks of normalize_image's arguments (fastnorm._image)."""
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike, NDArray
 
 from .core import flag, native, real_scalar
 
@@ -22,24 +25,25 @@ class ImageBatch:
     sequence's N images as (H, W, C) arrays; `single`: one image was given (the result has
     no N axis)."""
 
-    def __init__(self, stack, arrays, single, shape, dtype):
+    def __init__(self, stack: NDArray[Any] | None, arrays: list[NDArray[Any]] | None, single: bool,
+                 shape: tuple[int, int, int], dtype: np.dtype[Any]) -> None:
         self.stack, self.arrays, self.single, self.dtype = stack, arrays, single, dtype
-        self.n = len(arrays) if stack is None else stack.shape[0]
+        self.n = stack.shape[0] if stack is not None else len(arrays or ())
         self.h, self.w, self.c = shape
 
-    def images(self):
+    def images(self) -> list[NDArray[Any]]:
         """The arrays the kernel reads (for the overlap check of out)."""
-        return [self.stack] if self.stack is not None else self.arrays
+        return [self.stack] if self.stack is not None else list(self.arrays or ())
 
 
-def _image_dtype_check(arr, name):
+def _image_dtype_check(arr: NDArray[Any], name: str) -> None:
     if native(arr.dtype) in IMAGE_DTYPES:
         return
     raise TypeError(f"{name} has dtype {arr.dtype}; normalize_image takes uint8, uint16, "
                     f"float32 or float64 images")
 
 
-def _kernel_ready(arr):
+def _kernel_ready(arr: NDArray[Any]) -> NDArray[Any]:
     """arr itself when the kernel can read it (native byte order, aligned, strides in whole
     elements), else a C-contiguous copy that it can."""
     if (arr.dtype.isnative and arr.flags.aligned
@@ -48,13 +52,13 @@ def _kernel_ready(arr):
     return np.ascontiguousarray(arr, dtype=native(arr.dtype))
 
 
-def image_batch(images):
+def image_batch(images: object) -> ImageBatch:
     """`images` of normalize_image: one image (H, W) or (H, W, C), a batch (N, H, W, C), or a
     sequence of (H, W[, C]) arrays of one shape and dtype. Returns an ImageBatch."""
     if isinstance(images, (list, tuple)):
         if len(images) == 0:
             raise ValueError("images is an empty sequence; give at least one image")
-        arrays = []
+        items: list[NDArray[Any]] = []
         for i, item in enumerate(images):
             name = f"images[{i}]"
             if not isinstance(item, np.ndarray):
@@ -67,19 +71,21 @@ def image_batch(images):
             if item.ndim not in (2, 3):
                 raise ValueError(f"{name} must have shape (H, W) or (H, W, C), got "
                                  f"{item.shape}")
-            if not arrays:
+            if not items:
                 first_shape = item.shape
             else:
                 if item.shape != first_shape:
                     raise ValueError(f"the images of a sequence must have one shape: "
                                      f"{name} has shape {item.shape}, images[0] "
                                      f"{first_shape}")
-                if native(item.dtype) != arrays[0].dtype:
+                if native(item.dtype) != items[0].dtype:
                     raise ValueError(f"the images of a sequence must have one dtype: {name} "
-                                     f"has {item.dtype}, images[0] {arrays[0].dtype}")
-            arrays.append(_kernel_ready(item if item.ndim == 3 else item[:, :, None]))
-        h, w, c = arrays[0].shape
-        stack, single = None, False
+                                     f"has {item.dtype}, images[0] {items[0].dtype}")
+            items.append(_kernel_ready(item if item.ndim == 3 else item[:, :, None]))
+        h, w, c = items[0].shape
+        stack: NDArray[Any] | None = None
+        arrays: list[NDArray[Any]] | None = items
+        single, dtype = False, native(items[0].dtype)
     else:
         if not isinstance(images, np.ndarray):
             try:
@@ -98,13 +104,13 @@ def image_batch(images):
         stack = x[None] if single else x
         arrays = None
         h, w, c = stack.shape[1:]
+        dtype = native(stack.dtype)
     if c < 1:
         raise ValueError("images must have at least one channel, got C = 0")
-    dtype = native((stack if stack is not None else arrays[0]).dtype)
     return ImageBatch(stack, arrays, single, (h, w, c), dtype)
 
 
-def choice(value, name, options):
+def choice(value: object, name: str, options: Sequence[str]) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a str, one of {', '.join(map(repr, options))}; got "
                         f"{type(value).__name__}")
@@ -114,10 +120,10 @@ def choice(value, name, options):
     return value
 
 
-def image_output_dtype(value):
+def image_output_dtype(value: object) -> np.dtype[Any]:
     """dtype of normalize_image: float32, float16 or float64."""
     try:
-        dt = np.dtype(value)
+        dt: np.dtype[Any] = np.dtype(value)  # type: ignore[call-overload]  # checked below
     except TypeError as exc:
         raise TypeError(f"dtype must be float32, float16 or float64, got {value!r}") from exc
     if dt not in IMAGE_OUTPUT_DTYPES:
@@ -125,7 +131,8 @@ def image_output_dtype(value):
     return dt
 
 
-def channel_values(value, name, channels, default, nonzero=False):
+def channel_values(value: object, name: str, channels: int, default: float,
+                   nonzero: bool = False) -> NDArray[np.float64]:
     """mean / std of normalize_image: None (default), a finite real scalar, or a sequence of
     `channels` of them (none 0 with `nonzero`); returned as a float64 array of shape
     (channels,)."""
@@ -149,7 +156,7 @@ def channel_values(value, name, channels, default, nonzero=False):
     return arr
 
 
-def swap_rb(value, channels):
+def swap_rb(value: object, channels: int) -> bool:
     """swap_rb of normalize_image: a bool; True needs at least 3 channels."""
     swap = flag(value, "swap_rb")
     if swap and channels < 3:
@@ -158,7 +165,7 @@ def swap_rb(value, channels):
     return swap
 
 
-def no_constants_in_per_image_mode(mode, **constants):
+def no_constants_in_per_image_mode(mode: str, **constants: object) -> None:
     """mean, std and scale must be None in the per-image modes of normalize_image."""
     for name, value in constants.items():
         if value is not None:
@@ -166,7 +173,7 @@ def no_constants_in_per_image_mode(mode, **constants):
                              f"take each image's own statistics")
 
 
-def image_scale(value, dtype):
+def image_scale(value: object, dtype: np.dtype[Any]) -> float:
     """scale of normalize_image: None means 1/255 for uint8, 1/65535 for uint16, 1 for
     floats; else a finite real."""
     if value is None:
@@ -177,7 +184,8 @@ def image_scale(value, dtype):
     return v
 
 
-def image_out(value, shape, dtype, batch):
+def image_out(value: object, shape: Sequence[int], dtype: DTypeLike,
+              batch: ImageBatch) -> NDArray[Any] | None:
     """out= of normalize_image: a writable ndarray of exactly `shape` and `dtype` whose
     strides are whole elements, sharing no memory with the images."""
     if value is None:

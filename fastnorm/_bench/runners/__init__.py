@@ -9,6 +9,12 @@ Runtime already starts threads.
 import contextlib
 import importlib
 import importlib.util
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from types import ModuleType
+from typing import Any
+
+Builder = Callable[[Any], "Runner"]       # a Setup -> its Runner
 
 # every implementation, in table order
 IMPLEMENTATIONS = ("fastnorm", "fastnorm_alloc", "numpy", "roof", "torch", "onnxruntime")
@@ -30,6 +36,25 @@ class Unavailable(Exception):
     """This implementation cannot run this case here (peer missing, op unsupported)."""
 
 
+class OptionalModule:
+    """A library a runner module imports at its own import; when that fails (ImportError, or
+    a broken install raising anything else), `get` raises Unavailable with the error."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.module: ModuleType | None
+        self.error: str | None
+        try:
+            self.module, self.error = importlib.import_module(name), None
+        except Exception as exc:
+            self.module, self.error = None, f"{type(exc).__name__}: {exc}"
+
+    def get(self) -> ModuleType:
+        if self.module is None:
+            raise Unavailable(f"{self.name} cannot be imported ({self.error})")
+        return self.module
+
+
 class Runner:
     """One implementation of one case: `call()` runs it once; `reset()` (may be None) restores
     its input buffer between rounds (not timed); `output()` the result of the last call;
@@ -37,7 +62,10 @@ class Runner:
     `settle` seconds to pause after its samples (None: Settings.settle) so that its idle
     worker threads stop spinning before the next runner is timed."""
 
-    def __init__(self, call, output=None, reset=None, context=None, note="", settle=None):
+    def __init__(self, call: Callable[[], Any], output: Callable[[], Any] | None = None,
+                 reset: Callable[[], Any] | None = None,
+                 context: Callable[[], AbstractContextManager[Any]] | None = None,
+                 note: str = "", settle: float | None = None) -> None:
         self.call = call
         self.reset = reset
         self.context = context
@@ -45,15 +73,15 @@ class Runner:
         self.settle = settle
         self._output = output
 
-    def output(self, last):
+    def output(self, last: Any) -> Any:
         return self._output() if self._output is not None else last
 
-    def entered(self):
+    def entered(self) -> AbstractContextManager[Any]:
         """The context its calls run in (a no-op one when it has none)."""
         return self.context() if self.context else contextlib.nullcontext()
 
 
-def for_op(table, op):
+def for_op(table: Mapping[str, Builder], op: str) -> Builder:
     """The entry of an implementation's table for `op`."""
     try:
         return table[op]
@@ -61,7 +89,7 @@ def for_op(table, op):
         raise ValueError(f"unknown op {op!r}") from None
 
 
-def named_table(namespace):
+def named_table(namespace: Mapping[str, Any]) -> dict[str, Builder]:
     """op -> builder, from a runner module's functions named after the ops (`_layer_norm`,
     ...); BatchNorm's two modes from its `_batch_norm(training)`."""
     from ..cases import OPS
@@ -71,18 +99,19 @@ def named_table(namespace):
     return table
 
 
-def build(setup, impl):
+def build(setup: Any, impl: str) -> "Runner":
     """The Runner of `impl` for `setup`; raises Unavailable when it cannot run here."""
     try:
         module, function = _BUILDERS[impl]
     except KeyError:
         raise ValueError(f"unknown implementation {impl!r}") from None
-    return getattr(importlib.import_module(f"{__name__}.{module}"), function)(setup)
+    builder: Builder = getattr(importlib.import_module(f"{__name__}.{module}"), function)
+    return builder(setup)
 
 
-def missing(impl):
+def missing(impl: str) -> list[str]:
     """The packages `impl` needs that are not installed, found without importing them."""
-    def found(module):
+    def found(module: str) -> bool:
         try:
             return importlib.util.find_spec(module) is not None
         except (ImportError, ValueError):
@@ -90,10 +119,10 @@ def missing(impl):
     return [m for m in _REQUIRES.get(impl, ()) if not found(m)]
 
 
-def installed(impl):
+def installed(impl: str) -> bool:
     return not missing(impl)
 
 
-def available_implementations():
+def available_implementations() -> list[str]:
     """Implementations whose packages are installed here, in table order."""
     return [impl for impl in IMPLEMENTATIONS if installed(impl)]

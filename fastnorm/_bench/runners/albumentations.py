@@ -3,21 +3,21 @@ cases, a transpose to contiguous NCHW, as a dataset's __getitem__ and collate do
 this module imports albumentations (and OpenCV, which it uses)."""
 import os
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
-from . import Runner, Unavailable
+from . import OptionalModule, Runner
+
+if TYPE_CHECKING:
+    from ..images import ImageSetup
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")    # no version check over the network
-try:
-    import albumentations as A
-except Exception as exc:
-    A = None
-    _IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
+_ALBUMENTATIONS = OptionalModule("albumentations")
 
 
-def image_runner(setup):
-    if A is None:
-        raise Unavailable(f"albumentations cannot be imported ({_IMPORT_ERROR})")
+def image_runner(setup: "ImageSetup") -> Runner:
+    A = _ALBUMENTATIONS.get()
     case = setup.case
     try:
         import cv2
@@ -32,9 +32,9 @@ def image_runner(setup):
     images = [setup.images] if case.single else list(setup.images)
     to_planes = (2, 0, 1) if case.single else (0, 3, 1, 2)
 
-    def f():
-        y = [t(image=img)["image"] for img in images]
-        y = y[0] if case.single else np.stack(y)
+    def f() -> Any:
+        planes = [t(image=img)["image"] for img in images]
+        y = planes[0] if case.single else np.stack(planes)
         return np.ascontiguousarray(y.transpose(to_planes)) if case.layout == "NCHW" else y
     note = "Normalize per image + np.stack" + (" + transpose" if case.layout == "NCHW"
                                                else "")

@@ -2,20 +2,20 @@
 scalefactor 1 / (max * std) and mean max * mean, so that its (x - mean) * scalefactor is the
 case's normalization, NCHW float32; cv2.setNumThreads(threads). Importing this module imports
 cv2 (only done when an OpenCV runner is built)."""
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
-from . import Runner, Unavailable
+from . import OptionalModule, Runner, Unavailable
 
-try:
-    import cv2
-except Exception as exc:          # ImportError, or a broken install raising anything else
-    cv2 = None
-    _IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
+if TYPE_CHECKING:
+    from ..images import ImageSetup
+
+_CV2 = OptionalModule("cv2")
 
 
-def image_runner(setup):
-    if cv2 is None:
-        raise Unavailable(f"cv2 cannot be imported ({_IMPORT_ERROR})")
+def image_runner(setup: "ImageSetup") -> Runner:
+    cv2 = _CV2.get()
     case = setup.case
     if not setup.standard:
         raise Unavailable(f"OpenCV has no per-image mode ({case.mode})")
@@ -34,13 +34,13 @@ def image_runner(setup):
     if case.single:
         x = setup.images
 
-        def f():
+        def f() -> Any:
             return dnn.blobFromImageWithParams(x, params)[0]
         note = "blobFromImageWithParams"
     else:
         images = list(setup.images)
 
-        def f():
+        def f() -> Any:
             return dnn.blobFromImagesWithParams(images, params)
         note = "blobFromImagesWithParams"
     try:
