@@ -15,20 +15,26 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
+from numpy.typing import NDArray
 
 import fastnorm as fn
 from fastnorm import _reference as ref
 
+if TYPE_CHECKING:
+    from ._bench.results import CaseResult
 
-def self_check(verbose=True):
+
+def self_check(verbose: bool = True) -> tuple[bool, dict[str, float]]:
     """Each op and moments against the float64 formulas of fastnorm._reference on small random
     data. Returns (ok, {name: max |error|})."""
     rng = np.random.default_rng(0)
     x = rng.normal(3.0, 2.0, size=(4, 6, 5, 7))
     images = rng.integers(0, 256, size=(3, 9, 11, 3), dtype=np.uint8)
-    checks = {
+    checks: dict[str, NDArray[np.float64]] = {
         "moments": fn.moments(x, axis=(0, 2, 3))[1] - ref.ref_moments(x, axis=(0, 2, 3))[1],
         "batch_norm": fn.batch_norm(x, training=True) - ref.ref_batch_norm(x, training=True)[0],
         "instance_norm": fn.instance_norm(x) - ref.ref_instance_norm(x)[0],
@@ -45,7 +51,7 @@ def self_check(verbose=True):
                                                       (0.2, 0.3, 0.25))),
     }
     ok = True
-    errors = {}
+    errors: dict[str, float] = {}
     for name, diff in checks.items():
         err = float(np.max(np.abs(diff)))
         good = err < 1e-9
@@ -56,7 +62,7 @@ def self_check(verbose=True):
     return ok, errors
 
 
-def _positive_int(text):
+def _positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -66,7 +72,7 @@ def _positive_int(text):
     return value
 
 
-def _parser():
+def _parser() -> argparse.ArgumentParser:
     from ._bench import DEFAULT_THREADS
     p = argparse.ArgumentParser(
         prog="python -m fastnorm", description=__doc__,
@@ -88,31 +94,33 @@ def _parser():
     return p
 
 
-def _load():
+def _load() -> float | None:
     try:
         return os.getloadavg()[0]
     except (AttributeError, OSError):
         return None
 
 
-def _progress(log):
+def _progress(log: TextIO) -> "Callable[[int, CaseResult], None]":
     """A run() progress callback: a line per phase, then one per case, to `log`."""
-    state = {"phase": None, "since": time.perf_counter()}
+    current: int | None = None
+    since = time.perf_counter()
 
-    def progress(phase, res):
-        if phase != state["phase"]:
-            state["phase"] = phase
+    def progress(phase: int, res: "CaseResult") -> None:
+        nonlocal current, since
+        if phase != current:
+            current = phase
             print(f"phase {phase}: " + ("fastnorm, numpy and the roof (no peer has run yet)"
                                         if phase == 1 else "the peers, beside fastnorm in place"),
                   file=log, flush=True)
         now = time.perf_counter()
-        print(f"  {res.case.label} {res.case.shape_str}: {now - state['since']:.1f} s"
+        print(f"  {res.case.label} {res.case.shape_str}: {now - since:.1f} s"
               + ("" if res.ok else "  fastnorm WRONG"), file=log, flush=True)
-        state["since"] = now
+        since = now
     return progress
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["stats"]:        # python -m fastnorm stats PATH... (dataset statistics)
         from ._dataset_stats import main as stats_main

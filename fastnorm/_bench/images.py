@@ -26,15 +26,24 @@ skipped with a note.
 import importlib
 import importlib.util
 import time
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, Literal, cast
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .. import _reference as ref
 from .cases import DEFAULT_THREADS, Shaped
 from .results import CaseResult
+from .runners import Runner
 from .phases import _checked_runners, _time_phase
-from .timing import FULL, QUICK
+from .timing import FULL, QUICK, Settings
+
+# the modes and layouts of normalize_image
+ImageMode = Literal["standard", "image", "image_per_channel", "min_max",
+                    "min_max_per_channel"]
+ImageLayout = Literal["NCHW", "NHWC"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -54,21 +63,21 @@ _BUILDERS = {"fastnorm": "image_runner", "fastnorm_alloc": "image_runner_alloc",
 class ImageCase(Shaped):
     id: str
     label: str
-    shape: tuple            # (N, H, W, C) batch or (H, W, C) single image
+    shape: tuple[int, ...]  # (N, H, W, C) batch or (H, W, C) single image
     dtype: str = "uint8"
-    mode: str = "standard"
-    layout: str = "NCHW"
+    mode: ImageMode = "standard"
+    layout: ImageLayout = "NCHW"
     quick: bool = False
 
     @property
-    def single(self):
+    def single(self) -> bool:
         return len(self.shape) == 3
 
-    def traffic(self):
+    def traffic(self) -> int:
         """Bytes read and written by one pass: the images in, float32 out."""
         return self.size * (np.dtype(self.dtype).itemsize + 4)
 
-    def nbytes(self):          # CaseResult's gbps: 2 * nbytes / time = traffic / time
+    def nbytes(self) -> float:          # CaseResult's gbps: 2 * nbytes / time = traffic / time
         return self.traffic() / 2
 
 
@@ -81,7 +90,7 @@ IMAGE_CASES = [
 ]
 
 
-def select_image_cases(quick=False, pattern=None):
+def select_image_cases(quick: bool = False, pattern: str | None = None) -> list[ImageCase]:
     cases = [c for c in IMAGE_CASES if c.quick or not quick]
     if pattern:
         cases = [c for c in cases if pattern in c.id or pattern in c.label]
@@ -91,27 +100,29 @@ def select_image_cases(quick=False, pattern=None):
 class ImageSetup:
     """Data of one case (the same seed, the same images) and its float64 reference."""
 
-    def __init__(self, case, threads=DEFAULT_THREADS, seed=0):
+    def __init__(self, case: ImageCase, threads: int = DEFAULT_THREADS, seed: int = 0) -> None:
         self.case = case
         self.threads = int(threads)
         rng = np.random.default_rng(seed)
         hi = np.iinfo(case.dtype).max
-        self.images = rng.integers(0, hi, size=case.shape, dtype=case.dtype, endpoint=True)
+        self.images: NDArray[Any] = rng.integers(0, hi, size=case.shape, dtype=case.dtype,
+                                                 endpoint=True)
         self.max_value = float(hi)
-        self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
-        self._reference = None
+        self.mean: tuple[float, ...] = IMAGENET_MEAN
+        self.std: tuple[float, ...] = IMAGENET_STD
+        self._reference: NDArray[np.float64] | None = None
 
     @property
-    def standard(self):
+    def standard(self) -> bool:
         return self.case.mode == "standard"
 
-    def out_shape(self):
+    def out_shape(self) -> tuple[int, ...]:
         c = self.case.shape[-1]
         spatial = self.case.shape[-3:-1]
         lead = self.case.shape[:-3]
         return lead + ((c,) + spatial if self.case.layout == "NCHW" else spatial + (c,))
 
-    def reference(self):
+    def reference(self) -> NDArray[np.float64]:
         if self._reference is None:
             if self.standard:
                 self._reference = ref.ref_normalize_image(self.images, self.mean, self.std,
@@ -121,11 +132,12 @@ class ImageSetup:
                                                           layout=self.case.layout)
         return self._reference
 
-    def runner(self, impl):
+    def runner(self, impl: str) -> Runner:
         module = importlib.import_module(f"{__package__}.runners.{_RUNNER_MODULES[impl]}")
-        return getattr(module, _BUILDERS[impl])(self)
+        builder: Callable[[ImageSetup], Runner] = getattr(module, _BUILDERS[impl])
+        return builder(self)
 
-    def check(self, impl, runner):
+    def check(self, impl: str, runner: Runner) -> tuple[float, float]:
         """max |error| of one call against its expectation, and the tolerance."""
         with runner.entered():
             got = np.asarray(runner.output(runner.call()))
@@ -138,7 +150,7 @@ class ImageSetup:
         return float(np.max(np.abs(got - want))), 1e-4 * max(1.0, float(np.max(np.abs(want))))
 
 
-def image_missing(impl):
+def image_missing(impl: str) -> list[str]:
     module = IMAGE_PEERS.get(impl)
     if module is None:
         return []
@@ -151,12 +163,15 @@ def image_missing(impl):
 PHASE_1 = ("fastnorm", "fastnorm_alloc", "numpy", "roof")
 
 
-def run_images(cases=None, threads=DEFAULT_THREADS, quick=False, settings=None,
-               progress=None, implementations=IMAGE_IMPLEMENTATIONS):
+def run_images(cases: Sequence[ImageCase] | None = None, threads: int = DEFAULT_THREADS,
+               quick: bool = False, settings: Settings | None = None,
+               progress: Callable[[int, CaseResult], object] | None = None,
+               implementations: Collection[str] = IMAGE_IMPLEMENTATIONS) -> list[CaseResult]:
     """Both phases over `cases`; returns a CaseResult per case."""
     cases = select_image_cases(quick) if cases is None else cases
     settings = settings or (QUICK if quick else FULL)
-    results = []
+    results: list[CaseResult] = []
+    done: list[ImageCase] = []     # the case of each of `results`
     for case in cases:
         t0 = time.perf_counter()
         res = CaseResult(case)
@@ -165,11 +180,12 @@ def run_images(cases=None, threads=DEFAULT_THREADS, quick=False, settings=None,
         _time_phase(res, runners, settings, len(runners) / len(IMAGE_IMPLEMENTATIONS))
         res.seconds += time.perf_counter() - t0
         results.append(res)
+        done.append(case)
         if progress:
             progress(1, res)
-    for res in results:
+    for case, res in zip(done, results):
         t0 = time.perf_counter()
-        setup = ImageSetup(res.case, threads)
+        setup = ImageSetup(case, threads)
         peers = [i for i in IMAGE_PEERS if i in implementations]
         runners = _checked_runners(setup, peers, res, image_missing)
         if runners and "fastnorm" in res.phases[0].samples:
@@ -181,26 +197,32 @@ def run_images(cases=None, threads=DEFAULT_THREADS, quick=False, settings=None,
     return results
 
 
-def best_peer(res):
+def best_peer(res: CaseResult) -> tuple[str | None, float | None]:
     """(peer, its time / fastnorm's) of the fastest peer that ran, or (None, None)."""
-    ratios = {p: res.ratio(p, "fastnorm") for p in IMAGE_PEERS}
-    ratios = {p: r for p, r in ratios.items() if r}
+    all_ratios = {p: res.ratio(p, "fastnorm") for p in IMAGE_PEERS}
+    ratios = {p: r for p, r in all_ratios.items() if r}
     if not ratios:
         return None, None
-    p = min(ratios, key=ratios.get)
+    p = min(ratios, key=ratios.__getitem__)
     return p, ratios[p]
 
 
-def _fmt(v, spec, suffix=""):
+def _case(res: CaseResult) -> ImageCase:
+    """The case of a result of run_images."""
+    return cast(ImageCase, res.case)
+
+
+def _fmt(v: float | None, spec: str, suffix: str = "") -> str:
     return "-" if v is None else f"{v:{spec}}{suffix}"
 
 
-def image_table(results):
+def image_table(results: Iterable[CaseResult]) -> tuple[list[str], list[str]]:
     """The lines of the image table (header, rule, rows, notes)."""
     from .report import fmt_time
     short = {"opencv": "OpenCV", "albumentations": "albument.", "torch": "torch"}
-    cols = [("case", 26, lambda r: r.case.label), ("shape", 14, lambda r: r.case.shape_str),
-            ("MB", 6, lambda r: f"{r.case.traffic() / 1e6:.1f}"),
+    cols: list[tuple[str, int, Callable[[CaseResult], object]]] = [
+            ("case", 26, lambda r: r.case.label), ("shape", 14, lambda r: r.case.shape_str),
+            ("MB", 6, lambda r: f"{_case(r).traffic() / 1e6:.1f}"),
             ("out=", 9, lambda r: fmt_time(r.times.get("fastnorm"))),
             ("alloc", 9, lambda r: fmt_time(r.times.get("fastnorm_alloc"))),
             ("GB/s", 6, lambda r: _fmt(r.gbps, ".1f")),
@@ -209,10 +231,15 @@ def image_table(results):
                                         "*" if r.noisy else "")),
             ("numpy", 9, lambda r: fmt_time(r.times.get("numpy"))),
             ("x numpy", 8, lambda r: _fmt(r.ratio("numpy", "fastnorm"), ".1f", "x"))]
+
+    def peer_time(p: str) -> Callable[[CaseResult], str]:
+        return lambda r: fmt_time(r.times.get(p))
+
+    def peer_ratio(p: str) -> Callable[[CaseResult], str]:
+        return lambda r: _fmt(r.ratio(p, "fastnorm"), ".1f", "x")
     for p in IMAGE_PEERS:
-        cols.append((short[p], 9, lambda r, p=p: fmt_time(r.times.get(p))))
-        cols.append((f"x {short[p][:6]}", 8, lambda r, p=p: _fmt(r.ratio(p, "fastnorm"),
-                                                                   ".1f", "x")))
+        cols.append((short[p], 9, peer_time(p)))
+        cols.append((f"x {short[p][:6]}", 8, peer_ratio(p)))
     cols.append(("x best", 7, lambda r: _fmt(best_peer(r)[1], ".1f", "x")))
     cols.append(("others", 6, lambda r: _fmt(r.others, ".2f")))
     head = "  ".join(t.ljust(w) if i < 2 else t.rjust(w) for i, (t, w, _) in enumerate(cols))
@@ -229,7 +256,7 @@ def image_table(results):
             notes.append(f"{r.case.label} {r.case.shape_str}: {impl} WRONG, not timed ({why})")
         for impl, why in r.unavailable.items():
             notes.append(f"{r.case.label} {r.case.shape_str}: {impl} skipped ({why})")
-    seen = set()
+    seen: set[tuple[str, str]] = set()
     for r in results:
         for impl, note in r.notes.items():
             if note and (impl, note) not in seen:
@@ -238,14 +265,14 @@ def image_table(results):
     return lines, notes
 
 
-def image_versions():
+def image_versions() -> dict[str, str | None]:
     """Each image peer's version (None: not installed), found without importing it."""
     from .machine import _version
     return {impl: (_version(module) if not image_missing(impl) else None)
             for impl, module in IMAGE_PEERS.items()}
 
 
-def image_header():
+def image_header() -> str:
     v = image_versions()
     peers = ", ".join(f"{k} {x}" for k, x in v.items() if x) or "none"
     missing = [k for k, x in v.items() if not x]
@@ -257,9 +284,9 @@ def image_header():
             "(per-round ratios beside the peer), x best = the fastest peer's")
 
 
-def image_result_dict(res):
+def image_result_dict(res: CaseResult) -> dict[str, Any]:
     """The JSON record of one image case."""
-    c = res.case
+    c = _case(res)
     peer, x_best = best_peer(res)
     return {
         "id": c.id, "label": c.label, "shape": list(c.shape), "dtype": c.dtype,

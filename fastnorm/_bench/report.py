@@ -3,31 +3,39 @@ the plot."""
 import json
 import math
 import os
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import IO, Any, cast
 
-from .cases import DEFAULT_THREADS
+from .cases import DEFAULT_THREADS, Case
 from .machine import describe_caches
-from .results import BUSY, NOISY
+from .results import BUSY, NOISY, CaseResult
 from .runners import IMPLEMENTATIONS, PEERS
 
+# (title, width, the cell of a result) of a table column
+Column = tuple[str, int, Callable[[CaseResult], object]]
 
-def fmt_time(t):
+
+def fmt_time(t: float | None) -> str:
     """Seconds as a fixed-width (8) string with a unit."""
     if t is None:
         return "-"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9)):
-        if t >= scale or unit == "ns":
-            v = t / scale
-            digits = 0 if v >= 100 else 1 if v >= 10 else 2
-            return f"{v:.{digits}f} {unit}"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if t >= scale:
+            break
+    else:
+        unit, scale = "ns", 1e-9
+    v = t / scale
+    digits = 0 if v >= 100 else 1 if v >= 10 else 2
+    return f"{v:.{digits}f} {unit}"
 
 
-def _fmt(v, spec, suffix=""):
+def _fmt(v: float | None, spec: str, suffix: str = "") -> str:
     return "-" if v is None else f"{v:{spec}}{suffix}"
 
 
-def table_columns(impls):
+def table_columns(impls: Collection[str]) -> list[Column]:
     """(title, width, getter) of the table's columns; peers only when available."""
-    cols = [
+    cols: list[Column] = [
         ("case", 22, lambda r: r.case.label),
         ("shape", 15, lambda r: r.case.shape_str),
         ("MB", 6, lambda r: f"{r.case.nbytes() / 1e6:.1f}" if r.case.nbytes() >= 1e5
@@ -52,23 +60,23 @@ def table_columns(impls):
     return cols
 
 
-def table_header(impls):
+def table_header(impls: Collection[str]) -> str:
     cols = table_columns(impls)
     head = "  ".join(t.ljust(w) if i < 2 else t.rjust(w) for i, (t, w, _) in enumerate(cols))
     return head + "\n" + "-" * len(head)
 
 
-def table_row(result, impls):
-    cells = []
+def table_row(result: CaseResult, impls: Collection[str]) -> str:
+    cells: list[str] = []
     for i, (_, w, get) in enumerate(table_columns(impls)):
         s = "FAILED" if (not result.ok and i == 3) else str(get(result))
         cells.append(s.ljust(w) if i < 2 else s.rjust(w))
     return "  ".join(cells)
 
 
-def table_notes(results):
+def table_notes(results: Sequence[CaseResult]) -> list[str]:
     """Lines under the table: unavailable or wrong peers, how composite peers run."""
-    lines = []
+    lines: list[str] = []
     if any(r.noisy for r in results):
         lines.append(f"* noisy: in-place or roof times varied by more than {NOISY:.0%} "
                      f"(IQR / median) between rounds, or other processes used more than "
@@ -80,16 +88,18 @@ def table_notes(results):
             if impl in PEERS and "not installed" in why:
                 continue
             lines.append(f"{r.case.label} {r.case.shape_str}: {impl} unavailable ({why})")
-    seen = set()
+    seen: set[tuple[str, str]] = set()
     for r in results:
+        op = cast(Case, r.case).op        # a result of the normalization table
         for impl, note in r.notes.items():
-            if note and (r.case.op, impl) not in seen:
-                seen.add((r.case.op, impl))
+            if note and (op, impl) not in seen:
+                seen.add((op, impl))
                 lines.append(f"{r.case.label}: {impl} runs {note}")
     return lines
 
 
-def plot(results, path, threads=DEFAULT_THREADS):
+def plot(results: Sequence[CaseResult], path: "str | os.PathLike[str]",
+         threads: int = DEFAULT_THREADS) -> None:
     """Bar chart (log scale) of each implementation's time / roof per case. Needs matplotlib;
     raises ImportError with a hint if it is missing."""
     try:
@@ -109,7 +119,8 @@ def plot(results, path, threads=DEFAULT_THREADS):
     width = 0.8 / max(len(impls), 1)
     fig, ax = plt.subplots(figsize=(max(8, 1.1 * n + 2), 5.5))
     for k, impl in enumerate(impls):
-        xs, ys = [], []
+        xs: list[float] = []
+        ys: list[float] = []
         for i, r in enumerate(results):
             v = r.ratio(impl, "roof")
             if v:
@@ -134,7 +145,8 @@ def plot(results, path, threads=DEFAULT_THREADS):
 # ---------------------------------------------------------------------------------------
 # the header and the JSON document of `python -m fastnorm`
 
-def header_lines(info, machine, threads, quick, versions, load):
+def header_lines(info: Mapping[str, Any], machine: Mapping[str, Any], threads: int, quick: bool,
+                 versions: Mapping[str, str | None], load: float | None) -> list[str]:
     peers = ", ".join(f"{k} {v}" for k, v in versions.items() if v) or "none"
     missing = [k for k, v in versions.items() if not v]
     cache = describe_caches(machine["caches"])
@@ -163,7 +175,7 @@ def header_lines(info, machine, threads, quick, versions, load):
     return lines
 
 
-def _finite(o):
+def _finite(o: object) -> object:
     """`o` with inf/nan (which JSON lacks) replaced by None, through dicts and lists."""
     if isinstance(o, dict):
         return {k: _finite(v) for k, v in o.items()}
@@ -174,6 +186,6 @@ def _finite(o):
     return o
 
 
-def write_json(doc, out):
+def write_json(doc: object, out: IO[str]) -> None:
     json.dump(_finite(doc), out, indent=2, default=str)
     out.write("\n")

@@ -12,9 +12,10 @@ import importlib.util
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 Builder = Callable[[Any], "Runner"]       # a Setup -> its Runner
+T = TypeVar("T")
 
 # every implementation, in table order
 IMPLEMENTATIONS = ("fastnorm", "fastnorm_alloc", "numpy", "roof", "torch", "onnxruntime")
@@ -81,7 +82,7 @@ class Runner:
         return self.context() if self.context else contextlib.nullcontext()
 
 
-def for_op(table: Mapping[str, Builder], op: str) -> Builder:
+def for_op(table: Mapping[str, T], op: str) -> T:
     """The entry of an implementation's table for `op`."""
     try:
         return table[op]
@@ -89,9 +90,10 @@ def for_op(table: Mapping[str, Builder], op: str) -> Builder:
         raise ValueError(f"unknown op {op!r}") from None
 
 
-def named_table(namespace: Mapping[str, Any]) -> dict[str, Builder]:
+def named_table(namespace: Mapping[str, Any]) -> dict[str, Any]:
     """op -> builder, from a runner module's functions named after the ops (`_layer_norm`,
-    ...); BatchNorm's two modes from its `_batch_norm(training)`."""
+    ...); BatchNorm's two modes from its `_batch_norm(training)`. (The builders' type is the
+    module's: its table is annotated where it is made.)"""
     from ..cases import OPS
     table = {op: namespace["_" + op] for op in OPS if not op.startswith("batch_norm")}
     table["batch_norm_eval"] = namespace["_batch_norm"](training=False)
