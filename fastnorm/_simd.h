@@ -34,6 +34,16 @@
 #define FN_MAX_RECENTRE 2
 #define FN_FAR_SHIFT(s1, s2, n) ((s1) * (s1) > (s2) * (double)(n) / 3.0)
 
+/* Rows of at least this many bytes are applied from a 64-byte boundary on (apply_row): with
+ * 512-bit vectors a misaligned row splits every access across two lines, so the peel pays
+ * at any length; with narrower vectors only every other access splits, and for short rows
+ * the scalar peel and its second loop cost more (measured on Zen 3: LayerNorm rows of 1 KB) */
+#if defined(__AVX512F__)
+#define FN_ALIGN_ROW_MIN 0
+#else
+#define FN_ALIGN_ROW_MIN 4096
+#endif
+
 /* a*b + c in one rounding where the target has FMA (x86-64-v3 and up, aarch64), else as
  * written; the apply loops vectorize either form */
 #if defined(__FMA__) || defined(__aarch64__)

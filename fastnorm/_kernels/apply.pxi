@@ -4,6 +4,7 @@
 cdef extern from "_simd.h" nogil:
     float fn_fmaf(float a, float b, float c) noexcept
     double fn_fma(double a, double b, double c) noexcept
+    enum: FN_ALIGN_ROW_MIN
 
 
 cdef inline floating fmadd(floating a, floating b, floating c) noexcept nogil:
@@ -64,9 +65,12 @@ cdef inline void apply_row_span(const floating* x, floating* y, Py_ssize_t n,
 cdef inline void apply_row(const floating* x, floating* y, Py_ssize_t n,
                            floating hi, floating r, floating c,
                            const floating* w, const floating* b) noexcept nogil:
-    """apply_row_span from the first 64-byte boundary of y on (aligned_head)."""
-    cdef Py_ssize_t h = aligned_head(y, n, sizeof(floating))
-    apply_row_span(x, y, h, hi, r, c, w, b)
+    """apply_row_span from the first 64-byte boundary of y on (aligned_head), for rows of at
+    least FN_ALIGN_ROW_MIN bytes (_simd.h)."""
+    cdef Py_ssize_t h = 0
+    if n * <Py_ssize_t>sizeof(floating) >= FN_ALIGN_ROW_MIN:
+        h = aligned_head(y, n, sizeof(floating))
+        apply_row_span(x, y, h, hi, r, c, w, b)
     apply_row_span(x + h, y + h, n - h, hi, r, c, (w + h) if w != NULL else NULL,
                    (b + h) if b != NULL else NULL)
 
