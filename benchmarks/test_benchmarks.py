@@ -52,3 +52,14 @@ def test_benchmark(benchmark, case, impl):
         runner.reset()
     with runner.entered():
         benchmark(runner.call)
+
+
+@pytest.mark.parametrize("case", [c for c in B.CASES if c.channels_last], ids=lambda c: c.id)
+def test_in_place_runner_keeps_the_layout_of_the_case(case):
+    """A channels-last case is timed on channels-last memory: the in-place runner's buffer
+    has the strides of the case's data (a C-order copy there once had the channels-last
+    rows time NCHW data)."""
+    setup = _setup(case)
+    buf = setup.runner("fastnorm").output(None)
+    assert buf.strides == setup.x0.strides
+    assert buf.shape == setup.x0.shape and not buf.flags.c_contiguous

@@ -69,8 +69,10 @@ FUNCTIONS: dict[str, Callable[["Setup"], Call]] = named_table(globals())
 
 
 def _in_place_buffer(x0: NDArray[Any]) -> tuple[NDArray[Any], Callable[[], None]]:
-    """(buffer, reset) where reset() restores the buffer to x0 between rounds."""
-    buf = x0.copy()
+    """(buffer, reset) where reset() restores the buffer to x0 between rounds. The buffer
+    keeps x0's memory layout (order="K"): a channels-last case is timed on channels-last
+    memory, not on a C-contiguous copy."""
+    buf = x0.copy(order="K")
     return buf, lambda: np.copyto(buf, x0)
 
 
