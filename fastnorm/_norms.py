@@ -257,7 +257,8 @@ def instance_norm(x: object, running_mean: object = None, running_var: object = 
     var: F64 | None
     if L.of(x) == L.CHANNELS_LAST and x.size:
         buf = P.buffers(x, out, in_place)
-        raw = P.column_stats(buf, n, inner, channels, nt)
+        raw = P.column_stats(buf, n, inner, channels, nt,
+                             P.precise(x, running_mean, running_var))
         mean, var = raw.mean, raw.m2 / inner
         P.apply_channels(buf, ChannelShape(n * inner, channels, 1), mean, var, weight, bias,
                         eps, nt, sets=n)
@@ -340,7 +341,8 @@ def batch_norm(x: object, running_mean: object = None, running_var: object = Non
         _dispatch.kernels().normalize_channels(*buf.flat(), shape, weight, bias, eps, mean,
                                                var, nt, P.precise(x, running_mean, running_var))
     else:       # (N, C) or channels-last: column statistics, then a row-vector apply
-        raw = raw_moments(buf.src.reshape(shape.n, channels), (0,), nt)
+        raw = raw_moments(buf.src.reshape(shape.n, channels), (0,), nt,
+                          P.precise(x, running_mean, running_var))
         mean, var = raw.mean, raw.m2 / count
         P.apply_channels(buf, shape, mean, var, weight, bias, eps, nt)
     if training and running_mean is not None and running_var is not None:

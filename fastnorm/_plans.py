@@ -54,10 +54,11 @@ def memory_param(param: Array | None, buf: L.Buffers, k: int) -> Array | None:
     return np.ascontiguousarray(param.transpose([p - first for p in buf.perm if p >= first]))
 
 
-def column_stats(buf: L.Buffers, n: int, inner: int, channels: int, nt: int) -> Raw:
+def column_stats(buf: L.Buffers, n: int, inner: int, channels: int, nt: int,
+                 precise: bool = False) -> Raw:
     """Per-(sample, channel) Raw statistics of a channels-last buffer: columns of C over the
-    spatial rows of each sample."""
-    return raw_moments(buf.src.reshape(n, inner, channels), (1,), nt)
+    spatial rows of each sample (precise: see precise())."""
+    return raw_moments(buf.src.reshape(n, inner, channels), (1,), nt, precise)
 
 
 def flat(param: Array | None) -> Array | None:

@@ -70,14 +70,17 @@ def merge_raw(a: Raw, b: Raw) -> Raw:
     return Raw(n, a.shift, dev, m2)
 
 
-def raw_moments(x: NDArray[Any], axes: tuple[int, ...], num_threads: int) -> Raw:
+def raw_moments(x: NDArray[Any], axes: tuple[int, ...], num_threads: int,
+                precise: bool = True) -> Raw:
     """Raw statistics of x over `axes` (a sorted tuple). x: a validated float array with
-    at least one element; a channels-last x is read in its memory order (no copy)."""
+    at least one element; a channels-last x is read in its memory order (no copy).
+    precise=False: statistics only a normalization of float32 data uses (float32 lanes
+    where safe, in the column kernel)."""
     perm = L.perm_of(L.of(x), x.ndim)
     if perm is not None:
         kept_memory_order = [p for p in perm if p not in axes]
         raw = raw_moments(x.transpose(perm), tuple(sorted(perm.index(a) for a in axes)),
-                          num_threads)
+                          num_threads, precise)
         order = [int(i) for i in np.argsort(kept_memory_order)]      # back to logical order
         return Raw(raw.count, *(np.array(a.transpose(order), order="C") for a in raw[1:]))
     kept_shape = tuple(s for d, s in enumerate(x.shape) if d not in axes)
@@ -110,7 +113,7 @@ def raw_moments(x: NDArray[Any], axes: tuple[int, ...], num_threads: int) -> Raw
                                 num_threads)
     else:                                # "RK" or "KRK": columns of a (outer, rows, cols)
         kernels.column_moments(flat, ColumnShape(*(sizes if pattern == "KRK" else [1] + sizes)),
-                               shift, dev, m2, num_threads)
+                               shift, dev, m2, num_threads, precise)
     return Raw(count, shift.reshape(kept_shape), dev.reshape(kept_shape),
                m2.reshape(kept_shape))
 

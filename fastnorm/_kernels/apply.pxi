@@ -135,6 +135,28 @@ cdef inline void apply_columns_aligned(const floating* x, floating* y, Py_ssize_
     apply_columns(x + h, y + h, n - h, hi + h, a + h, c + h)
 
 
+cdef inline void apply_row_spans(const floating* xp, floating* yp,   # IN/OUT rows of channels
+                                 Py_ssize_t t0, Py_ssize_t t1,        # spans t0 <= t < t1
+                                 Py_ssize_t channels, Py_ssize_t rows_per_set,
+                                 Py_ssize_t span_rows,
+                                 const floating* hi, const floating* a,
+                                 const floating* c) noexcept nogil:  # (sets, span_rows*channels)
+    """Spans of span_rows rows of channels (never across a set's end), each applied in one
+    apply_columns over parameters repeated span_rows times: long vector loops however few
+    the channels."""
+    cdef Py_ssize_t t, o, row0, nrows, k, spans = ceil_div(rows_per_set, span_rows)
+    for t in range(t0, t1):
+        o = t // spans
+        row0 = (t - o * spans) * span_rows
+        nrows = min(span_rows, rows_per_set - row0)
+        k = o * span_rows * channels
+        row0 = (o * rows_per_set + row0) * channels
+        if nrows * channels * <Py_ssize_t>sizeof(floating) >= FN_ALIGN_ROW_MIN:
+            apply_columns_aligned(xp + row0, yp + row0, nrows * channels, hi + k, a + k, c + k)
+        else:
+            apply_columns(xp + row0, yp + row0, nrows * channels, hi + k, a + k, c + k)
+
+
 cdef int apply_channels_body(const floating* xp,   # IN  (n, channels, inner) buffer
                              floating* yp,         # OUT same size; may be xp itself
                              ChannelShape s,
@@ -146,35 +168,40 @@ cdef int apply_channels_body(const floating* xp,   # IN  (n, channels, inner) bu
     (BatchNorm and InstanceNorm on running stats, BatchNorm of (N, C) input; the general
     path and the fast path). With inner == 1 (rows of channels: (N, C) data, channels-last
     data) the rows come in `sets` equal parts, each with its own statistics (channels-last
-    InstanceNorm, GroupNorm: one set per sample). Returns -1, having written nothing,
-    without memory; else 0."""
-    cdef Py_ssize_t nparams = sets * s.channels
+    InstanceNorm, GroupNorm: one set per sample), applied in spans of rows
+    (apply_row_spans). Returns -1, having written nothing, without memory; else 0."""
+    cdef Py_ssize_t rows_per_set = s.n // sets if sets > 0 else 0
+    cdef Py_ssize_t span_rows = (min(ceil_div(APPLY_SPAN_MIN, max(s.channels, <Py_ssize_t>1)),
+                                     max(rows_per_set, <Py_ssize_t>1)) if s.inner == 1 else 1)
+    cdef Py_ssize_t nparams = sets * s.channels * span_rows
     cdef floating* hi = <floating*>malloc(max(3 * nparams, <Py_ssize_t>1) * sizeof(floating))
     cdef floating* a
     cdef floating* c
-    cdef Py_ssize_t t, k, o, rows_per_set = s.n // sets if sets > 0 else 0
+    cdef Py_ssize_t t, k, o, spans
     if hi == NULL:
         return -1
     a = hi + nparams
     c = hi + 2 * nparams
     for o in range(sets):
+        k = o * s.channels * span_rows
         channel_params(mean + o * s.channels, var + o * s.channels, w, b, eps, s.channels,
-                       hi + o * s.channels, a + o * s.channels, c + o * s.channels)
-    if nt == 1:     # (not even an inactive parallel region: it costs tiny calls ~0.4 us)
-        if s.inner == 1:
-            for t in range(s.n):
-                k = (t // rows_per_set) * s.channels
-                apply_columns_aligned(xp + t * s.channels, yp + t * s.channels, s.channels,
-                                      hi + k, a + k, c + k)
+                       hi + k, a + k, c + k)
+        for t in range(1, span_rows):       # the set's parameters, once per row of a span
+            memcpy(hi + k + t * s.channels, hi + k, s.channels * sizeof(floating))
+            memcpy(a + k + t * s.channels, a + k, s.channels * sizeof(floating))
+            memcpy(c + k + t * s.channels, c + k, s.channels * sizeof(floating))
+    if s.inner == 1:
+        spans = sets * ceil_div(rows_per_set, span_rows)
+        if nt == 1:     # (not even an inactive parallel region: it costs tiny calls ~0.4 us)
+            apply_row_spans(xp, yp, 0, spans, s.channels, rows_per_set, span_rows, hi, a, c)
         else:
-            for t in range(s.n * s.channels):
-                k = t % s.channels
-                apply_run(xp + t * s.inner, yp + t * s.inner, s.inner, hi[k], a[k], c[k])
-    elif s.inner == 1:
-        for t in prange(s.n, schedule='static', num_threads=nt):
-            k = (t // rows_per_set) * s.channels
-            apply_columns_aligned(xp + t * s.channels, yp + t * s.channels, s.channels,
-                                  hi + k, a + k, c + k)
+            for t in prange(nt, schedule='static', chunksize=1, num_threads=nt):
+                apply_row_spans(xp, yp, t * spans // nt, (t + 1) * spans // nt, s.channels,
+                                rows_per_set, span_rows, hi, a, c)
+    elif nt == 1:
+        for t in range(s.n * s.channels):
+            k = t % s.channels
+            apply_run(xp + t * s.inner, yp + t * s.inner, s.inner, hi[k], a[k], c[k])
     else:
         for t in prange(s.n * s.channels, schedule='static', num_threads=nt):
             k = t % s.channels

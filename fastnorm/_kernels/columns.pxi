@@ -31,8 +31,9 @@ cdef void normalize_column_block(const floating* x, floating* y,   # IN/OUT bloc
     cdef double n = <double>rows, m2, r
     cdef floating wr, br
     cdef Py_ssize_t j, k, h
+    cdef bint precise = mean_out != NULL     # statistics the caller keeps: float64 lanes
     if rows <= ROW_CHUNK:      # the formulas of stat_from_sums and group_params, per column
-        column_chunk_sums(x, rows, ld, width, shift, mean, var)
+        column_sums_checked(x, rows, ld, width, precise, shift, mean, var, 0)
         for j in range(width):
             m2 = m2_from_sums(n, mean[j], var[j])
             mean[j] = shift[j] + mean[j] / n
@@ -40,7 +41,7 @@ cdef void normalize_column_block(const floating* x, floating* y,   # IN/OUT bloc
     else:
         for j in range(width):
             st[j].n = 0
-        column_block_stats(x, rows, ld, width, st)
+        column_block_stats(x, rows, ld, width, precise, st, 0, 0)
         for j in range(width):
             mean[j] = stat_mean(st[j])
             var[j] = st[j].m2 / st[j].n
@@ -80,7 +81,7 @@ def normalize_columns(const floating[::1] x,      # IN  flat (outer, rows, cols)
     cdef floating* yp = &out[0]
     cdef const floating* w = optional_ptr(weight)
     cdef const floating* b = optional_ptr(bias)
-    cdef Py_ssize_t width = column_block_width(s.outer, s.cols, nt)
+    cdef Py_ssize_t width = column_block_width(s.outer, s.cols, nt, True)
     cdef Py_ssize_t nblocks = ceil_div(s.cols, width)
     cdef Py_ssize_t t, o, j0, start
     with nogil:

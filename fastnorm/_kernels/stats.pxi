@@ -71,6 +71,9 @@ cdef extern from "_simd.h" nogil:
     enum: FN_PAIR_MAX       # chunks shorter than this may be summed in pairs
     void fn_prefetch(const void* p, Py_ssize_t nbytes) noexcept
     void fn_prefetch_l2(const void* p, Py_ssize_t nbytes) noexcept
+    # where float32 lanes are not safe (the row sums' limits, shared by column_sums_checked)
+    const double FN_F32_SUM_SQUARES_MAX
+    const double FN_F32_MEAN_SQUARE_MIN
 
 
 cdef inline Stat chunk_stat(const floating* x, Py_ssize_t n, bint precise) noexcept nogil:
@@ -188,16 +191,27 @@ cdef Stat* grouped_stats_scratch(SegmentShape s, int num_threads) noexcept nogil
                          * sizeof(Stat))
 
 
+cdef inline void prefetch_rows(const void* row, Py_ssize_t count, Py_ssize_t row_bytes,
+                               Py_ssize_t bytes) noexcept nogil:
+    """Ask for the first `bytes` of each of `count` rows, row_bytes apart, into L1."""
+    cdef Py_ssize_t k
+    for k in range(count):
+        fn_prefetch(<const char*>row + k * row_bytes, bytes)
+
+
 cdef void column_chunk_sums(const floating* x,   # IN  nr rows of `width` columns, stride ld
                             Py_ssize_t nr, Py_ssize_t ld, Py_ssize_t width,
                             double* shift,        # OUT (width,) the first row
                             double* s1,           # OUT (width,) sum of x - shift
-                            double* s2) noexcept nogil:   # OUT (width,) sum of (x - shift)^2
+                            double* s2,           # OUT (width,) sum of (x - shift)^2
+                            Py_ssize_t ahead) noexcept nogil:   # rows to prefetch ahead (0: none)
     """Shifted sums of each column over nr <= ROW_CHUNK rows, vectorized across the
     contiguous columns, in float64 (the shift is a single sample, so float32 lanes would
-    lose too much to s2 - s1^2/n)."""
+    lose too much to s2 - s1^2/n). Rows x[nr:nr + ahead] must exist when ahead > 0."""
     cdef double d, d0, d1, d2, d3
     cdef Py_ssize_t r, j
+    cdef Py_ssize_t row_bytes = ld * <Py_ssize_t>sizeof(floating)
+    cdef Py_ssize_t width_bytes = width * <Py_ssize_t>sizeof(floating)
     cdef const floating* row = x
     for j in range(width):
         shift[j] = row[j]
@@ -206,6 +220,8 @@ cdef void column_chunk_sums(const floating* x,   # IN  nr rows of `width` column
     r = 1
     while r + 4 <= nr:           # four rows per sweep: fewer loads/stores of s1, s2
         row = x + r * ld
+        if ahead:
+            prefetch_rows(row + ahead * ld, 4, row_bytes, width_bytes)
         for j in range(width):
             d0 = <double>row[j] - shift[j]
             d1 = <double>row[j + ld] - shift[j]
@@ -223,12 +239,101 @@ cdef void column_chunk_sums(const floating* x,   # IN  nr rows of `width` column
         r += 1
 
 
+cdef void column_chunk_sums_f32(const float* x,   # IN  nr rows of `width` columns, stride ld
+                                Py_ssize_t nr, Py_ssize_t ld, Py_ssize_t width,
+                                double* shift,    # OUT (width,) mean of the first rows
+                                double* s1,       # OUT (width,) sum of x - shift
+                                double* s2,       # OUT (width,) sum of (x - shift)^2
+                                Py_ssize_t ahead) noexcept nogil:  # as column_chunk_sums
+    """column_chunk_sums in float32 lanes (normalizations of float32 data, whose output
+    cannot show the difference): the shift is the mean of the first COL_SHIFT_ROWS rows
+    (rounded to float32, so x - shift is exact near the mean), each lane sums COL_FLUSH rows
+    before the float64 add. Half the instructions of the float64 lanes and half the vector
+    width each; column_sums_checked redoes the rare columns where float32 is not safe."""
+    cdef float c[COL_BLOCK]
+    cdef float f1[COL_BLOCK]
+    cdef float f2[COL_BLOCK]
+    cdef float d, d0, d1, d2, d3
+    cdef Py_ssize_t r, j, stop, ns = min(nr, <Py_ssize_t>COL_SHIFT_ROWS)
+    cdef Py_ssize_t row_bytes = ld * <Py_ssize_t>sizeof(float)
+    cdef Py_ssize_t width_bytes = width * <Py_ssize_t>sizeof(float)
+    cdef const float* row
+    for j in range(width):
+        shift[j] = 0.0
+        s1[j] = 0.0
+        s2[j] = 0.0
+    for r in range(ns):
+        row = x + r * ld
+        for j in range(width):
+            shift[j] += row[j]
+    for j in range(width):
+        c[j] = <float>(shift[j] / ns)
+        shift[j] = c[j]
+    r = 0
+    while r < nr:
+        stop = min(r + COL_FLUSH, nr)
+        for j in range(width):
+            f1[j] = 0
+            f2[j] = 0
+        while r + 4 <= stop:
+            row = x + r * ld
+            if ahead:
+                prefetch_rows(row + ahead * ld, 4, row_bytes, width_bytes)
+            for j in range(width):
+                d0 = row[j] - c[j]
+                d1 = row[j + ld] - c[j]
+                d2 = row[j + 2 * ld] - c[j]
+                d3 = row[j + 3 * ld] - c[j]
+                f1[j] += (d0 + d1) + (d2 + d3)
+                f2[j] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+            r += 4
+        while r < stop:
+            row = x + r * ld
+            for j in range(width):
+                d = row[j] - c[j]
+                f1[j] += d
+                f2[j] += d * d
+            r += 1
+        for j in range(width):
+            s1[j] += f1[j]
+            s2[j] += f2[j]
+
+
+cdef inline bint f32_sums_unsafe(double n, double s1, double s2) noexcept nogil:
+    """Whether float32-lane sums may have lost digits, by _simd.h's rules for rows: squares
+    that overflowed or came near it (or NaN/Inf data), squares that may have underflowed
+    (constant columns too), or a shift far from the mean (FN_FAR_SHIFT: the round-off of
+    M2 = s2 - s1^2/n grows with s2/M2)."""
+    return (not (s2 >= n * FN_F32_MEAN_SQUARE_MIN and s2 <= FN_F32_SUM_SQUARES_MAX)
+            or s1 * s1 > s2 * n / 3.0)
+
+
+cdef void column_sums_checked(const floating* x, Py_ssize_t nr, Py_ssize_t ld,
+                              Py_ssize_t width, bint precise,
+                              double* shift, double* s1, double* s2,   # OUT (width,)
+                              Py_ssize_t ahead) noexcept nogil:
+    """column_chunk_sums, in float32 lanes for float32 data unless `precise` (statistics the
+    caller keeps in float64); a column whose float32 sums are not safe is summed again in
+    float64 lanes (the same bits as the float64 path would give it)."""
+    cdef Py_ssize_t j
+    if floating is double or precise:
+        column_chunk_sums(x, nr, ld, width, shift, s1, s2, ahead)
+        return
+    column_chunk_sums_f32(x, nr, ld, width, shift, s1, s2, ahead)
+    for j in range(width):
+        if f32_sums_unsafe(<double>nr, s1[j], s2[j]):
+            column_chunk_sums(x + j, nr, ld, 1, shift + j, s1 + j, s2 + j, 0)
+
+
 cdef void column_block_stats(const floating* x,   # IN  matrix of `rows` rows, row stride ld
                              Py_ssize_t rows, Py_ssize_t ld,
                              Py_ssize_t width,     # columns in this block, <= COL_BLOCK
-                             Stat* out) noexcept nogil:   # OUT width Stats (merged into)
-    """Per-column statistics over rows; rows are folded in chunks of ROW_CHUNK with the
-    chunk's first row as the shift."""
+                             bint precise,
+                             Stat* out,            # OUT width Stats (merged into)
+                             Py_ssize_t ahead,     # rows to prefetch ahead (0: none)
+                             Py_ssize_t after) noexcept nogil:   # rows that follow x's `rows`
+    """Per-column statistics over rows; rows are folded in chunks of ROW_CHUNK, each chunk
+    summed around its own shift (column_sums_checked)."""
     cdef double shift[COL_BLOCK]
     cdef double s1[COL_BLOCK]
     cdef double s2[COL_BLOCK]
@@ -237,7 +342,8 @@ cdef void column_block_stats(const floating* x,   # IN  matrix of `rows` rows, r
     for rc in range(ceil_div(rows, ROW_CHUNK)):
         r0 = rc * ROW_CHUNK
         nr = min(<Py_ssize_t>ROW_CHUNK, rows - r0)
-        column_chunk_sums(x + r0 * ld, nr, ld, width, shift, s1, s2)
+        column_sums_checked(x + r0 * ld, nr, ld, width, precise, shift, s1, s2,
+                            min(ahead, rows - r0 - nr + after))
         for j in range(width):
             st = stat_from_sums(<double>nr, shift[j], s1[j], s2[j])
             if not isfinite(shift[j] + s1[j] + s2[j]):
@@ -245,24 +351,58 @@ cdef void column_block_stats(const floating* x,   # IN  matrix of `rows` rows, r
             stat_merge(&out[j], st)
 
 
-cdef inline Py_ssize_t column_block_width(Py_ssize_t outer, Py_ssize_t cols,
-                                          int num_threads) noexcept nogil:
-    """Narrow the column blocks until there are enough tasks for the threads."""
+cdef inline Py_ssize_t column_block_width(Py_ssize_t outer, Py_ssize_t cols, int num_threads,
+                                          bint narrow) noexcept nogil:
+    """With `narrow`, narrow the column blocks until there are enough tasks for the threads.
+    column_stats narrows only when the rows are too few to share out instead
+    (columns_by_row_chunks): narrow blocks over many rows have each thread read every line
+    of the buffer for a part of it."""
     cdef Py_ssize_t width = COL_BLOCK
-    while width > MIN_COL_BLOCK and outer * ceil_div(cols, width) < 4 * num_threads:
+    while (narrow and num_threads > 1 and width > MIN_COL_BLOCK
+           and outer * ceil_div(cols, width) < 4 * num_threads):
         width //= 2
     return width
 
 
+cdef inline bint columns_by_row_chunks(ColumnShape s, int num_threads) noexcept nogil:
+    """Whether column_stats shares out chunks of rows (a scratch Stat per chunk and column,
+    folded after) rather than (outer, column block) pairs: when there are few of those and
+    many rows. (Narrowing the blocks instead had BatchNorm training on channels-last
+    (8, 256, 56, 56) take 4.6x its NCHW time.)"""
+    return (num_threads > 1 and s.rows > ROW_CHUNK
+            and s.outer * ceil_div(s.cols, COL_BLOCK) < 4 * num_threads)
+
+
+cdef inline Py_ssize_t column_prefetch_rows(ColumnShape s, Py_ssize_t width,
+                                            int num_threads) noexcept nogil:
+    """Rows ahead that column statistics prefetch: COL_PREFETCH_BYTES of the block's
+    columns, when a thread's share of the buffer is large enough to come from memory
+    (prefetching data already in cache only costs instructions)."""
+    if (s.outer * s.rows * s.cols * <Py_ssize_t>sizeof(float)
+            <= max(num_threads, 1) * PREFETCH_MIN_PER_THREAD):
+        return 0
+    return 4 * ceil_div(COL_PREFETCH_BYTES, 4 * width * <Py_ssize_t>sizeof(float))
+
+
+cdef Stat* column_stats_scratch(ColumnShape s, int num_threads) noexcept nogil:
+    """Scratch of column_stats (NULL: none needed, or no memory)."""
+    if not columns_by_row_chunks(s, num_threads):
+        return NULL
+    return <Stat*>malloc(s.outer * ceil_div(s.rows, ROW_CHUNK) * s.cols * sizeof(Stat))
+
+
 cdef void column_stats(const floating* x,          # IN  (outer, rows, cols) buffer
-                       ColumnShape s,
+                       ColumnShape s, bint precise,
                        Stat* out,                  # OUT outer*cols Stats
-                       Stat* chunk_buf,            # scratch outer*ceil(rows/ROW_CHUNK)*cols, or NULL
+                       Stat* chunk_buf,            # column_stats_scratch(s, num_threads)
                        int num_threads) noexcept nogil:
+    """Statistics down each column of each of `outer` matrices; the same bits whichever
+    way the work is shared out (chunks of ROW_CHUNK rows, folded in order)."""
     cdef Py_ssize_t outer = s.outer, rows = s.rows, cols = s.cols
-    cdef Py_ssize_t width = column_block_width(outer, cols, num_threads)
+    cdef Py_ssize_t width = column_block_width(outer, cols, num_threads, rows <= ROW_CHUNK)
     cdef Py_ssize_t nblocks = ceil_div(cols, width)
     cdef Py_ssize_t nrc = ceil_div(rows, ROW_CHUNK)
+    cdef Py_ssize_t ahead = column_prefetch_rows(s, min(width, cols), num_threads)
     cdef Py_ssize_t t, o, jb, j, rc, oj, rest
     for t in range(outer * cols):
         out[t].n = 0
@@ -272,7 +412,7 @@ cdef void column_stats(const floating* x,          # IN  (outer, rows, cols) buf
             o = t // nblocks
             jb = (t - o * nblocks) * width
             column_block_stats(x + o * rows * cols + jb, rows, cols,
-                               min(width, cols - jb), out + o * cols + jb)
+                               min(width, cols - jb), precise, out + o * cols + jb, ahead, 0)
         return
     # few column blocks but many rows: one task per (outer, row chunk, block), folded after
     for t in range(outer * nrc * cols):
@@ -285,7 +425,9 @@ cdef void column_stats(const floating* x,          # IN  (outer, rows, cols) buf
         jb = (rest - rc * nblocks) * width
         column_block_stats(x + (o * rows + rc * ROW_CHUNK) * cols + jb,
                            min(<Py_ssize_t>ROW_CHUNK, rows - rc * ROW_CHUNK), cols,
-                           min(width, cols - jb), chunk_buf + (o * nrc + rc) * cols + jb)
+                           min(width, cols - jb), precise,
+                           chunk_buf + (o * nrc + rc) * cols + jb, ahead,
+                           max(rows - (rc + 1) * ROW_CHUNK, <Py_ssize_t>0))
     for oj in range(outer * cols):
         o = oj // cols
         j = oj - o * cols
@@ -325,22 +467,20 @@ def column_moments(const floating[::1] x,     # IN  flat (outer, rows, cols) buf
                    double[::1] shift,           # OUT (outer*cols,) mean = shift + dev
                    double[::1] dev,             # OUT (outer*cols,)
                    double[::1] m2,              # OUT (outer*cols,)
-                   int num_threads):
-    """Mean (as shift + dev) and M2 over the rows of each (outer, column)."""
+                   int num_threads, bint precise=True):
+    """Mean (as shift + dev) and M2 over the rows of each (outer, column). precise=False:
+    float32 lanes for float32 data where safe (statistics only a normalization uses)."""
     cdef ColumnShape s = column_shape(shape)
     check_extent(s.outer * s.rows * s.cols, x.shape[0], x.shape[0])
     check_extent(s.outer * s.cols, min(shift.shape[0], dev.shape[0]), m2.shape[0])
     cdef int nt = effective_threads(s.outer * s.rows * s.cols, num_threads)
     cdef Stat* out = alloc_stats(s.outer * s.cols)
-    cdef Stat* buf = NULL
-    cdef Py_ssize_t width = column_block_width(s.outer, s.cols, nt)
-    if nt > 1 and s.outer * ceil_div(s.cols, width) < 2 * nt and s.rows > ROW_CHUNK:
-        buf = <Stat*>malloc(s.outer * ceil_div(s.rows, ROW_CHUNK) * s.cols * sizeof(Stat))
-        if buf == NULL:
-            free(out)
-            raise MemoryError()
+    cdef Stat* buf = column_stats_scratch(s, nt)
+    if buf == NULL and columns_by_row_chunks(s, nt):
+        free(out)
+        raise MemoryError()
     with nogil:
-        column_stats(&x[0], s, out, buf, nt)
+        column_stats(&x[0], s, precise, out, buf, nt)
         store_stats(out, s.outer * s.cols, shift, dev, m2)
     free(buf)
     free(out)
