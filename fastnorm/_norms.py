@@ -34,8 +34,8 @@ from . import _layout as L
 from . import _plans as P
 from . import _validate as V
 from ._docs import fill
-from ._shapes import ChannelShape, ColumnShape, RowShape
-from ._raw import F64, merge_raw, raw_moments
+from ._shapes import ColumnShape, RowShape
+from ._raw import F64, raw_moments
 
 Array = NDArray[Any]
 
@@ -170,8 +170,8 @@ def group_norm(x: object, num_groups: object, weight: object = None, bias: objec
     out, in_place = V.out(out, x, weight=weight, bias=bias)
 
     if L.of(x) == L.CHANNELS_LAST and x.size:
-        y, mean, var = _group_norm_channels_last(x, out, in_place, groups, weight, bias, eps,
-                                                 nt)
+        y, mean, var = P.normalize_column_sets(x, out, in_place, n, channels,
+                                               channels // groups, weight, bias, eps, nt)
     else:
         shape = RowShape.channel_groups(n, channels, groups, inner)
         y, mean, var = P.normalize_groups(x, out, in_place, shape, weight, bias, eps, nt,
@@ -181,28 +181,6 @@ def group_norm(x: object, num_groups: object, weight: object = None, bias: objec
     assert mean is not None and var is not None          # want_stats
     return (y, P.stats_out(mean, (n, groups), x.dtype),
             P.stats_out(P.rstd(var, eps), (n, groups), x.dtype))
-
-
-def _group_norm_channels_last(x: Array, out: Array | None, in_place: bool, groups: int,
-                              weight: Array | None, bias: Array | None, eps: float, nt: int
-                              ) -> tuple[Array, F64 | None, F64 | None]:
-    """GroupNorm of channels-last x: column statistics per (sample, channel), merged over the
-    C/G adjacent channels of each group (Chan's merge, in order), then a row-vector apply
-    with one parameter set per sample. Returns (y, mean, var) per (sample, group)."""
-    n, channels, inner = x.shape[0], x.shape[1], x.size // (x.shape[0] * x.shape[1])
-    buf = P.buffers(x, out, in_place)
-    raw = P.column_stats(buf, n, inner, channels, nt)
-    per_group = channels // groups
-    parts = [type(raw)(raw.count, *(a.reshape(n, groups, per_group)[:, :, j]
-                                    for a in raw[1:])) for j in range(per_group)]
-    group = parts[0]
-    for part in parts[1:]:
-        group = merge_raw(group, part)
-    mean, var = group.mean, group.m2 / group.count
-    P.apply_channels(buf, ChannelShape(n * inner, channels, 1),
-                    np.repeat(mean, per_group, axis=1), np.repeat(var, per_group, axis=1),
-                    weight, bias, eps, nt, sets=n)
-    return buf.finish(), mean.reshape(-1), var.reshape(-1)
 
 
 @fill
@@ -256,13 +234,8 @@ def instance_norm(x: object, running_mean: object = None, running_var: object = 
     mean: F64 | None
     var: F64 | None
     if L.of(x) == L.CHANNELS_LAST and x.size:
-        buf = P.buffers(x, out, in_place)
-        raw = P.column_stats(buf, n, inner, channels, nt,
-                             P.precise(x, running_mean, running_var))
-        mean, var = raw.mean, raw.m2 / inner
-        P.apply_channels(buf, ChannelShape(n * inner, channels, 1), mean, var, weight, bias,
-                        eps, nt, sets=n)
-        y = buf.finish()
+        y, mean, var = P.normalize_column_sets(x, out, in_place, n, channels, 1, weight, bias,
+                                               eps, nt, P.precise(x, running_mean, running_var))
     else:
         shape = RowShape.instances(n, channels, inner)
         y, mean, var = P.normalize_groups(x, out, in_place, shape, weight, bias, eps, nt,

@@ -15,8 +15,8 @@ from numpy.typing import ArrayLike, NDArray
 from . import _dispatch, _threads
 from . import _layout as L
 from . import _validate as V
-from ._shapes import ChannelShape, RowShape
-from ._raw import Raw, raw_moments
+from ._shapes import ChannelShape, ColumnShape, RowShape
+
 
 Array = NDArray[Any]
 F64 = NDArray[np.float64]
@@ -54,11 +54,20 @@ def memory_param(param: Array | None, buf: L.Buffers, k: int) -> Array | None:
     return np.ascontiguousarray(param.transpose([p - first for p in buf.perm if p >= first]))
 
 
-def column_stats(buf: L.Buffers, n: int, inner: int, channels: int, nt: int,
-                 precise: bool = False) -> Raw:
-    """Per-(sample, channel) Raw statistics of a channels-last buffer: columns of C over the
-    spatial rows of each sample (precise: see precise())."""
-    return raw_moments(buf.src.reshape(n, inner, channels), (1,), nt, precise)
+def normalize_column_sets(x: Array, out: Array | None, in_place: bool, n: int, channels: int,
+                          per_group: int, weight: Array | None, bias: Array | None,
+                          eps: float, nt: int, precise: bool = False
+                          ) -> tuple[Array, F64, F64]:
+    """InstanceNorm (per_group 1) or GroupNorm (per_group C/G) of a channels-last x: each
+    sample's rows of C, normalized over groups of per_group adjacent channels. Returns
+    (y, mean, var), float64 statistics per (sample, group)."""
+    buf = buffers(x, out, in_place)
+    inner = x.size // (n * channels)
+    mean, var = np.empty(n * (channels // per_group)), np.empty(n * (channels // per_group))
+    _dispatch.kernels().normalize_column_sets(*buf.flat(), ColumnShape(n, inner, channels),
+                                              per_group, weight, bias, eps, mean, var, nt,
+                                              precise)
+    return buf.finish(), mean, var
 
 
 def flat(param: Array | None) -> Array | None:

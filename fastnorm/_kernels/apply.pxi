@@ -109,21 +109,35 @@ cdef inline GroupParams group_params(Stat st, double eps, bint rms) noexcept nog
     return p
 
 
+cdef inline void channel_param(double mean, double var, const floating* w, const floating* b,
+                               Py_ssize_t k, double eps,
+                               floating* hi, floating* a, floating* c) noexcept nogil:
+    """hi[k], a[k], c[k] of channel k's apply fma(x - hi, a, c) = (x - mean) * rstd * w + b
+    from its statistics, in float64 (mean_offset folds the mean's low part into c); w
+    and/or b may be NULL."""
+    cdef double scale = 1.0 / sqrt(var + eps)
+    if w != NULL:
+        scale = scale * <double>w[k]
+    hi[k] = <floating>mean
+    a[k] = <floating>scale
+    c[k] = mean_offset(mean, hi[k], scale, <double>b[k] if b != NULL else 0.0)
+
+
 cdef void channel_params(const stat_float* mean, const stat_float* var,  # IN  (channels,)
                          const floating* w, const floating* b,           # IN  or NULL
                          double eps, Py_ssize_t channels,
                          floating* hi, floating* a, floating* c) noexcept nogil:  # OUT
-    """hi, a, c of each channel's apply fma(x - hi, a, c) = (x - mean) * rstd * w + b from
-    given statistics, in float64 (mean_offset folds the mean's low part into c)."""
+    """channel_param of every channel from given statistics."""
     cdef Py_ssize_t k
-    cdef double scale
     for k in range(channels):
-        scale = 1.0 / sqrt(<double>var[k] + eps)
-        if w != NULL:
-            scale = scale * <double>w[k]
-        hi[k] = <floating>mean[k]
-        a[k] = <floating>scale
-        c[k] = mean_offset(<double>mean[k], hi[k], scale, <double>b[k] if b != NULL else 0.0)
+        channel_param(<double>mean[k], <double>var[k], w, b, k, eps, hi, a, c)
+
+
+cdef inline Py_ssize_t span_rows_of(Py_ssize_t channels, Py_ssize_t rows_per_set) noexcept nogil:
+    """Rows of channels per apply_row_spans span (the unit shared between threads): at
+    least APPLY_SPAN_MIN values, within one set."""
+    return min(ceil_div(APPLY_SPAN_MIN, max(channels, <Py_ssize_t>1)),
+               max(rows_per_set, <Py_ssize_t>1))
 
 
 cdef inline void apply_columns_aligned(const floating* x, floating* y, Py_ssize_t n,
@@ -135,26 +149,56 @@ cdef inline void apply_columns_aligned(const floating* x, floating* y, Py_ssize_
     apply_columns(x + h, y + h, n - h, hi + h, a + h, c + h)
 
 
+cdef extern from "_apply.h" nogil:
+    void fn_apply_rows_f32(const float* x, float* y, Py_ssize_t nrows, Py_ssize_t channels,
+                           const float* hi, const float* a, const float* c) noexcept
+    void fn_apply_rows_f64(const double* x, double* y, Py_ssize_t nrows, Py_ssize_t channels,
+                           const double* hi, const double* a, const double* c) noexcept
+
+
+cdef inline void apply_rows_of_channels(const floating* x, floating* y,   # IN/OUT nrows rows
+                                        Py_ssize_t nrows, Py_ssize_t channels,
+                                        const floating* hi, const floating* a,
+                                        const floating* c) noexcept nogil:   # (channels,)
+    """y = fma(x - hi[j], a[j], c[j]) over rows of channels (_apply.h: four rows per
+    parameter load)."""
+    if floating is float:
+        fn_apply_rows_f32(x, y, nrows, channels, hi, a, c)
+    else:
+        fn_apply_rows_f64(x, y, nrows, channels, hi, a, c)
+
+
 cdef inline void apply_row_spans(const floating* xp, floating* yp,   # IN/OUT rows of channels
                                  Py_ssize_t t0, Py_ssize_t t1,        # spans t0 <= t < t1
                                  Py_ssize_t channels, Py_ssize_t rows_per_set,
                                  Py_ssize_t span_rows,
                                  const floating* hi, const floating* a,
-                                 const floating* c) noexcept nogil:  # (sets, span_rows*channels)
-    """Spans of span_rows rows of channels (never across a set's end), each applied in one
-    apply_columns over parameters repeated span_rows times: long vector loops however few
-    the channels."""
-    cdef Py_ssize_t t, o, row0, nrows, k, spans = ceil_div(rows_per_set, span_rows)
+                                 const floating* c) noexcept nogil:  # (sets, channels)
+    """Spans of span_rows rows of channels (never across a set's end), each with its set's
+    parameters (apply_rows_of_channels)."""
+    cdef Py_ssize_t t, o, row0, nrows, spans = ceil_div(rows_per_set, span_rows)
     for t in range(t0, t1):
         o = t // spans
         row0 = (t - o * spans) * span_rows
         nrows = min(span_rows, rows_per_set - row0)
-        k = o * span_rows * channels
         row0 = (o * rows_per_set + row0) * channels
-        if nrows * channels * <Py_ssize_t>sizeof(floating) >= FN_ALIGN_ROW_MIN:
-            apply_columns_aligned(xp + row0, yp + row0, nrows * channels, hi + k, a + k, c + k)
-        else:
-            apply_columns(xp + row0, yp + row0, nrows * channels, hi + k, a + k, c + k)
+        apply_rows_of_channels(xp + row0, yp + row0, nrows, channels, hi + o * channels,
+                               a + o * channels, c + o * channels)
+
+
+cdef void apply_all_row_spans(const floating* xp, floating* yp,   # IN/OUT sets*rows_per_set rows
+                              Py_ssize_t sets, Py_ssize_t rows_per_set, Py_ssize_t channels,
+                              Py_ssize_t span_rows,
+                              const floating* hi, const floating* a, const floating* c,
+                              int nt) noexcept nogil:
+    """apply_row_spans over every set, a contiguous range of spans per thread."""
+    cdef Py_ssize_t t, spans = sets * ceil_div(rows_per_set, span_rows)
+    if nt == 1:     # (not even an inactive parallel region: it costs tiny calls ~0.4 us)
+        apply_row_spans(xp, yp, 0, spans, channels, rows_per_set, span_rows, hi, a, c)
+        return
+    for t in prange(nt, schedule='static', chunksize=1, num_threads=nt):
+        apply_row_spans(xp, yp, t * spans // nt, (t + 1) * spans // nt, channels,
+                        rows_per_set, span_rows, hi, a, c)
 
 
 cdef int apply_channels_body(const floating* xp,   # IN  (n, channels, inner) buffer
@@ -171,33 +215,21 @@ cdef int apply_channels_body(const floating* xp,   # IN  (n, channels, inner) bu
     InstanceNorm, GroupNorm: one set per sample), applied in spans of rows
     (apply_row_spans). Returns -1, having written nothing, without memory; else 0."""
     cdef Py_ssize_t rows_per_set = s.n // sets if sets > 0 else 0
-    cdef Py_ssize_t span_rows = (min(ceil_div(APPLY_SPAN_MIN, max(s.channels, <Py_ssize_t>1)),
-                                     max(rows_per_set, <Py_ssize_t>1)) if s.inner == 1 else 1)
-    cdef Py_ssize_t nparams = sets * s.channels * span_rows
+    cdef Py_ssize_t span_rows = span_rows_of(s.channels, rows_per_set) if s.inner == 1 else 1
+    cdef Py_ssize_t nparams = sets * s.channels
     cdef floating* hi = <floating*>malloc(max(3 * nparams, <Py_ssize_t>1) * sizeof(floating))
     cdef floating* a
     cdef floating* c
-    cdef Py_ssize_t t, k, o, spans
+    cdef Py_ssize_t t, k, o
     if hi == NULL:
         return -1
     a = hi + nparams
     c = hi + 2 * nparams
     for o in range(sets):
-        k = o * s.channels * span_rows
-        channel_params(mean + o * s.channels, var + o * s.channels, w, b, eps, s.channels,
-                       hi + k, a + k, c + k)
-        for t in range(1, span_rows):       # the set's parameters, once per row of a span
-            memcpy(hi + k + t * s.channels, hi + k, s.channels * sizeof(floating))
-            memcpy(a + k + t * s.channels, a + k, s.channels * sizeof(floating))
-            memcpy(c + k + t * s.channels, c + k, s.channels * sizeof(floating))
+        k = o * s.channels
+        channel_params(mean + k, var + k, w, b, eps, s.channels, hi + k, a + k, c + k)
     if s.inner == 1:
-        spans = sets * ceil_div(rows_per_set, span_rows)
-        if nt == 1:     # (not even an inactive parallel region: it costs tiny calls ~0.4 us)
-            apply_row_spans(xp, yp, 0, spans, s.channels, rows_per_set, span_rows, hi, a, c)
-        else:
-            for t in prange(nt, schedule='static', chunksize=1, num_threads=nt):
-                apply_row_spans(xp, yp, t * spans // nt, (t + 1) * spans // nt, s.channels,
-                                rows_per_set, span_rows, hi, a, c)
+        apply_all_row_spans(xp, yp, sets, rows_per_set, s.channels, span_rows, hi, a, c, nt)
     elif nt == 1:
         for t in range(s.n * s.channels):
             k = t % s.channels

@@ -94,3 +94,102 @@ def normalize_columns(const floating[::1] x,      # IN  flat (outer, rows, cols)
                                    min(width, s.cols - j0), w, b, eps,
                                    (stats.mean + o * s.cols + j0) if stats.mean != NULL else NULL,
                                    (stats.var + o * s.cols + j0) if stats.var != NULL else NULL)
+
+
+# ---------------------------------------------------------------------------------------
+# channels-last InstanceNorm and GroupNorm: sets (samples) of rows of channels, statistics
+# down each channel's column, merged over groups of adjacent channels
+
+cdef void set_column_stats(const floating* x,      # IN  one set: rows of cols values
+                           Py_ssize_t rows, Py_ssize_t cols, bint precise,
+                           Stat* st,               # OUT (cols,)
+                           Py_ssize_t ahead) noexcept nogil:
+    """column_stats of one set, by blocks of COL_BLOCK columns (the same bits as every
+    scheduling of column_stats: each column's chunks are folded in order)."""
+    cdef Py_ssize_t jb, j
+    for j in range(cols):
+        st[j].n = 0
+    for j in range(ceil_div(cols, COL_BLOCK)):
+        jb = j * COL_BLOCK
+        column_block_stats(x + jb, rows, cols, min(<Py_ssize_t>COL_BLOCK, cols - jb), precise,
+                           st + jb, ahead, 0)
+
+
+cdef void set_params(const Stat* st,              # IN  (cols,) one set's column statistics
+                     Py_ssize_t cols, Py_ssize_t per_group,
+                     const floating* w, const floating* b, double eps,
+                     floating* hi, floating* a, floating* c,   # OUT (cols,)
+                     double* mean, double* var) noexcept nogil:  # OUT (cols/per_group,)
+    """The apply parameters of one set: the statistics of each group of per_group adjacent
+    columns (merged in order), per channel."""
+    cdef Py_ssize_t g, k
+    cdef Stat acc
+    for g in range(cols // per_group):
+        acc = fold_stats(st + g * per_group, per_group, 1)
+        mean[g] = stat_mean(acc)
+        var[g] = acc.m2 / acc.n
+        for k in range(g * per_group, (g + 1) * per_group):
+            channel_param(mean[g], var[g], w, b, k, eps, hi, a, c)
+
+
+def normalize_column_sets(const floating[::1] x,       # IN  flat (sets, rows, cols) buffer
+                          floating[::1] out,           # OUT same size; may be x itself
+                          object shape,                # a ColumnShape (sets, rows, cols)
+                          Py_ssize_t per_group,        # adjacent columns per group
+                          const floating[::1] weight,  # IN  (cols,) or None
+                          const floating[::1] bias,    # IN  (cols,) or None
+                          double eps,
+                          double[::1] mean_out not None,  # OUT (sets*cols/per_group,)
+                          double[::1] var_out not None,   # OUT same, biased variance
+                          int num_threads, bint precise=False):
+    """Normalization of each set's groups of per_group adjacent columns over its rows:
+    channels-last InstanceNorm (per_group 1) and GroupNorm (C/G) of (N, *spatial, C) memory.
+    With enough sets for the threads, each set is normalized right after its statistics,
+    while it is in cache; else column_stats shares out chunks of rows first. The same bits
+    either way. precise: float64 lanes for float32 data (statistics kept in float64)."""
+    cdef ColumnShape s = column_shape(shape)
+    check_extent(s.outer * s.rows * s.cols, x.shape[0], out.shape[0])
+    if per_group < 1 or s.cols % per_group:
+        raise ValueError(f"groups of {per_group} columns do not divide {s.cols}")
+    cdef Py_ssize_t groups = s.cols // per_group
+    check_extent(s.outer * groups, mean_out.shape[0], var_out.shape[0])
+    cdef int nt = effective_threads(s.outer * s.rows * s.cols, num_threads)
+    cdef bint by_sets = nt == 1 or s.outer >= 2 * nt
+    cdef Py_ssize_t span_rows = span_rows_of(s.cols, s.rows)
+    cdef Py_ssize_t nparams = s.outer * s.cols
+    cdef Py_ssize_t ahead = column_prefetch_rows(s, min(s.cols, <Py_ssize_t>COL_BLOCK), nt)
+    cdef const floating* xp = &x[0]
+    cdef floating* yp = &out[0]
+    cdef const floating* w = optional_ptr(weight)
+    cdef const floating* b = optional_ptr(bias)
+    cdef double* mp = &mean_out[0]
+    cdef double* vp = &var_out[0]
+    cdef Stat* st = <Stat*>malloc(max(s.outer * s.cols, <Py_ssize_t>1) * sizeof(Stat))
+    cdef floating* hi = <floating*>malloc(max(3 * nparams, <Py_ssize_t>1) * sizeof(floating))
+    cdef Stat* buf = NULL if by_sets else column_stats_scratch(s, nt)
+    cdef Py_ssize_t o, spans = ceil_div(s.rows, span_rows)
+    if st == NULL or hi == NULL or (buf == NULL and not by_sets and columns_by_row_chunks(s, nt)):
+        free(st)
+        free(hi)
+        free(buf)
+        raise MemoryError()
+    cdef floating* a = hi + nparams
+    cdef floating* c = hi + 2 * nparams
+    with nogil:
+        if by_sets:
+            for o in prange(s.outer, schedule='static', num_threads=nt, use_threads_if=nt > 1):
+                set_column_stats(xp + o * s.rows * s.cols, s.rows, s.cols, precise,
+                                 st + o * s.cols, ahead)
+                set_params(st + o * s.cols, s.cols, per_group, w, b, eps, hi + o * s.cols,
+                           a + o * s.cols, c + o * s.cols, mp + o * groups, vp + o * groups)
+                apply_row_spans(xp, yp, o * spans, (o + 1) * spans, s.cols, s.rows,
+                                span_rows, hi, a, c)
+        else:
+            column_stats(xp, s, precise, st, buf, nt)
+            for o in range(s.outer):
+                set_params(st + o * s.cols, s.cols, per_group, w, b, eps, hi + o * s.cols,
+                           a + o * s.cols, c + o * s.cols, mp + o * groups, vp + o * groups)
+            apply_all_row_spans(xp, yp, s.outer, s.rows, s.cols, span_rows, hi, a, c, nt)
+    free(buf)
+    free(hi)
+    free(st)

@@ -1,0 +1,53 @@
+/* The apply of rows of channels (channels-last data, BatchNorm of (N, C)): per-channel
+ * parameters, y = fma(x - hi[j], a[j], c[j]) at channel j of every row.
+ *
+ * fn_apply_rows_{f32,f64}(x, y, nrows, channels, hi, a, c): four rows per sweep, so that
+ * each parameter vector, loaded once, serves four rows (a row at a time needs three
+ * parameter loads per data load). y may be x (in place). Written in C for `GCC ivdep`:
+ * without it GCC cannot prove the four rows' loads and stores independent when x is y and
+ * leaves the loop scalar; the rows of one sweep are distinct, so there is no dependence.
+ */
+#ifndef FASTNORM_APPLY_H
+#define FASTNORM_APPLY_H
+
+#include <stddef.h>
+#include "_simd.h"
+
+#if defined(__GNUC__) && !defined(__clang__)
+#define FN_IVDEP _Pragma("GCC ivdep")
+#elif defined(__clang__)
+#define FN_IVDEP _Pragma("clang loop vectorize(assume_safety)")
+#else
+#define FN_IVDEP
+#endif
+
+#define FN_DEFINE_APPLY_ROWS(NAME, T, FMA)                                                \
+static inline void NAME(const T *x, T *y, ptrdiff_t nrows, ptrdiff_t ch,                 \
+                        const T *hi, const T *a, const T *c) {                            \
+    ptrdiff_t r = 0, j;                                                                   \
+    for (; r + 4 <= nrows; r += 4) {                                                      \
+        const T *xr = x + r * ch;                                                         \
+        T *yr = y + r * ch;                                                               \
+        FN_IVDEP                                                                          \
+        for (j = 0; j < ch; j++) {                                                        \
+            T h = hi[j], m = a[j], k = c[j];                                              \
+            T v0 = xr[j], v1 = xr[j + ch], v2 = xr[j + 2 * ch], v3 = xr[j + 3 * ch];     \
+            yr[j] = FMA(v0 - h, m, k);                                                    \
+            yr[j + ch] = FMA(v1 - h, m, k);                                               \
+            yr[j + 2 * ch] = FMA(v2 - h, m, k);                                           \
+            yr[j + 3 * ch] = FMA(v3 - h, m, k);                                           \
+        }                                                                                 \
+    }                                                                                     \
+    for (; r < nrows; r++) {                                                              \
+        const T *xr = x + r * ch;                                                         \
+        T *yr = y + r * ch;                                                               \
+        FN_IVDEP                                                                          \
+        for (j = 0; j < ch; j++)                                                          \
+            yr[j] = FMA(xr[j] - hi[j], a[j], c[j]);                                       \
+    }                                                                                     \
+}
+
+FN_DEFINE_APPLY_ROWS(fn_apply_rows_f32, float, fn_fmaf)
+FN_DEFINE_APPLY_ROWS(fn_apply_rows_f64, double, fn_fma)
+
+#endif
