@@ -135,8 +135,8 @@ cdef void channel_params(const stat_float* mean, const stat_float* var,  # IN  (
 
 cdef inline Py_ssize_t span_rows_of(Py_ssize_t channels, Py_ssize_t rows_per_set) noexcept nogil:
     """Rows of channels per apply_row_spans span (the unit shared between threads): at
-    least APPLY_SPAN_MIN values, within one set."""
-    return min(ceil_div(APPLY_SPAN_MIN, max(channels, <Py_ssize_t>1)),
+    least APPLY_SPAN_MIN values, in whole sweeps of four rows (_apply.h), within one set."""
+    return min(4 * ceil_div(APPLY_SPAN_MIN, 4 * max(channels, <Py_ssize_t>1)),
                max(rows_per_set, <Py_ssize_t>1))
 
 
@@ -151,21 +151,34 @@ cdef inline void apply_columns_aligned(const floating* x, floating* y, Py_ssize_
 
 cdef extern from "_apply.h" nogil:
     void fn_apply_rows_f32(const float* x, float* y, Py_ssize_t nrows, Py_ssize_t channels,
-                           const float* hi, const float* a, const float* c) noexcept
+                           const float* hi, const float* a, const float* c,
+                           Py_ssize_t ahead, Py_ssize_t after) noexcept
     void fn_apply_rows_f64(const double* x, double* y, Py_ssize_t nrows, Py_ssize_t channels,
-                           const double* hi, const double* a, const double* c) noexcept
+                           const double* hi, const double* a, const double* c,
+                           Py_ssize_t ahead, Py_ssize_t after) noexcept
 
 
 cdef inline void apply_rows_of_channels(const floating* x, floating* y,   # IN/OUT nrows rows
                                         Py_ssize_t nrows, Py_ssize_t channels,
                                         const floating* hi, const floating* a,
-                                        const floating* c) noexcept nogil:   # (channels,)
+                                        const floating* c,                   # (channels,)
+                                        Py_ssize_t ahead,     # rows to prefetch ahead (0: none)
+                                        Py_ssize_t after) noexcept nogil:    # rows after x's
     """y = fma(x - hi[j], a[j], c[j]) over rows of channels (_apply.h: four rows per
     parameter load)."""
     if floating is float:
-        fn_apply_rows_f32(x, y, nrows, channels, hi, a, c)
+        fn_apply_rows_f32(x, y, nrows, channels, hi, a, c, ahead, after)
     else:
-        fn_apply_rows_f64(x, y, nrows, channels, hi, a, c)
+        fn_apply_rows_f64(x, y, nrows, channels, hi, a, c, ahead, after)
+
+
+cdef inline Py_ssize_t apply_prefetch_rows(Py_ssize_t values, Py_ssize_t channels,
+                                           Py_ssize_t itemsize, int nt) noexcept nogil:
+    """Rows ahead that a rows-of-channels apply prefetches: COL_PREFETCH_BYTES, in sweeps
+    of four rows, when a thread's share is large enough to come from memory."""
+    if values * itemsize <= max(nt, 1) * PREFETCH_MIN_PER_THREAD:
+        return 0
+    return 4 * ceil_div(COL_PREFETCH_BYTES, 4 * channels * itemsize)
 
 
 cdef inline void apply_row_spans(const floating* xp, floating* yp,   # IN/OUT rows of channels
@@ -173,17 +186,20 @@ cdef inline void apply_row_spans(const floating* xp, floating* yp,   # IN/OUT ro
                                  Py_ssize_t channels, Py_ssize_t rows_per_set,
                                  Py_ssize_t span_rows,
                                  const floating* hi, const floating* a,
-                                 const floating* c) noexcept nogil:  # (sets, channels)
+                                 const floating* c,                  # (sets, channels)
+                                 Py_ssize_t ahead) noexcept nogil:   # rows to prefetch ahead
     """Spans of span_rows rows of channels (never across a set's end), each with its set's
-    parameters (apply_rows_of_channels)."""
+    parameters (apply_rows_of_channels); the prefetch runs on within the range."""
     cdef Py_ssize_t t, o, row0, nrows, spans = ceil_div(rows_per_set, span_rows)
+    cdef Py_ssize_t last = (t1 // spans) * rows_per_set + min((t1 % spans) * span_rows,
+                                                              rows_per_set)
     for t in range(t0, t1):
         o = t // spans
-        row0 = (t - o * spans) * span_rows
-        nrows = min(span_rows, rows_per_set - row0)
-        row0 = (o * rows_per_set + row0) * channels
-        apply_rows_of_channels(xp + row0, yp + row0, nrows, channels, hi + o * channels,
-                               a + o * channels, c + o * channels)
+        row0 = o * rows_per_set + (t - o * spans) * span_rows
+        nrows = min(span_rows, (o + 1) * rows_per_set - row0)
+        apply_rows_of_channels(xp + row0 * channels, yp + row0 * channels, nrows, channels,
+                               hi + o * channels, a + o * channels, c + o * channels,
+                               ahead, last - row0 - nrows)
 
 
 cdef void apply_all_row_spans(const floating* xp, floating* yp,   # IN/OUT sets*rows_per_set rows
@@ -193,12 +209,14 @@ cdef void apply_all_row_spans(const floating* xp, floating* yp,   # IN/OUT sets*
                               int nt) noexcept nogil:
     """apply_row_spans over every set, a contiguous range of spans per thread."""
     cdef Py_ssize_t t, spans = sets * ceil_div(rows_per_set, span_rows)
+    cdef Py_ssize_t ahead = apply_prefetch_rows(sets * rows_per_set * channels, channels,
+                                                sizeof(floating), nt)
     if nt == 1:     # (not even an inactive parallel region: it costs tiny calls ~0.4 us)
-        apply_row_spans(xp, yp, 0, spans, channels, rows_per_set, span_rows, hi, a, c)
+        apply_row_spans(xp, yp, 0, spans, channels, rows_per_set, span_rows, hi, a, c, ahead)
         return
     for t in prange(nt, schedule='static', chunksize=1, num_threads=nt):
         apply_row_spans(xp, yp, t * spans // nt, (t + 1) * spans // nt, channels,
-                        rows_per_set, span_rows, hi, a, c)
+                        rows_per_set, span_rows, hi, a, c, ahead)
 
 
 cdef int apply_channels_body(const floating* xp,   # IN  (n, channels, inner) buffer

@@ -183,7 +183,7 @@ def normalize_column_sets(const floating[::1] x,       # IN  flat (sets, rows, c
                 set_params(st + o * s.cols, s.cols, per_group, w, b, eps, hi + o * s.cols,
                            a + o * s.cols, c + o * s.cols, mp + o * groups, vp + o * groups)
                 apply_row_spans(xp, yp, o * spans, (o + 1) * spans, s.cols, s.rows,
-                                span_rows, hi, a, c)
+                                span_rows, hi, a, c, 0)     # (the set is in cache)
         else:
             column_stats(xp, s, precise, st, buf, nt)
             for o in range(s.outer):

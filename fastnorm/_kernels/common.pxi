@@ -17,8 +17,7 @@ cdef enum:
     COL_BLOCK = 512           # widest column block (cache blocking only, no effect on results)
     MIN_COL_BLOCK = 64
     APPLY_BLOCK = 32768       # elements per task when few large groups are applied in parallel
-    APPLY_SPAN_MIN = 512      # elements per loop of a rows-of-channels apply (apply_row_spans):
-                              # rows of 64 channels one loop each took 1.6x the NCHW time
+    APPLY_SPAN_MIN = 4096     # elements per span of a rows-of-channels apply (apply_row_spans)
     PARALLEL_MIN_ELEMENTS = 32768  # below this a call runs serially (a parallel region costs us)
     PREFETCH_BYTES = 16384    # of the next segment of a group, while folding this one
     PREFETCH_BLOCK = 1024     # elements applied per prefetch of the next group's same span
