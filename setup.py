@@ -113,6 +113,10 @@ class BuildExt(build_ext):
             kept.append(ext)
         self.extensions = kept
         self._remove_stale_variants({ext.name for ext in kept})
+        # the kernel variants are independent compilations of ~1 min each: one per core
+        # (pip install and python -m build pass no --parallel; an explicit one is kept)
+        if not self.parallel:
+            self.parallel = max(1, min(len(kept), os.cpu_count() or 1))
         super().build_extensions()
 
     def _remove_stale_variants(self, built):
@@ -142,6 +146,7 @@ def extensions():
 
 
 setup(
-    ext_modules=cythonize(extensions(), compiler_directives=DIRECTIVES),
+    ext_modules=cythonize(extensions(), compiler_directives=DIRECTIVES,
+                          nthreads=os.cpu_count() or 1),
     cmdclass={"build_ext": BuildExt},
 )

@@ -4,16 +4,20 @@
 # Two engines (DESIGN.md section 1), and the normalizations built from them:
 #   _kernels/common.pxi    types, constants, the shape records, entry-point helpers
 #   _kernels/stats.pxi     statistics engine: (count, mean, M2) of fixed-size chunks from
-#                          shifted sums (_simd.h), merged with Chan's formula in float64 in
-#                          a fixed order; segment_moments, column_moments (moments)
+#                          shifted sums (_simd.h; columns: column_sums_checked), merged with
+#                          Chan's formula in float64 in a fixed order; segment_moments,
+#                          column_moments (moments)
 #   _kernels/stats_int.pxi statistics engine, integer data: exact sums of x and x*x
 #                          (_intstats.h); integer_moments (moments, Moments.update)
 #   _kernels/apply.pxi     apply engine: y = fma(x - hi, a, c), hi the float64 mean rounded
 #                          to the data's type, its low part folded into c (mean_offset);
-#                          apply_channels (per-channel parameters)
+#                          apply_channels (per-channel parameters; rows of channels four
+#                          rows per parameter load, _apply.h)
 #   _kernels/rows.pxi      row-local ops: statistics of a contiguous group, then its apply
 #                          while in cache (LayerNorm, RMSNorm, InstanceNorm, GroupNorm)
-#   _kernels/columns.pxi   normalization across rows at every column (channels-first LN)
+#   _kernels/columns.pxi   normalization across rows at every column (channels-first LN);
+#                          channels-last InstanceNorm/GroupNorm, each sample's column
+#                          statistics then its apply (normalize_column_sets)
 #   _kernels/channels.pxi  BatchNorm with batch statistics, channel by channel
 #   _kernels/images.pxi    normalize_image: HWC rows (any strides) widened, y = fma(x, a, b)
 #                          with per-channel constants, to planes or pixels (_image.h); the
