@@ -169,6 +169,8 @@ def group_norm(x: object, num_groups: object, weight: object = None, bias: objec
     nt = _threads.resolve(V.num_threads(num_threads))
     out, in_place = V.out(out, x, weight=weight, bias=bias)
 
+    mean: F64 | None
+    var: F64 | None
     if L.of(x) == L.CHANNELS_LAST and x.size:
         y, mean, var = P.normalize_column_sets(x, out, in_place, n, channels,
                                                channels // groups, weight, bias, eps, nt)
