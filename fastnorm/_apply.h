@@ -3,14 +3,15 @@
  *
  * fn_apply_rows_{f32,f64}(x, y, nrows, channels, hi, a, c, ahead, after): four rows per
  * sweep, so that each parameter vector, loaded once, serves four rows (a row at a time
- * needs three parameter loads per data load: 1.2-1.9x the time on cache-resident rows of
+ * needs three parameter loads per data load: 1.1-2.2x the time on cache-resident rows of
  * 64-256 channels, Zen 3). y may be x (in place). Written in C for `GCC ivdep`: without it
  * GCC cannot prove the four rows' loads and stores independent when x is y and leaves the
  * loop scalar; the rows of one sweep are distinct, so there is no dependence.
  * ahead > 0: each sweep prefetches the four rows `ahead` rows on, within the nrows + after
- * rows that exist from x on. The hardware prefetchers lose a stream that jumps a page every
- * sweep: from memory, 16 KB ahead made the apply 2.3x faster (Zen 3, 1 thread, (16384, 256)
- * and (65536, 64) float32); from cache it costs ~20%, so callers ask only for large data.
+ * rows that exist from x on. The hardware prefetchers fall behind these sweeps: from
+ * memory, 16 KB ahead made the apply 2-2.8x faster (Zen 3, 1 thread, C harness,
+ * (16384, 256) and (65536, 64) float32); from cache it costs ~20%, so callers ask for it
+ * only for large data.
  */
 #ifndef FASTNORM_APPLY_H
 #define FASTNORM_APPLY_H

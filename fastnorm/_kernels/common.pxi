@@ -35,9 +35,9 @@ cdef enum:
     # groups ahead was too close to cover a miss to memory (measured on Zen 3, 1 thread:
     # LayerNorm rows of 1 KB 25% faster 8 KB ahead, rows of 3 KB 14%)
     PREFETCH_AHEAD_BYTES = 8192
-    # Column statistics prefetch this many bytes of rows ahead: the hardware prefetcher
-    # keeps up with one stream, not with the four rows a sweep reads (measured on Zen 3,
-    # 1 thread, (25088, 256) float32 from memory: 16 KB ahead 1.6-2x faster, 8 KB ahead
+    # Column statistics prefetch this many bytes of rows ahead: the hardware prefetchers
+    # fall behind the four-row sweeps (measured on Zen 3,
+    # 1 thread, (25088, 256) float32 from memory: 16 KB ahead 1.2-1.9x faster, 8 KB ahead
     # little gain)
     COL_PREFETCH_BYTES = 16384
     COL_SHIFT_ROWS = 16       # rows whose mean is the shift of float32-lane column sums

@@ -248,8 +248,8 @@ cdef void column_chunk_sums_f32(const float* x,   # IN  nr rows of `width` colum
     """column_chunk_sums in float32 lanes (normalizations of float32 data, whose output
     cannot show the difference): the shift is the mean of the first COL_SHIFT_ROWS rows
     (rounded to float32, so x - shift is exact near the mean), each lane sums COL_FLUSH rows
-    before the float64 add. Half the instructions of the float64 lanes and half the vector
-    width each; column_sums_checked redoes the rare columns where float32 is not safe."""
+    before the float64 add: twice the values per vector of the float64 lanes and no
+    conversions; column_sums_checked redoes the rare columns where float32 is not safe."""
     cdef float c[COL_BLOCK]
     cdef float f1[COL_BLOCK]
     cdef float f2[COL_BLOCK]
