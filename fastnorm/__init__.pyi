@@ -270,5 +270,7 @@ class _BuildInfo(TypedDict):
     cpu_x86_64_level: int
     kernel_variant: str
     available_variants: list[str]
+    caches: dict[str, Any]
+    cache_tuning: dict[str, int]
 
 def build_info() -> _BuildInfo: ...

@@ -11,20 +11,26 @@ import os
 from collections.abc import Iterator
 from types import ModuleType
 
-from . import _cpu
+from . import _cache, _cpu
 from ._variants import VARIANTS
 
 ENV_VAR = "FASTNORM_KERNELS"
 
 _current: ModuleType | None = None
+_tuned: set[str] = set()
 
 
 def load(name: str) -> ModuleType | None:
-    """The compiled module of variant `name`, or None when it is not built."""
+    """The compiled module of variant `name`, or None when it is not built; the first load
+    gives it the thresholds of this machine's caches (_cache.py)."""
     try:
-        return importlib.import_module("fastnorm." + VARIANTS[name][0])
+        module = importlib.import_module("fastnorm." + VARIANTS[name][0])
     except ImportError:
         return None
+    if name not in _tuned:
+        module.set_cache_tuning(**_cache.TUNING)
+        _tuned.add(name)
+    return module
 
 
 def _runs_here(name: str) -> bool:

@@ -1,8 +1,9 @@
 """What this installation has: version, OpenMP, kernel variants, threads."""
+import dataclasses
 import platform
 from typing import Any
 
-from . import _cpu, _dispatch, _openmp_helpers, _threads
+from . import _cache, _cpu, _dispatch, _openmp_helpers, _threads
 from ._version import __version__
 
 
@@ -14,7 +15,9 @@ def build_info() -> dict[str, Any]:
     dict
         version, python, machine, openmp (whether the kernels were built with OpenMP),
         openmp_version, max_threads, forked_child_serial, cpu_x86_64_level,
-        kernel_variant (the one in use) and available_variants.
+        kernel_variant (the one in use), available_variants, caches (bytes of L1d, L2 and
+        L3 per thread, and where they were read) and cache_tuning (the kernels' prefetch and
+        pipelining thresholds derived from them).
 
     Examples
     --------
@@ -34,4 +37,6 @@ def build_info() -> dict[str, Any]:
         "cpu_x86_64_level": _cpu.x86_64_level(),
         "kernel_variant": _dispatch.current_variant(),
         "available_variants": _dispatch.available_variants(),
+        "caches": dataclasses.asdict(_cache.CACHES),
+        "cache_tuning": _dispatch.kernels().cache_tuning(),
     }

@@ -2,7 +2,8 @@
 # `include` of this file, compiled with its own -march flags (setup.py, _variants.py).
 #
 # Two engines (DESIGN.md section 1), and the normalizations built from them:
-#   _kernels/common.pxi    types, constants, the shape records, entry-point helpers
+#   _kernels/common.pxi    types, constants, the cache-size thresholds (set at import from
+#                          fastnorm/_cache.py), the shape records, entry-point helpers
 #   _kernels/stats.pxi     statistics engine: (count, mean, M2) of fixed-size chunks from
 #                          shifted sums (_simd.h; columns: column_sums_checked), merged with
 #                          Chan's formula in float64 in a fixed order; segment_moments,

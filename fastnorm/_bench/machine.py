@@ -1,6 +1,5 @@
 """What the benchmark ran on: CPU model, cache sizes, fastnorm's kernel variant, and the
 versions of the peers (read from package metadata, without importing the peers)."""
-import glob
 import importlib.metadata
 import os
 import platform
@@ -9,11 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from .. import _dispatch
+from .. import _cache, _dispatch
 from .runners import PEERS, installed
 
 _CPUINFO_KEYS = ("model name", "Model", "Hardware", "cpu model")   # x86, ARM, MIPS
-_SIZE_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 
 
 def cpu_model() -> str:
@@ -37,37 +35,7 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
-def _read(path: str) -> str:
-    with open(path) as f:
-        return f.read().strip()
-
-
-def _cpu_count(cpu_list: str) -> int:
-    """Number of CPUs in a sysfs list such as "0-3,8"."""
-    n = 0
-    for part in cpu_list.split(","):
-        lo, _, hi = part.partition("-")
-        n += int(hi or lo) - int(lo) + 1
-    return n
-
-
-def caches(cache_dir: str = "/sys/devices/system/cpu/cpu0/cache") -> dict[str, dict[str, int]]:
-    """{"L1d": {"bytes": .., "shared_by": CPUs}, "L2": .., "L3": ..} of the first CPU, from
-    Linux sysfs; {} where it is not available."""
-    out: dict[str, dict[str, int]] = {}
-    for index in sorted(glob.glob(os.path.join(cache_dir, "index*"))):
-        try:
-            kind = _read(os.path.join(index, "type"))
-            if kind == "Instruction":
-                continue
-            size = _read(os.path.join(index, "size"))
-            name = "L" + _read(os.path.join(index, "level")) + ("d" if kind == "Data" else "")
-            out[name] = {"bytes": int(size.rstrip("KMG")) * _SIZE_UNITS.get(size[-1:], 1),
-                         "shared_by": _cpu_count(_read(os.path.join(index,
-                                                                    "shared_cpu_list")))}
-        except (OSError, ValueError):
-            continue
-    return out
+caches = _cache.sysfs_caches
 
 
 def fmt_bytes(n: int) -> str:
@@ -107,7 +75,9 @@ def versions() -> dict[str, str | None]:
 
 
 def machine_info() -> dict[str, Any]:
-    """The CPU, its caches and the kernel variant fastnorm runs (the table's header, JSON)."""
+    """The CPU, its caches, the kernel variant fastnorm runs and the thresholds it derived
+    from the caches (the table's header, JSON)."""
     return {"cpu_model": cpu_model(), "machine": platform.machine(),
             "cpu_count": os.cpu_count(), "caches": caches(),
-            "kernel_variant": _dispatch.current_variant()}
+            "kernel_variant": _dispatch.current_variant(),
+            "cache_tuning": _dispatch.kernels().cache_tuning()}

@@ -176,7 +176,7 @@ cdef inline Py_ssize_t apply_prefetch_rows(Py_ssize_t values, Py_ssize_t channel
                                            Py_ssize_t itemsize, int nt) noexcept nogil:
     """Rows ahead that a rows-of-channels apply prefetches: COL_PREFETCH_BYTES, in sweeps
     of four rows, when a thread's share is large enough to come from memory."""
-    if values * itemsize <= max(nt, 1) * PREFETCH_MIN_PER_THREAD:
+    if values * itemsize <= max(nt, 1) * tuning.prefetch_min_per_thread:
         return 0
     return 4 * ceil_div(COL_PREFETCH_BYTES, 4 * channels * itemsize)
 
@@ -190,9 +190,11 @@ cdef inline void apply_row_spans(const floating* xp, floating* yp,   # IN/OUT ro
                                  Py_ssize_t ahead) noexcept nogil:   # rows to prefetch ahead
     """Spans of span_rows rows of channels (never across a set's end), each with its set's
     parameters (apply_rows_of_channels); the prefetch runs on within the range."""
-    cdef Py_ssize_t t, o, row0, nrows, spans = ceil_div(rows_per_set, span_rows)
-    cdef Py_ssize_t last = (t1 // spans) * rows_per_set + min((t1 % spans) * span_rows,
-                                                              rows_per_set)
+    cdef Py_ssize_t t, o, row0, nrows, spans, last
+    if t0 >= t1 or rows_per_set <= 0 or span_rows <= 0:    # nothing (callers skip it too)
+        return
+    spans = ceil_div(rows_per_set, span_rows)
+    last = (t1 // spans) * rows_per_set + min((t1 % spans) * span_rows, rows_per_set)
     for t in range(t0, t1):
         o = t // spans
         row0 = o * rows_per_set + (t - o * spans) * span_rows

@@ -72,9 +72,9 @@ def normalize_channels(const floating[::1] x,      # IN  flat (n, channels, inne
     cdef Stat* buf = NULL
     cdef SegmentShape seg
     cdef int rc = 0
-    cdef bint prefetch = (n * inner * <Py_ssize_t>sizeof(floating) <= PREFETCH_CHANNEL_MAX
-                          and n * channels * inner * <Py_ssize_t>sizeof(floating)
-                          > nt * PREFETCH_MIN_PER_THREAD)
+    cdef Py_ssize_t itemsize = sizeof(floating)
+    cdef bint prefetch = (n * inner * itemsize <= tuning.prefetch_channel_max
+                          and n * channels * inner * itemsize > nt * tuning.prefetch_min_per_thread)
     if nt == 1:
         with nogil:
             normalize_channel_range(xp, yp, 0, channels, &s, w, b, eps, prefetch, stats)

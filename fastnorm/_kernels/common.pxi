@@ -21,16 +21,6 @@ cdef enum:
     PARALLEL_MIN_ELEMENTS = 32768  # below this a call runs serially (a parallel region costs us)
     PREFETCH_BYTES = 16384    # of the next segment of a group, while folding this one
     PREFETCH_BLOCK = 1024     # elements applied per prefetch of the next group's same span
-    # The next group (BatchNorm: channel) is prefetched into L2 while one is applied, up to
-    # these sizes (bytes). Measured side by side (2 threads): LayerNorm rows of 3 KB 1.7x ->
-    # 1.2x the roof, BatchNorm training channels of 400 KB 1.64x -> 1.50x; InstanceNorm and
-    # GroupNorm groups of 64-100 KB lose 5-15%, and prefetching 2 groups ahead loses too.
-    # Nor when a thread's share is under half an L2: a call that small mostly finds its data
-    # in cache (LayerNorm (1, 197, 768): 8% faster without).
-    PREFETCH_GROUP_MAX = 32768
-    PREFETCH_CHANNEL_MAX = 524288
-    PREFETCH_MIN_PER_THREAD = 1048576
-    PIPELINE_GROUP_MAX = 8192     # bytes: see normalize_group_range
     # Short groups are prefetched this many bytes ahead (at least the next group): two
     # groups ahead was too close to cover a miss to memory (measured on Zen 3, 1 thread:
     # LayerNorm rows of 1 KB 25% faster 8 KB ahead, rows of 3 KB 14%)
@@ -42,6 +32,51 @@ cdef enum:
     COL_PREFETCH_BYTES = 16384
     COL_SHIFT_ROWS = 16       # rows whose mean is the shift of float32-lane column sums
     COL_FLUSH = 32            # rows a float32 lane of column sums adds before float64
+
+
+# Thresholds that depend on the cache sizes of the running machine: set at import from what
+# the CPU reports (fastnorm/_cache.py derives them, _dispatch.load hands them to each
+# variant; set_cache_tuning). Prefetch and pipelining only: no threshold changes a result.
+cdef struct CacheTuning:
+    # The next group (BatchNorm: channel) is prefetched into L2 while one is applied, up to
+    # these sizes (bytes): both must fit the cache it goes to. Measured side by side
+    # (2 threads): LayerNorm rows of 3 KB 1.7x -> 1.2x the roof, BatchNorm training channels
+    # of 400 KB 1.64x -> 1.50x; InstanceNorm and GroupNorm groups of 64-100 KB lose 5-15%.
+    Py_ssize_t prefetch_group_max
+    Py_ssize_t prefetch_channel_max
+    # Nor when a thread's share of the data is small enough to be found in cache (LayerNorm
+    # (1, 197, 768): 8% faster without); also the column kernels' prefetch rule.
+    Py_ssize_t prefetch_min_per_thread
+    # Short groups are software-pipelined up to this size (bytes): two groups and the affine
+    # parameters must fit L1 (normalize_group_range).
+    Py_ssize_t pipeline_group_max
+
+cdef CacheTuning tuning = CacheTuning(32768, 524288, 1048576, 8192)   # replaced at import
+
+
+def set_cache_tuning(Py_ssize_t prefetch_group_max, Py_ssize_t prefetch_channel_max,
+                     Py_ssize_t prefetch_min_per_thread, Py_ssize_t pipeline_group_max):
+    """Set this variant's cache-size thresholds (bytes); returns the previous ones as a dict.
+    Not thread-safe: called at import (and by tests and tuning scripts between calls)."""
+    global tuning
+    previous = cache_tuning()
+    for name, value in (("prefetch_group_max", prefetch_group_max),
+                        ("prefetch_channel_max", prefetch_channel_max),
+                        ("prefetch_min_per_thread", prefetch_min_per_thread),
+                        ("pipeline_group_max", pipeline_group_max)):
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
+    tuning = CacheTuning(prefetch_group_max, prefetch_channel_max, prefetch_min_per_thread,
+                         pipeline_group_max)
+    return previous
+
+
+def cache_tuning():
+    """This variant's cache-size thresholds (bytes), as a dict."""
+    return dict(prefetch_group_max=tuning.prefetch_group_max,
+                prefetch_channel_max=tuning.prefetch_channel_max,
+                prefetch_min_per_thread=tuning.prefetch_min_per_thread,
+                pipeline_group_max=tuning.pipeline_group_max)
 
 
 cdef struct Stat:             # statistics of some values, merged with stat_merge

@@ -110,7 +110,7 @@ cdef void normalize_group_range(const floating* xp, floating* yp,
     where two groups and the affine parameters no longer fit L1. Groups shorter than one
     block of the float32 lanes go in pairs (normalize_row_pairs)."""
     cdef Py_ssize_t glen = s.runs * s.run_len
-    cdef bint pipelined = glen * <Py_ssize_t>sizeof(floating) <= PIPELINE_GROUP_MAX
+    cdef bint pipelined = glen * <Py_ssize_t>sizeof(floating) <= tuning.pipeline_group_max
     cdef Stat st, nxt
     cdef Py_ssize_t g, ahead = (groups_ahead(glen * <Py_ssize_t>sizeof(floating), 2)
                                 if pipelined else 1)
@@ -148,9 +148,9 @@ cdef int groups_body(const floating* xp,         # IN  (groups, runs*run_len) bu
     cdef GroupParams* gp
     cdef Stat* buf
     cdef SegmentShape seg
-    cdef bint prefetch = (glen * <Py_ssize_t>sizeof(floating) <= PREFETCH_GROUP_MAX
+    cdef bint prefetch = (glen * <Py_ssize_t>sizeof(floating) <= tuning.prefetch_group_max
                           and groups * glen * <Py_ssize_t>sizeof(floating)
-                          > nt * PREFETCH_MIN_PER_THREAD)
+                          > nt * tuning.prefetch_min_per_thread)
     if nt == 1:     # (not even an inactive parallel region: it costs tiny calls ~0.4 us)
         normalize_group_range(xp, yp, 0, groups, &s, w, b, eps, rms, prefetch, stats)
         return 0

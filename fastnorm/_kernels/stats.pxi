@@ -379,7 +379,7 @@ cdef inline Py_ssize_t column_prefetch_rows(ColumnShape s, Py_ssize_t width,
     columns, when a thread's share of the buffer is large enough to come from memory
     (prefetching data already in cache only costs instructions)."""
     if (s.outer * s.rows * s.cols * <Py_ssize_t>sizeof(float)
-            <= max(num_threads, 1) * PREFETCH_MIN_PER_THREAD):
+            <= max(num_threads, 1) * tuning.prefetch_min_per_thread):
         return 0
     return 4 * ceil_div(COL_PREFETCH_BYTES, 4 * width * <Py_ssize_t>sizeof(float))
 

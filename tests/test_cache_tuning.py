@@ -1,0 +1,176 @@
+"""The kernels' cache-size thresholds (fastnorm/_cache.py): read from the running machine,
+handed to every kernel variant at load, and without effect on any result.
+
+The thresholds decide only whether the kernels prefetch the next group or rows ahead and
+whether short groups are software-pipelined. Forcing every one of those on, then off,
+must give the same bits (and both must match the float64 references)."""
+
+import contextlib
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import fastnorm as fn
+from fastnorm import _cache, _dispatch
+from _helpers import (assert_close_to_ref, ref_batch_norm, ref_channel_layer_norm,
+                      ref_group_norm, ref_instance_norm, ref_layer_norm, rng_for)
+
+HUGE = 2 ** 50
+NEVER = dict(prefetch_group_max=0, prefetch_channel_max=0, prefetch_min_per_thread=HUGE,
+             pipeline_group_max=0)
+ALWAYS = dict(prefetch_group_max=HUGE, prefetch_channel_max=HUGE, prefetch_min_per_thread=0,
+              pipeline_group_max=HUGE)
+
+
+@contextlib.contextmanager
+def tuned(module, **tuning):
+    previous = module.set_cache_tuning(**tuning)
+    try:
+        yield
+    finally:
+        module.set_cache_tuning(**previous)
+
+
+# ---------------------------------------------------------------------------------------
+# reading the caches
+
+def _fake_sysfs(root, entries):
+    for i, (level, kind, size, shared) in enumerate(entries):
+        d = root / f"index{i}"
+        d.mkdir(parents=True)
+        (d / "level").write_text(f"{level}\n")
+        (d / "type").write_text(f"{kind}\n")
+        (d / "size").write_text(f"{size}\n")
+        if shared is not None:
+            (d / "shared_cpu_list").write_text(f"{shared}\n")
+
+
+def test_sysfs_sizes_per_sharing_cpu(tmp_path):
+    _fake_sysfs(tmp_path, [(1, "Data", "48K", "0,16"), (1, "Instruction", "32K", "0,16"),
+                           (2, "Unified", "2048K", "0,16"), (3, "Unified", "105M", "0-31")])
+    c = _cache.detect(str(tmp_path))
+    assert (c.l1d, c.l2, c.l3, c.source) == (24 * 1024, 1024 * 1024, 105 * 1024 ** 2 // 32,
+                                             "sysfs")
+
+
+def test_sysfs_without_sharing_lists_or_l3(tmp_path):
+    _fake_sysfs(tmp_path, [(1, "Data", "32K", None), (2, "Unified", "512K", None)])
+    c = _cache.detect(str(tmp_path))
+    assert (c.l1d, c.l2, c.source) == (32 * 1024, 512 * 1024, "sysfs")
+    assert c.l3 == _cache.detect(str(tmp_path / "absent")).l3 or c.l3 > 0
+
+
+def test_nonsense_sizes_are_bounded(tmp_path):
+    _fake_sysfs(tmp_path, [(1, "Data", "1", None), (2, "Unified", "1G", None)])
+    c = _cache.detect(str(tmp_path))
+    assert 8 * 1024 <= c.l1d and c.l2 <= 64 * 1024 ** 2
+
+
+def test_without_sysfs_the_c_library_or_defaults(tmp_path):
+    c = _cache.detect(str(tmp_path / "absent"))
+    assert c.source in ("libc", "default")
+    assert 8 * 1024 <= c.l1d <= 1024 ** 2 and 64 * 1024 <= c.l2
+
+
+@pytest.mark.skipif(shutil.which("lscpu") is None or not os.path.isdir(_cache._SYSFS),
+                    reason="needs Linux sysfs and util-linux lscpu as the reference")
+def test_this_machine_agrees_with_lscpu():
+    out = subprocess.run(["lscpu", "--caches=NAME,ONE-SIZE", "--bytes"], capture_output=True,
+                         text=True, check=True).stdout.split("\n")[1:]
+    sizes = dict(line.split() for line in out if line.strip())
+    c = _cache.detect()
+    assert c.source == "sysfs"
+    assert c.l1d <= int(sizes["L1d"]) and int(sizes["L1d"]) % c.l1d == 0
+    assert c.l2 <= int(sizes["L2"]) and int(sizes["L2"]) % c.l2 == 0
+
+
+def test_thresholds_follow_the_caches():
+    small = _cache.tuning_for(_cache.CacheSizes(32 * 1024, 512 * 1024, 16 * 1024 ** 2, "x"))
+    large = _cache.tuning_for(_cache.CacheSizes(48 * 1024, 2048 * 1024, 32 * 1024 ** 2, "x"))
+    assert set(small) == set(NEVER)
+    for name in small:
+        assert 0 < small[name] < large[name], name
+    # the group applied and the one prefetched fit L1 (groups) and L2 (channels)
+    assert 2 * small["prefetch_channel_max"] <= 512 * 1024
+    assert 4 * small["pipeline_group_max"] <= 32 * 1024
+
+
+@pytest.mark.parametrize("variant", _dispatch.available_variants())
+def test_every_variant_gets_this_machines_thresholds(variant):
+    with _dispatch.using(variant) as module:
+        assert module.cache_tuning() == _cache.tuning_for(_cache.CACHES)
+    info = fn.build_info()
+    assert info["cache_tuning"] == _cache.TUNING
+    assert info["caches"]["l2"] == _cache.CACHES.l2
+
+
+def test_negative_threshold_is_refused():
+    module = _dispatch.kernels()
+    before = module.cache_tuning()
+    with pytest.raises(ValueError, match="pipeline_group_max"):
+        module.set_cache_tuning(**dict(before, pipeline_group_max=-1))
+    assert module.cache_tuning() == before
+
+
+# ---------------------------------------------------------------------------------------
+# no effect on results
+
+def _nhwc(a):
+    return np.moveaxis(np.ascontiguousarray(np.moveaxis(a, 1, -1)), -1, 1)
+
+
+def _cases():
+    """(id, call(x, num_threads), reference(x), shape): shapes on both sides of every
+    threshold once forced (rows of 768 and 4096 values, channels of 16 KB, column sets)."""
+    def bn_train(x, t):
+        return fn.batch_norm(x, training=True, num_threads=t)
+
+    def bn_eval(x, t):
+        C = x.shape[1]
+        return fn.batch_norm(x, np.linspace(-1, 1, C), np.linspace(0.5, 2, C),
+                             training=False, num_threads=t)
+
+    def bn_eval_ref(x):
+        C = x.shape[1]
+        return ref_batch_norm(x, np.linspace(-1, 1, C), np.linspace(0.5, 2, C))[0]
+
+    return [
+        ("layer_norm_768", lambda x, t: fn.layer_norm(x, (768,), num_threads=t),
+         lambda x: ref_layer_norm(x, (768,))[0], (96, 768), False),
+        ("layer_norm_4096", lambda x, t: fn.layer_norm(x, (4096,), num_threads=t),
+         lambda x: ref_layer_norm(x, (4096,))[0], (24, 4096), False),
+        ("batch_norm_train", bn_train, lambda x: ref_batch_norm(x, training=True)[0],
+         (4, 24, 32, 32), False),
+        ("batch_norm_train_nhwc", bn_train, lambda x: ref_batch_norm(x, training=True)[0],
+         (4, 24, 32, 32), True),
+        ("batch_norm_eval_nhwc", bn_eval, bn_eval_ref, (4, 64, 32, 32), True),
+        ("instance_norm", lambda x, t: fn.instance_norm(x, num_threads=t),
+         lambda x: ref_instance_norm(x)[0], (4, 24, 32, 32), False),
+        ("instance_norm_nhwc", lambda x, t: fn.instance_norm(x, num_threads=t),
+         lambda x: ref_instance_norm(x)[0], (4, 24, 32, 32), True),
+        ("group_norm_nhwc", lambda x, t: fn.group_norm(x, 4, num_threads=t),
+         lambda x: ref_group_norm(x, 4)[0], (4, 32, 16, 16), True),
+        ("channel_layer_norm", lambda x, t: fn.channel_layer_norm(x, num_threads=t),
+         lambda x: ref_channel_layer_norm(x), (4, 96, 16, 16), False),
+    ]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", _cases(), ids=lambda c: c[0])
+@pytest.mark.parametrize("variant", _dispatch.available_variants())
+def test_thresholds_change_no_bits(case, dtype, variant):
+    name, call, ref, shape, nhwc = case
+    x = (rng_for(name, dtype).standard_normal(shape) * 2 + 3).astype(dtype)
+    if nhwc:
+        x = _nhwc(x)
+    with _dispatch.using(variant) as module:
+        results = []
+        for tuning in (NEVER, ALWAYS):
+            with tuned(module, **tuning):
+                results += [call(x.copy(order="K"), t) for t in (1, 2)]
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+    assert_close_to_ref(results[0], ref(x.astype(np.float64)), dtype)
