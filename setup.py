@@ -99,13 +99,11 @@ class BuildExt(build_ext):
         msvc = self.compiler.compiler_type == "msvc"
         omp_c, omp_l = self._openmp_flags(msvc)
         # no FMA contraction: every expression rounds as written (fused multiply-adds only
-        # where the source asks), so all parallel strategies give the same bits. Unrolled
-        # loops (the same operations in the same order): GCC leaves the apply loops at one
-        # vector per iteration, a third of it loop overhead; unrolled, LayerNorm (8, 512, 768)
-        # and BatchNorm training (8, 512, 28, 28) take 21-23% fewer instructions per value on
-        # x86-64-v3 (callgrind) and 0-15% less time on Zen 4 (x86-64-v4: 0-5%)
-        base = ["/O2"] if msvc else ["-O3", "-funroll-loops", "-ffp-contract=off",
-                                     "-fno-math-errno"]
+        # where the source asks), so all parallel strategies give the same bits.
+        # (-funroll-loops was measured and left out: on Zen 4 it took 21-23% of the
+        # instructions of LayerNorm and BatchNorm training but made channels-last BatchNorm
+        # 1.3-1.7x and NCHW BatchNorm training 1.1-1.2x slower, single-threaded.)
+        base = ["/O2"] if msvc else ["-O3", "-ffp-contract=off", "-fno-math-errno"]
         kept = []
         for ext in self.extensions:
             flags = base + VARIANT_FLAGS.get(ext.name.rsplit(".", 1)[-1], [])
