@@ -45,7 +45,8 @@ cdef struct CacheTuning:
     Py_ssize_t prefetch_group_max
     Py_ssize_t prefetch_channel_max
     # Nor when a thread's share of the data is small enough to be found in cache (LayerNorm
-    # (1, 197, 768): 8% faster without); also the column kernels' prefetch rule.
+    # (1, 197, 768): 8% faster without; see _cache.py); also the rule of the column
+    # statistics' and the rows-of-channels apply's prefetch.
     Py_ssize_t prefetch_min_per_thread
     # Short groups are software-pipelined up to this size (bytes): two groups and the affine
     # parameters must fit L1 (normalize_group_range).
