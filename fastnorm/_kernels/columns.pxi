@@ -168,6 +168,7 @@ def normalize_column_sets(const floating[::1] x,       # IN  flat (sets, rows, c
     cdef floating* hi = <floating*>malloc(max(3 * nparams, <Py_ssize_t>1) * sizeof(floating))
     cdef Stat* buf = NULL if by_sets else column_stats_scratch(s, nt)
     cdef Py_ssize_t o, spans = ceil_div(s.rows, span_rows)
+    cdef Py_ssize_t head = rows_head(yp, s.cols, s.rows, sizeof(floating))
     if st == NULL or hi == NULL or (buf == NULL and not by_sets and columns_by_row_chunks(s, nt)):
         free(st)
         free(hi)
@@ -182,8 +183,12 @@ def normalize_column_sets(const floating[::1] x,       # IN  flat (sets, rows, c
                                  st + o * s.cols, ahead)
                 set_params(st + o * s.cols, s.cols, per_group, w, b, eps, hi + o * s.cols,
                            a + o * s.cols, c + o * s.cols, mp + o * groups, vp + o * groups)
+                if head:
+                    rotate_params(hi + o * s.cols, 1, s.cols, head)
+                    rotate_params(a + o * s.cols, 1, s.cols, head)
+                    rotate_params(c + o * s.cols, 1, s.cols, head)
                 apply_row_spans(xp, yp, o * spans, (o + 1) * spans, s.cols, s.rows,
-                                span_rows, hi, a, c, 0)     # (the set is in cache)
+                                span_rows, hi, a, c, head, 0)   # (the set is in cache)
         else:
             column_stats(xp, s, precise, st, buf, nt)
             for o in range(s.outer):

@@ -1,7 +1,7 @@
 from cython.parallel cimport prange
 from libc.math cimport INFINITY, NAN, isfinite, sqrt
 from libc.stdlib cimport malloc, free
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memmove
 
 ctypedef fused stat_float:     # running statistics handed to apply_channels
     float
