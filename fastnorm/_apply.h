@@ -27,6 +27,59 @@
 #define FN_IVDEP
 #endif
 
+/* The apply of one contiguous run or row: y = fma(x - hi, a, c) with scalar parameters
+ * (fn_apply_run_*), and the LayerNorm row y = fma(x - hi, r, c) * w[i] + b[i] (fn_apply_row_*;
+ * w and/or b may be NULL). y may be x. Unrolled four vectors deep: GCC left these loops at one
+ * vector per iteration, three of its seven instructions the loop's own; unrolled, on
+ * x86-64-v3 LayerNorm (8, 512, 768) takes 11% fewer instructions per value (callgrind) and
+ * the row-local normalizations 14-21% less time (Zen 4, 1 thread). With AVX-512 (16 values
+ * a vector) it measured even: 0-4% either way, so not there. */
+#if defined(__AVX512F__)
+#define FN_UNROLL
+#elif defined(__GNUC__) && !defined(__clang__)
+#define FN_UNROLL _Pragma("GCC unroll 4")
+#elif defined(__clang__)
+#define FN_UNROLL _Pragma("clang loop unroll_count(4)")
+#else
+#define FN_UNROLL
+#endif
+
+#define FN_DEFINE_APPLY_RUN(NAME, T, FMA)                                                 \
+static inline void NAME(const T *x, T *y, ptrdiff_t n, T hi, T a, T c) {                 \
+    ptrdiff_t i;                                                                          \
+    FN_IVDEP FN_UNROLL                                                                    \
+    for (i = 0; i < n; i++)                                                               \
+        y[i] = FMA(x[i] - hi, a, c);                                                      \
+}
+
+#define FN_DEFINE_APPLY_ROW(NAME, T, FMA)                                                 \
+static inline void NAME(const T *x, T *y, ptrdiff_t n, T hi, T r, T c,                   \
+                        const T *w, const T *b) {                                         \
+    ptrdiff_t i;                                                                          \
+    if (w != NULL && b != NULL) {                                                         \
+        FN_IVDEP FN_UNROLL                                                                \
+        for (i = 0; i < n; i++)                                                           \
+            y[i] = FMA(FMA(x[i] - hi, r, c), w[i], b[i]);                                 \
+    } else if (w != NULL) {                                                               \
+        FN_IVDEP FN_UNROLL                                                                \
+        for (i = 0; i < n; i++)                                                           \
+            y[i] = FMA(x[i] - hi, r, c) * w[i];                                           \
+    } else if (b != NULL) {                                                               \
+        FN_IVDEP FN_UNROLL                                                                \
+        for (i = 0; i < n; i++)                                                           \
+            y[i] = FMA(x[i] - hi, r, c) + b[i];                                           \
+    } else {                                                                              \
+        FN_IVDEP FN_UNROLL                                                                \
+        for (i = 0; i < n; i++)                                                           \
+            y[i] = FMA(x[i] - hi, r, c);                                                  \
+    }                                                                                     \
+}
+
+FN_DEFINE_APPLY_RUN(fn_apply_run_f32, float, fn_fmaf)
+FN_DEFINE_APPLY_RUN(fn_apply_run_f64, double, fn_fma)
+FN_DEFINE_APPLY_ROW(fn_apply_row_f32, float, fn_fmaf)
+FN_DEFINE_APPLY_ROW(fn_apply_row_f64, double, fn_fma)
+
 #define FN_DEFINE_APPLY_ROWS(NAME, T, FMA)                                                \
 static inline void NAME(const T *x, T *y, ptrdiff_t nrows, ptrdiff_t ch,                 \
                         const T *hi, const T *a, const T *c,                              \

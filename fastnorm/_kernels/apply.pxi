@@ -15,12 +15,25 @@ cdef inline floating fmadd(floating a, floating b, floating c) noexcept nogil:
         return fn_fma(a, b, c)
 
 
+cdef extern from "_apply.h" nogil:
+    void fn_apply_run_f32(const float* x, float* y, Py_ssize_t n, float hi, float a,
+                          float c) noexcept
+    void fn_apply_run_f64(const double* x, double* y, Py_ssize_t n, double hi, double a,
+                          double c) noexcept
+    void fn_apply_row_f32(const float* x, float* y, Py_ssize_t n, float hi, float r, float c,
+                          const float* w, const float* b) noexcept
+    void fn_apply_row_f64(const double* x, double* y, Py_ssize_t n, double hi, double r,
+                          double c, const double* w, const double* b) noexcept
+
+
 cdef inline void apply_run_span(const floating* x, floating* y, Py_ssize_t n,
                                 floating hi, floating a, floating c) noexcept nogil:
-    """y = fma(x - hi, a, c) with scalar parameters (see mean_offset); x may be y."""
-    cdef Py_ssize_t i
-    for i in range(n):
-        y[i] = fmadd(x[i] - hi, a, c)
+    """y = fma(x - hi, a, c) with scalar parameters (see mean_offset); x may be y
+    (_apply.h: unrolled)."""
+    if floating is float:
+        fn_apply_run_f32(x, y, n, hi, a, c)
+    else:
+        fn_apply_run_f64(x, y, n, hi, a, c)
 
 
 cdef inline Py_ssize_t aligned_head(const void* y, Py_ssize_t n,
@@ -46,20 +59,11 @@ cdef inline void apply_row_span(const floating* x, floating* y, Py_ssize_t n,
                                 const floating* w, const floating* b) noexcept nogil:
     """y = fma(x - hi, r, c) * w[i] + b[i], the normalized value fma(x - hi, r, c) with
     c = mean_offset(mean, hi, r, -0.0) (with no low part, c = -0.0 and the fma is exactly
-    (x - hi) * r). w and/or b may be NULL."""
-    cdef Py_ssize_t i
-    if w != NULL and b != NULL:
-        for i in range(n):
-            y[i] = fmadd(fmadd(x[i] - hi, r, c), w[i], b[i])
-    elif w != NULL:
-        for i in range(n):
-            y[i] = fmadd(x[i] - hi, r, c) * w[i]
-    elif b != NULL:
-        for i in range(n):
-            y[i] = fmadd(x[i] - hi, r, c) + b[i]
+    (x - hi) * r). w and/or b may be NULL (_apply.h: unrolled)."""
+    if floating is float:
+        fn_apply_row_f32(x, y, n, hi, r, c, w, b)
     else:
-        for i in range(n):
-            y[i] = fmadd(x[i] - hi, r, c)
+        fn_apply_row_f64(x, y, n, hi, r, c, w, b)
 
 
 cdef inline void apply_row(const floating* x, floating* y, Py_ssize_t n,
