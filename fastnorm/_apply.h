@@ -1,5 +1,7 @@
-/* The apply of rows of channels (channels-last data, BatchNorm of (N, C)): per-channel
- * parameters, y = fma(x - hi[j], a[j], c[j]) at channel j of every row.
+/* The hot loops of the apply engine (apply.pxi): a run or a row with scalar parameters
+ * (fn_apply_run_*, fn_apply_row_*: below), and rows of channels (channels-last data,
+ * BatchNorm of (N, C)): per-channel parameters, y = fma(x - hi[j], a[j], c[j]) at channel j
+ * of every row.
  *
  * fn_apply_rows_{f32,f64}(x, y, nrows, channels, hi, a, c, ahead, after): four rows per
  * sweep, so that each parameter vector, loaded once, serves four rows (a row at a time

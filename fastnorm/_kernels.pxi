@@ -11,9 +11,9 @@
 #   _kernels/stats_int.pxi statistics engine, integer data: exact sums of x and x*x
 #                          (_intstats.h); integer_moments (moments, Moments.update)
 #   _kernels/apply.pxi     apply engine: y = fma(x - hi, a, c), hi the float64 mean rounded
-#                          to the data's type, its low part folded into c (mean_offset);
-#                          apply_channels (per-channel parameters; rows of channels four
-#                          rows per parameter load, _apply.h)
+#                          to the data's type, its low part folded into c (mean_offset;
+#                          the loops in _apply.h); apply_channels (per-channel parameters;
+#                          rows of channels four rows per parameter load, line-aligned)
 #   _kernels/rows.pxi      row-local ops: statistics of a contiguous group, then its apply
 #                          while in cache (LayerNorm, RMSNorm, InstanceNorm, GroupNorm)
 #   _kernels/columns.pxi   normalization across rows at every column (channels-first LN);
