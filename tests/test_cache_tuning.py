@@ -75,6 +75,20 @@ def test_without_sysfs_the_c_library_or_defaults(tmp_path):
     assert 8 * 1024 <= c.l1d <= 1024 ** 2 and 64 * 1024 <= c.l2
 
 
+def test_c_library_sizes_and_the_l3_share(tmp_path, monkeypatch):
+    sizes = {1: 48 * 1024, 2: 2048 * 1024, 3: 320 * 1024 ** 2}
+
+    class FakeCpu:
+        @staticmethod
+        def cache_size(level):
+            return sizes[level]
+
+    monkeypatch.setattr(_cache, "_cpu", FakeCpu)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    c = _cache.detect(str(tmp_path / "absent"))
+    assert (c.l1d, c.l2, c.l3, c.source) == (48 * 1024, 2048 * 1024, 40 * 1024 ** 2, "libc")
+
+
 @pytest.mark.skipif(shutil.which("lscpu") is None or not os.path.isdir(_cache._SYSFS),
                     reason="needs Linux sysfs and util-linux lscpu as the reference")
 def test_this_machine_agrees_with_lscpu():
