@@ -24,6 +24,12 @@ cdef extern from "_apply.h" nogil:
                           const float* w, const float* b) noexcept
     void fn_apply_row_f64(const double* x, double* y, Py_ssize_t n, double hi, double r,
                           double c, const double* w, const double* b) noexcept
+    void fn_apply_rows_f32(const float* x, float* y, Py_ssize_t nrows, Py_ssize_t channels,
+                           const float* hi, const float* a, const float* c,
+                           Py_ssize_t ahead, Py_ssize_t after) noexcept
+    void fn_apply_rows_f64(const double* x, double* y, Py_ssize_t nrows, Py_ssize_t channels,
+                           const double* hi, const double* a, const double* c,
+                           Py_ssize_t ahead, Py_ssize_t after) noexcept
 
 
 cdef inline void apply_run_span(const floating* x, floating* y, Py_ssize_t n,
@@ -153,15 +159,6 @@ cdef inline void apply_columns_aligned(const floating* x, floating* y, Py_ssize_
     apply_columns(x + h, y + h, n - h, hi + h, a + h, c + h)
 
 
-cdef extern from "_apply.h" nogil:
-    void fn_apply_rows_f32(const float* x, float* y, Py_ssize_t nrows, Py_ssize_t channels,
-                           const float* hi, const float* a, const float* c,
-                           Py_ssize_t ahead, Py_ssize_t after) noexcept
-    void fn_apply_rows_f64(const double* x, double* y, Py_ssize_t nrows, Py_ssize_t channels,
-                           const double* hi, const double* a, const double* c,
-                           Py_ssize_t ahead, Py_ssize_t after) noexcept
-
-
 cdef inline void apply_rows_of_channels(const floating* x, floating* y,   # IN/OUT nrows rows
                                         Py_ssize_t nrows, Py_ssize_t channels,
                                         const floating* hi, const floating* a,
@@ -195,9 +192,9 @@ cdef inline Py_ssize_t rows_head(const void* y, Py_ssize_t channels, Py_ssize_t 
     return aligned_head(y, channels, itemsize)
 
 
-cdef inline void rotate_params(floating* p, Py_ssize_t sets, Py_ssize_t channels,
-                               Py_ssize_t head) noexcept nogil:
-    """Each set's `channels` parameters rotated left by head (< 64 bytes of them) in place:
+cdef inline void rotate_left(floating* p, Py_ssize_t sets, Py_ssize_t channels,
+                             Py_ssize_t head) noexcept nogil:
+    """Each set's `channels` values rotated left by head (< 64 bytes of them) in place:
     p[j] becomes p[(j + head) % channels]."""
     cdef floating saved[64]
     cdef Py_ssize_t o, j
@@ -209,6 +206,16 @@ cdef inline void rotate_params(floating* p, Py_ssize_t sets, Py_ssize_t channels
         memmove(q, q + head, (channels - head) * sizeof(floating))
         for j in range(head):
             q[channels - head + j] = saved[j]
+
+
+cdef inline void rotate_params(floating* hi, floating* a, floating* c, Py_ssize_t sets,
+                               Py_ssize_t channels, Py_ssize_t head) noexcept nogil:
+    """The apply parameters hi, a, c of `sets` sets rotated to rows shifted by head
+    (apply_row_spans)."""
+    if head:
+        rotate_left(hi, sets, channels, head)
+        rotate_left(a, sets, channels, head)
+        rotate_left(c, sets, channels, head)
 
 
 cdef inline void apply_row_spans(const floating* xp, floating* yp,   # IN/OUT rows of channels
@@ -272,10 +279,7 @@ cdef void apply_all_row_spans(const floating* xp, floating* yp,   # IN/OUT sets*
     cdef Py_ssize_t ahead = apply_prefetch_rows(sets * rows_per_set * channels, channels,
                                                 sizeof(floating), nt)
     cdef Py_ssize_t head = rows_head(yp, channels, rows_per_set, sizeof(floating))
-    if head:
-        rotate_params(hi, sets, channels, head)
-        rotate_params(a, sets, channels, head)
-        rotate_params(c, sets, channels, head)
+    rotate_params(hi, a, c, sets, channels, head)
     if nt == 1:     # (not even an inactive parallel region: it costs tiny calls ~0.4 us)
         apply_row_spans(xp, yp, 0, spans, channels, rows_per_set, span_rows, hi, a, c, head,
                         ahead)

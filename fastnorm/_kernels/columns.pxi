@@ -183,10 +183,7 @@ def normalize_column_sets(const floating[::1] x,       # IN  flat (sets, rows, c
                                  st + o * s.cols, ahead)
                 set_params(st + o * s.cols, s.cols, per_group, w, b, eps, hi + o * s.cols,
                            a + o * s.cols, c + o * s.cols, mp + o * groups, vp + o * groups)
-                if head:
-                    rotate_params(hi + o * s.cols, 1, s.cols, head)
-                    rotate_params(a + o * s.cols, 1, s.cols, head)
-                    rotate_params(c + o * s.cols, 1, s.cols, head)
+                rotate_params(hi + o * s.cols, a + o * s.cols, c + o * s.cols, 1, s.cols, head)
                 apply_row_spans(xp, yp, o * spans, (o + 1) * spans, s.cols, s.rows,
                                 span_rows, hi, a, c, head, 0)   # (the set is in cache)
         else:
