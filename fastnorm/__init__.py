@@ -17,13 +17,14 @@ from ._tensors import accepts_tensors as _accepts_tensors  # noqa: E402
 from ._info import build_info  # noqa: E402
 
 # Each public function and method that takes arrays goes through _accepts_tensors (CPU torch
-# tensors in, tensors out); `writes` names the arguments it may write in place.
+# tensors in, tensors out); `writes` names the arguments it may write in place, `fast` the
+# fast path tried first.
 _RUNNING = ("out", "running_mean", "running_var")
-batch_norm = _accepts_tensors(_norms.batch_norm, writes=_RUNNING)
+batch_norm = _accepts_tensors(_norms.batch_norm, writes=_RUNNING, fast=_norms.batch_norm_fast)
 instance_norm = _accepts_tensors(_norms.instance_norm, writes=_RUNNING)
 group_norm = _accepts_tensors(_norms.group_norm)
-layer_norm = _accepts_tensors(_norms.layer_norm)
-rms_norm = _accepts_tensors(_norms.rms_norm)
+layer_norm = _accepts_tensors(_norms.layer_norm, fast=_norms.layer_norm_fast)
+rms_norm = _accepts_tensors(_norms.rms_norm, fast=_norms.rms_norm_fast)
 channel_layer_norm = _accepts_tensors(_norms.channel_layer_norm)
 normalize_image = _accepts_tensors(_image.normalize_image)
 moments = _accepts_tensors(_stats.moments)

@@ -40,6 +40,36 @@ from ._raw import F64, raw_moments
 Array = NDArray[Any]
 
 
+# ---------------------------------------------------------------------------------------
+# The fast paths alone, with the signatures of their ops: None when the general path must
+# run. The public functions try them before looking for torch tensors among the arguments
+# (fastnorm._tensors: that scan cost more than a tiny call's kernel once torch is imported);
+# a call they take has only ndarrays and plain numbers, so it has no tensor to translate.
+
+def layer_norm_fast(x: object, normalized_shape: object, weight: object = None,
+                    bias: object = None, eps: object = 1e-5, *, out: object = None,
+                    return_stats: object = False, num_threads: object = None) -> Array | None:
+    result: Array | None = _dispatch.kernels().layer_norm_fast(
+        x, normalized_shape, weight, bias, eps, out, return_stats, num_threads)
+    return result
+
+
+def rms_norm_fast(x: object, normalized_shape: object, weight: object = None, eps: object = None,
+                  *, out: object = None, num_threads: object = None) -> Array | None:
+    result: Array | None = _dispatch.kernels().rms_norm_fast(x, normalized_shape, weight, eps,
+                                                             out, num_threads)
+    return result
+
+
+def batch_norm_fast(x: object, running_mean: object = None, running_var: object = None,
+                    weight: object = None, bias: object = None, training: object = False,
+                    momentum: object = 0.1, eps: object = 1e-5, *, out: object = None,
+                    num_threads: object = None) -> Array | None:
+    result: Array | None = _dispatch.kernels().batch_norm_fast(
+        x, running_mean, running_var, weight, bias, training, momentum, eps, out, num_threads)
+    return result
+
+
 @fill
 def layer_norm(x: object, normalized_shape: object, weight: object = None, bias: object = None,
                eps: object = 1e-5, *, out: object = None, return_stats: object = False,
@@ -73,8 +103,8 @@ def layer_norm(x: object, normalized_shape: object, weight: object = None, bias:
     >>> fn.layer_norm(x, 4, out=x) is x
     True
     """
-    fast: Array | tuple[Array, Array, Array] | None = _dispatch.kernels().layer_norm_fast(
-        x, normalized_shape, weight, bias, eps, out, return_stats, num_threads)
+    fast = layer_norm_fast(x, normalized_shape, weight, bias, eps, out=out,
+                           return_stats=return_stats, num_threads=num_threads)
     if fast is not None:
         return fast
     x, shape, rows, row, weight, bias = V.row_affine(x, normalized_shape, weight, bias)
@@ -120,8 +150,7 @@ def rms_norm(x: object, normalized_shape: object, weight: object = None, eps: ob
     [[ 0.849  2.263]
      [ 1.    -2.   ]]
     """
-    fast: Array | None = _dispatch.kernels().rms_norm_fast(x, normalized_shape, weight, eps, out,
-                                                           num_threads)
+    fast = rms_norm_fast(x, normalized_shape, weight, eps, out=out, num_threads=num_threads)
     if fast is not None:
         return fast
     x, shape, rows, row, weight, _ = V.row_affine(x, normalized_shape, weight, None)
@@ -286,8 +315,8 @@ def batch_norm(x: object, running_mean: object = None, running_var: object = Non
     [[-0.206  0.619]
      [ 1.28   2.106]]
     """
-    fast: Array | None = _dispatch.kernels().batch_norm_fast(
-        x, running_mean, running_var, weight, bias, training, momentum, eps, out, num_threads)
+    fast = batch_norm_fast(x, running_mean, running_var, weight, bias, training, momentum, eps,
+                           out=out, num_threads=num_threads)
     if fast is not None:
         return fast
     x = V.array_input(x, min_ndim=2)

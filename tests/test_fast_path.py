@@ -316,7 +316,46 @@ def test_public_functions_use_the_fast_path_for_large_calls(monkeypatch):
             del returned[:]
             out = np.empty_like(y)
             assert call(out, nt) is out
-            assert [r[1] for r in returned] == [None], name + ": out= took the fast path"
+            # (tried by the public wrapper, then by the op: declined both times)
+            assert returned and all(r == (name, None) for r in returned), \
+                name + ": out= took the fast path"
+
+
+@pytest.mark.parametrize("tiny", [True, False], ids=["tiny", "large"])
+def test_fast_calls_skip_the_tensor_scan(monkeypatch, tiny):
+    """Once torch is imported, the public functions look for tensors among the arguments
+    (fastnorm._tensors); a call the fast path takes returns before that scan, a call it
+    declines still gets it (a stand-in torch module: the scan only needs torch.Tensor)."""
+    import sys
+    import types
+    from fastnorm import _tensors
+    fake = types.ModuleType("torch")
+    fake.Tensor = type("Tensor", (), {})
+    monkeypatch.setitem(sys.modules, "torch", fake)
+    scans = []
+    real = _tensors._has_tensor
+    monkeypatch.setattr(_tensors, "_has_tensor",
+                        lambda values, t: scans.append(t) or real(values, t))
+    x = _data((2, 8) if tiny else (64, 4096), np.float32, 1.0, 1.0, "scan")
+    xb = _data((2, 8, 3, 3) if tiny else (8, 64, 28, 28), np.float32, 1.0, 1.0, "scan bn")
+    c, cb = x.shape[1], xb.shape[1]
+    rm, rv = _running(cb, np.float32, "scan")
+    w, wb = np.ones(c, np.float32), np.ones(cb, np.float32)
+    for data, call in ((x, lambda **kw: fn.layer_norm(x, c, w, **kw)),
+                       (x, lambda **kw: fn.layer_norm(x, (c,), weight=w, bias=w, eps=1e-6, **kw)),
+                       (x, lambda **kw: fn.rms_norm(x, c, w, **kw)),
+                       (xb, lambda **kw: fn.batch_norm(xb, rm, rv, wb, training=False, **kw))):
+        del scans[:]
+        fast = call()
+        assert scans == [], "a fast-path call scanned its arguments for tensors"
+        general = call(out=np.empty_like(data))
+        assert scans and all(t is fake.Tensor for t in scans)
+        assert_bitwise(fast, general, "fast vs general path")
+    # arguments that do not bind raise the op's own error
+    with pytest.raises(TypeError, match="layer_norm"):
+        fn.layer_norm(x)
+    with pytest.raises(TypeError, match="rms_norm"):
+        fn.rms_norm(x, c, nonsense=1)
 
 
 # --- concurrency and the GIL ------------------------------------------------------------
