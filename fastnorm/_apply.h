@@ -82,11 +82,96 @@ FN_DEFINE_APPLY_RUN(fn_apply_run_f64, double, fn_fma)
 FN_DEFINE_APPLY_ROW(fn_apply_row_f32, float, fn_fmaf)
 FN_DEFINE_APPLY_ROW(fn_apply_row_f64, double, fn_fma)
 
-#define FN_DEFINE_APPLY_ROWS(NAME, T, FMA)                                                \
+/* Rows of a few vectors of channels (ch a multiple of the vector width, at most
+ * FN_REG_VECTORS vectors: 128 float32 channels with AVX-512, 32 with AVX2): the parameters
+ * of a row are loaded into registers once and the rows stream through in memory order, one
+ * load and one store per vector like a contiguous run (the four-row sweep below needs three
+ * parameter loads per four data vectors and reads four rows as interleaved streams, which
+ * the hardware prefetchers follow worse). Measured on Zen 4, AVX-512, in place, float32,
+ * rows of 64 channels: 1.5-1.6x faster than the sweep with its prefetch, from cache and from
+ * memory, 1 and 2 threads; the same time as a contiguous run. The same fma as the scalar
+ * form (contracted here as in _simd.h's lanes), so the same bits. */
+#if (defined(__GNUC__) || defined(__clang__)) && defined(FN_VF)
+#if defined(__AVX512F__)
+#define FN_REG_VECTORS 8        /* 3 x 8 parameter vectors of the 32 registers */
+#else
+#define FN_REG_VECTORS 4        /* 3 x 4 of the 16 */
+#endif
+
+#define FN_ROWS_IN_REGISTERS(T, V, LANES, NV)                                              \
+    {                                                                                     \
+        V h_[NV], m_[NV], k_[NV], v_;                                                     \
+        int q_;                                                                           \
+        ptrdiff_t r_;                                                                     \
+        for (q_ = 0; q_ < NV; q_++) {                                                     \
+            memcpy(&h_[q_], hi + q_ * LANES, sizeof v_);                                  \
+            memcpy(&m_[q_], a + q_ * LANES, sizeof v_);                                   \
+            memcpy(&k_[q_], c + q_ * LANES, sizeof v_);                                   \
+        }                                                                                 \
+        for (r_ = 0; r_ < nrows; r_++) {                                                  \
+            const T *xr_ = x + r_ * (NV * LANES);                                         \
+            T *yr_ = y + r_ * (NV * LANES);                                               \
+            for (q_ = 0; q_ < NV; q_++) {                                                 \
+                memcpy(&v_, xr_ + q_ * LANES, sizeof v_);                                 \
+                v_ = (v_ - h_[q_]) * m_[q_] + k_[q_];                                     \
+                memcpy(yr_ + q_ * LANES, &v_, sizeof v_);                                 \
+            }                                                                             \
+        }                                                                                 \
+        return 1;                                                                         \
+    }
+
+#define FN_DEFINE_APPLY_ROWS_IN_REGISTERS(NAME, T, V, LANES)                               \
+FN_FMA_FUNCTION                                                                           \
+static inline int NAME(const T *x, T *y, ptrdiff_t nrows, ptrdiff_t ch,                  \
+                       const T *hi, const T *a, const T *c) {                             \
+    FN_CONTRACT_FMA                                                                       \
+    if (ch % LANES)                                                                       \
+        return 0;                                                                         \
+    switch (ch / LANES) {                                                                 \
+    case 1: FN_ROWS_IN_REGISTERS(T, V, LANES, 1)                                          \
+    case 2: FN_ROWS_IN_REGISTERS(T, V, LANES, 2)                                          \
+    case 3: FN_ROWS_IN_REGISTERS(T, V, LANES, 3)                                          \
+    case 4: FN_ROWS_IN_REGISTERS(T, V, LANES, 4)                                          \
+    FN_ROWS_IN_REGISTERS_WIDE(T, V, LANES)                                                \
+    default: return 0;                                                                    \
+    }                                                                                     \
+}
+
+#if FN_REG_VECTORS == 8
+#define FN_ROWS_IN_REGISTERS_WIDE(T, V, LANES)                                             \
+    case 5: FN_ROWS_IN_REGISTERS(T, V, LANES, 5)                                          \
+    case 6: FN_ROWS_IN_REGISTERS(T, V, LANES, 6)                                          \
+    case 7: FN_ROWS_IN_REGISTERS(T, V, LANES, 7)                                          \
+    case 8: FN_ROWS_IN_REGISTERS(T, V, LANES, 8)
+#else
+#define FN_ROWS_IN_REGISTERS_WIDE(T, V, LANES)
+#endif
+
+FN_DEFINE_APPLY_ROWS_IN_REGISTERS(fn_apply_rows_reg_f32, float, fn_vf, FN_VF)
+FN_DEFINE_APPLY_ROWS_IN_REGISTERS(fn_apply_rows_reg_f64, double, fn_vd, FN_VD)
+#else
+#define FN_REG_VECTORS 0
+static inline int fn_apply_rows_reg_f32(const float *x, float *y, ptrdiff_t nrows,
+                                        ptrdiff_t ch, const float *hi, const float *a,
+                                        const float *c) {
+    (void)x; (void)y; (void)nrows; (void)ch; (void)hi; (void)a; (void)c;
+    return 0;
+}
+static inline int fn_apply_rows_reg_f64(const double *x, double *y, ptrdiff_t nrows,
+                                        ptrdiff_t ch, const double *hi, const double *a,
+                                        const double *c) {
+    (void)x; (void)y; (void)nrows; (void)ch; (void)hi; (void)a; (void)c;
+    return 0;
+}
+#endif
+
+#define FN_DEFINE_APPLY_ROWS(NAME, T, FMA, IN_REGISTERS)                                  \
 static inline void NAME(const T *x, T *y, ptrdiff_t nrows, ptrdiff_t ch,                 \
                         const T *hi, const T *a, const T *c,                              \
                         ptrdiff_t ahead, ptrdiff_t after) {                               \
     ptrdiff_t r = 0, j;                                                                   \
+    if (IN_REGISTERS(x, y, nrows, ch, hi, a, c))                                          \
+        return;                                                                           \
     for (; r + 4 <= nrows; r += 4) {                                                      \
         const T *xr = x + r * ch;                                                         \
         T *yr = y + r * ch;                                                               \
@@ -111,7 +196,7 @@ static inline void NAME(const T *x, T *y, ptrdiff_t nrows, ptrdiff_t ch,        
     }                                                                                     \
 }
 
-FN_DEFINE_APPLY_ROWS(fn_apply_rows_f32, float, fn_fmaf)
-FN_DEFINE_APPLY_ROWS(fn_apply_rows_f64, double, fn_fma)
+FN_DEFINE_APPLY_ROWS(fn_apply_rows_f32, float, fn_fmaf, fn_apply_rows_reg_f32)
+FN_DEFINE_APPLY_ROWS(fn_apply_rows_f64, double, fn_fma, fn_apply_rows_reg_f64)
 
 #endif
