@@ -91,12 +91,7 @@ FN_DEFINE_APPLY_ROW(fn_apply_row_f64, double, fn_fma)
  * rows of 64 channels: 1.5-1.6x faster than the sweep with its prefetch, from cache and from
  * memory, 1 and 2 threads; the same time as a contiguous run. The same fma as the scalar
  * form (contracted here as in _simd.h's lanes), so the same bits. */
-#if (defined(__GNUC__) || defined(__clang__)) && defined(FN_VF)
-#if defined(__AVX512F__)
-#define FN_REG_VECTORS 8        /* 3 x 8 parameter vectors of the 32 registers */
-#else
-#define FN_REG_VECTORS 4        /* 3 x 4 of the 16 */
-#endif
+#if FN_REG_VECTORS > 0
 
 #define FN_ROWS_IN_REGISTERS(T, V, LANES, NV)                                              \
     {                                                                                     \
@@ -150,7 +145,6 @@ static inline int NAME(const T *x, T *y, ptrdiff_t nrows, ptrdiff_t ch,         
 FN_DEFINE_APPLY_ROWS_IN_REGISTERS(fn_apply_rows_reg_f32, float, fn_vf, FN_VF)
 FN_DEFINE_APPLY_ROWS_IN_REGISTERS(fn_apply_rows_reg_f64, double, fn_vd, FN_VD)
 #else
-#define FN_REG_VECTORS 0
 static inline int fn_apply_rows_reg_f32(const float *x, float *y, ptrdiff_t nrows,
                                         ptrdiff_t ch, const float *hi, const float *a,
                                         const float *c) {

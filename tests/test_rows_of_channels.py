@@ -71,3 +71,31 @@ def test_channels_last_apply_matches_float64(variant, C):
     with _dispatch.using(variant):
         got = fn.batch_norm(_nhwc_at(x, 16), rm, rv, w, b)
     np.testing.assert_allclose(got, ref, rtol=0, atol=2e-6 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("variant", _dispatch.available_variants())
+@pytest.mark.parametrize("C", [8, 16, 32, 48, 64, 96, 128])
+def test_column_statistics_of_short_rows_have_the_wide_rows_bits(variant, C):
+    """Column statistics of float32 rows of a few vectors keep their lane sums in registers
+    (_simd.h: fn_column_sums_reg_f32); rows of more channels use the sweep of stats.pxi.
+    Each column is summed alone either way, so the first C channels of a 160-channels-wider
+    array (the sweep) must give the bits of the same values as an array of C channels:
+    BatchNorm training (and its running statistics) and InstanceNorm, over several chunks of
+    rows and rows that are no multiple of four."""
+    rng = rng_for("short column rows", variant, C)
+    wide = (rng.standard_normal((3, C + 160, 13, 17)) * 3 + 2).astype(np.float32)
+    narrow = np.ascontiguousarray(wide[:, :C])
+    with _dispatch.using(variant):
+        for nt in (1, 2):
+            tag = f"{variant} C={C} nt={nt}"
+            xw, xn = _nhwc_at(wide, 16), _nhwc_at(narrow, 16)
+            rmw, rvw = np.zeros(C + 160, np.float32), np.ones(C + 160, np.float32)
+            rmn, rvn = np.zeros(C, np.float32), np.ones(C, np.float32)
+            yw = fn.batch_norm(xw, rmw, rvw, training=True, num_threads=nt)
+            yn = fn.batch_norm(xn, rmn, rvn, training=True, num_threads=nt)
+            np.testing.assert_array_equal(_bits(yn), _bits(yw[:, :C]), err_msg=tag)
+            np.testing.assert_array_equal(_bits(rmn), _bits(rmw[:C]), err_msg=tag)
+            np.testing.assert_array_equal(_bits(rvn), _bits(rvw[:C]), err_msg=tag)
+            yw = fn.instance_norm(xw, num_threads=nt)
+            yn = fn.instance_norm(xn, num_threads=nt)
+            np.testing.assert_array_equal(_bits(yn), _bits(yw[:, :C]), err_msg=tag + " IN")

@@ -69,6 +69,9 @@ cdef extern from "_simd.h" nogil:
     void fn_chunk_sums_f32_pair(const float* xa, const float* xb, Py_ssize_t n,
                                 double* shift, double* s1, double* s2) noexcept
     enum: FN_PAIR_MAX       # chunks shorter than this may be summed in pairs
+    int fn_column_sums_reg_f32(const float* x, Py_ssize_t nr, Py_ssize_t ld, Py_ssize_t width,
+                               Py_ssize_t flush, const float* c, double* s1,
+                               double* s2) noexcept
     void fn_prefetch(const void* p, Py_ssize_t nbytes) noexcept
     void fn_prefetch_l2(const void* p, Py_ssize_t nbytes) noexcept
     # where float32 lanes are not safe (the row sums' limits, shared by column_sums_checked)
@@ -269,6 +272,8 @@ cdef void column_chunk_sums_f32(const float* x,   # IN  nr rows of `width` colum
     for j in range(width):
         c[j] = <float>(shift[j] / ns)
         shift[j] = c[j]
+    if fn_column_sums_reg_f32(x, nr, ld, width, COL_FLUSH, c, s1, s2):
+        return          # (rows of a few vectors: the sweep below with its sums in registers)
     r = 0
     while r < nr:
         stop = min(r + COL_FLUSH, nr)
