@@ -26,3 +26,4 @@ def test_model_benchmark_quick(name):
     assert r["taken"] > 0 and r["fastnorm_calls"] == r["taken"] and not r["own_calls"], r
     assert r["max_abs_diff"] < 1e-3, r
     assert r["plain_s"] > 0 and r["optimized_s"] > 0
+    assert 0 < r["norm_share"] < 1 and r["bound"] == pytest.approx(1 / (1 - r["norm_share"]))

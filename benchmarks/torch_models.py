@@ -7,7 +7,8 @@ their configs (random weights, no download), and a style-transfer network with I
 (the image transformation network of Johnson et al., 2016), each timed under
 torch.inference_mode() with the same number of threads for PyTorch and fastnorm. Rounds of
 the plain and the optimized model alternate (A B B A ...) after a warm-up, and the figures
-are medians. Before timing, the optimized model's output is checked against the plain one's
+are medians. The share of the plain forward spent in the norm modules (forward hooks,
+after the timed rounds) bounds what optimize can give: 1 / (1 - share). Before timing, the optimized model's output is checked against the plain one's
 and every norm module is checked to have run fastnorm. Needs torch; the transformers
 models are skipped when transformers is not installed. --quick: small configs, few rounds
 (a smoke test, not a measurement).
@@ -142,6 +143,34 @@ def _time_once(torch, model, x):
     return time.perf_counter() - start
 
 
+def norm_share(torch, model, x, names, rounds=5):
+    """The share of the plain model's forward spent inside its norm modules `names` (the
+    ones optimize takes over), timed by forward hooks over `rounds` forwards outside the
+    timed rounds, and the speed-up the model would have if they took no time at all
+    (Amdahl's bound: 1 / (1 - share)): what optimize can do at most."""
+    inside = [0.0]
+    modules = dict(model.named_modules())
+    handles = []
+    for n in names:
+        m = modules[n]
+
+        def pre(module, args):
+            module._fastnorm_bench_t0 = time.perf_counter()
+
+        def post(module, args, out):
+            inside[0] += time.perf_counter() - module._fastnorm_bench_t0
+        handles += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
+    try:
+        total = 0.0
+        for _ in range(rounds):
+            total += _time_once(torch, model, x)
+    finally:
+        for h in handles:
+            h.remove()
+    share = inside[0] / total
+    return share, 1.0 / max(1.0 - share, 1e-9)
+
+
 def measure(name, *, quick=False, rounds=15, warmup=3, channels_last=False):
     """One model: a dict with the label, the input, the norm modules taken over, the max
     abs difference of the outputs and the median times without and with optimize.
@@ -176,6 +205,8 @@ def measure(name, *, quick=False, rounds=15, warmup=3, channels_last=False):
             else:
                 optimized.append(_time_once(torch, fast, x))
                 plain.append(_time_once(torch, model, x))
+        share, bound = norm_share(torch, model, x, [e.name for e in rep.taken],
+                                  rounds=1 if quick else 5)
     types = sorted({e.type for e in rep.taken})
     layout = " CL" if channels_last and x.dim() == 4 else ""
     if name == "style" and not quick:
@@ -184,7 +215,8 @@ def measure(name, *, quick=False, rounds=15, warmup=3, channels_last=False):
             "taken": len(rep.taken), "types": types, "fastnorm_calls": fastnorm_calls,
             "own_calls": own_calls, "own_reasons": own_reasons,
             "left_alone": [(e.name, e.type, e.reason) for e in rep.left_alone],
-            "max_abs_diff": diff, "plain_s": statistics.median(plain),
+            "max_abs_diff": diff, "norm_share": share, "bound": bound,
+            "plain_s": statistics.median(plain),
             "optimized_s": statistics.median(optimized)}
 
 
@@ -226,7 +258,8 @@ def main(argv=None):
           f"medians of {rounds} interleaved rounds")
     print()
     header = f"{'model':48s} {'input':>16s} {'norms':>5s} {'calls':>7s} {'plain':>10s} " \
-             f"{'optimize':>10s} {'speed-up':>8s} {'max |diff|':>10s} {'busy':>5s}"
+             f"{'optimize':>10s} {'speed-up':>8s} {'share':>6s} {'bound':>6s} {'max |diff|':>10s} " \
+             f"{'busy':>5s}"
     print(header)
     print("-" * len(header))
     results = []
@@ -242,10 +275,13 @@ def main(argv=None):
         calls = f"{r['fastnorm_calls']}/{r['own_calls']}"
         print(f"{r['label']:48s} {r['input']:>16s} {r['taken']:5d} {calls:>7s} "
               f"{r['plain_s'] * 1e3:8.2f}ms {r['optimized_s'] * 1e3:8.2f}ms "
-              f"{r['plain_s'] / r['optimized_s']:7.2f}x {r['max_abs_diff']:10.1e} "
+              f"{r['plain_s'] / r['optimized_s']:7.2f}x {r['norm_share']:6.1%} "
+              f"{r['bound']:5.2f}x {r['max_abs_diff']:10.1e} "
               f"{'' if busy is None else format(busy, '5.0%')}"
               + ("" if good else "  CHECK FAILED"), flush=True)
-    print("\nnorms: modules taken over; calls: norm calls of the first (checked) forward that "
+    print("\nnorms: modules taken over; share: their share of the plain forward's time (forward "
+          "hooks, outside the timed rounds); bound: the speed-up if they took no time (1 / (1 - share)), "
+          "the most optimize can give; calls: norm calls of the first (checked) forward that "
           "ran fastnorm / the module's own forward; busy: CPU used by other processes just "
           "before the row")
     for r in results:
