@@ -276,12 +276,15 @@ def main(argv=None):
         print(f"{r['label']:48s} {r['input']:>16s} {r['taken']:5d} {calls:>7s} "
               f"{r['plain_s'] * 1e3:8.2f}ms {r['optimized_s'] * 1e3:8.2f}ms "
               f"{r['plain_s'] / r['optimized_s']:7.2f}x {r['norm_share']:6.1%} "
-              f"{r['bound']:5.2f}x {r['max_abs_diff']:10.1e} "
+              f"{format(r['bound'], '5.2f') + 'x' if r['fastnorm_calls'] else '-':>6s} "
+              f"{r['max_abs_diff']:10.1e} "
               f"{'' if busy is None else format(busy, '5.0%')}"
               + ("" if good else "  CHECK FAILED"), flush=True)
     print("\nnorms: modules taken over; share: their share of the plain forward's time (forward "
           "hooks, outside the timed rounds); bound: the speed-up if they took no time (1 / (1 - share)), "
-          "the most optimize can give; calls: norm calls of the first (checked) forward that "
+          "the most optimize can give by the time spent inside those modules (a module's output "
+          "layout can cost the next layer time, which the share does not count); - where no "
+          "call ran fastnorm; calls: norm calls of the first (checked) forward that "
           "ran fastnorm / the module's own forward; busy: CPU used by other processes just "
           "before the row")
     for r in results:

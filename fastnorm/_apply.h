@@ -47,7 +47,7 @@
 #endif
 
 #define FN_DEFINE_APPLY_RUN(NAME, T, FMA)                                                 \
-static inline void NAME(const T *x, T *y, ptrdiff_t n, T hi, T a, T c) {                 \
+static inline void NAME(const T *x, T *y, ptrdiff_t n, T hi, T a, T c) {                  \
     ptrdiff_t i;                                                                          \
     FN_IVDEP FN_UNROLL                                                                    \
     for (i = 0; i < n; i++)                                                               \
@@ -55,7 +55,7 @@ static inline void NAME(const T *x, T *y, ptrdiff_t n, T hi, T a, T c) {        
 }
 
 #define FN_DEFINE_APPLY_ROW(NAME, T, FMA)                                                 \
-static inline void NAME(const T *x, T *y, ptrdiff_t n, T hi, T r, T c,                   \
+static inline void NAME(const T *x, T *y, ptrdiff_t n, T hi, T r, T c,                    \
                         const T *w, const T *b) {                                         \
     ptrdiff_t i;                                                                          \
     if (w != NULL && b != NULL) {                                                         \
@@ -90,10 +90,10 @@ FN_DEFINE_APPLY_ROW(fn_apply_row_f64, double, fn_fma)
  * the hardware prefetchers follow worse). Measured on Zen 4, AVX-512, in place, float32,
  * rows of 64 channels: 1.5-1.6x faster than the sweep with its prefetch, from cache and from
  * memory, 1 and 2 threads; the same time as a contiguous run. The same fma as the scalar
- * form (contracted here as in _simd.h's lanes), so the same bits. */
-#if FN_REG_VECTORS > 0
+ * form (FN_VFMA_*: fused exactly where fn_fmaf is), so the same bits. */
+#if FN_REG_VECTORS > 0 && defined(FN_VFMA_F32)
 
-#define FN_ROWS_IN_REGISTERS(T, V, LANES, NV)                                              \
+#define FN_ROWS_IN_REGISTERS(T, V, LANES, VFMA, NV)                                       \
     {                                                                                     \
         V h_[NV], m_[NV], k_[NV], v_;                                                     \
         int q_;                                                                           \
@@ -108,42 +108,40 @@ FN_DEFINE_APPLY_ROW(fn_apply_row_f64, double, fn_fma)
             T *yr_ = y + r_ * (NV * LANES);                                               \
             for (q_ = 0; q_ < NV; q_++) {                                                 \
                 memcpy(&v_, xr_ + q_ * LANES, sizeof v_);                                 \
-                v_ = (v_ - h_[q_]) * m_[q_] + k_[q_];                                     \
+                v_ = VFMA(v_ - h_[q_], m_[q_], k_[q_]);                                   \
                 memcpy(yr_ + q_ * LANES, &v_, sizeof v_);                                 \
             }                                                                             \
         }                                                                                 \
         return 1;                                                                         \
     }
 
-#define FN_DEFINE_APPLY_ROWS_IN_REGISTERS(NAME, T, V, LANES)                               \
-FN_FMA_FUNCTION                                                                           \
-static inline int NAME(const T *x, T *y, ptrdiff_t nrows, ptrdiff_t ch,                  \
+#define FN_DEFINE_APPLY_ROWS_IN_REGISTERS(NAME, T, V, LANES, VFMA)                        \
+static inline int NAME(const T *x, T *y, ptrdiff_t nrows, ptrdiff_t ch,                   \
                        const T *hi, const T *a, const T *c) {                             \
-    FN_CONTRACT_FMA                                                                       \
     if (ch % LANES)                                                                       \
         return 0;                                                                         \
     switch (ch / LANES) {                                                                 \
-    case 1: FN_ROWS_IN_REGISTERS(T, V, LANES, 1)                                          \
-    case 2: FN_ROWS_IN_REGISTERS(T, V, LANES, 2)                                          \
-    case 3: FN_ROWS_IN_REGISTERS(T, V, LANES, 3)                                          \
-    case 4: FN_ROWS_IN_REGISTERS(T, V, LANES, 4)                                          \
-    FN_ROWS_IN_REGISTERS_WIDE(T, V, LANES)                                                \
+    case 1: FN_ROWS_IN_REGISTERS(T, V, LANES, VFMA, 1)                                    \
+    case 2: FN_ROWS_IN_REGISTERS(T, V, LANES, VFMA, 2)                                    \
+    case 3: FN_ROWS_IN_REGISTERS(T, V, LANES, VFMA, 3)                                    \
+    case 4: FN_ROWS_IN_REGISTERS(T, V, LANES, VFMA, 4)                                    \
+    FN_ROWS_IN_REGISTERS_WIDE(T, V, LANES, VFMA)                                          \
     default: return 0;                                                                    \
     }                                                                                     \
 }
 
 #if FN_REG_VECTORS == 8
-#define FN_ROWS_IN_REGISTERS_WIDE(T, V, LANES)                                             \
-    case 5: FN_ROWS_IN_REGISTERS(T, V, LANES, 5)                                          \
-    case 6: FN_ROWS_IN_REGISTERS(T, V, LANES, 6)                                          \
-    case 7: FN_ROWS_IN_REGISTERS(T, V, LANES, 7)                                          \
-    case 8: FN_ROWS_IN_REGISTERS(T, V, LANES, 8)
+#define FN_ROWS_IN_REGISTERS_WIDE(T, V, LANES, VFMA)                                      \
+    case 5: FN_ROWS_IN_REGISTERS(T, V, LANES, VFMA, 5)                                    \
+    case 6: FN_ROWS_IN_REGISTERS(T, V, LANES, VFMA, 6)                                    \
+    case 7: FN_ROWS_IN_REGISTERS(T, V, LANES, VFMA, 7)                                    \
+    case 8: FN_ROWS_IN_REGISTERS(T, V, LANES, VFMA, 8)
 #else
-#define FN_ROWS_IN_REGISTERS_WIDE(T, V, LANES)
+#define FN_ROWS_IN_REGISTERS_WIDE(T, V, LANES, VFMA)
 #endif
 
-FN_DEFINE_APPLY_ROWS_IN_REGISTERS(fn_apply_rows_reg_f32, float, fn_vf, FN_VF)
-FN_DEFINE_APPLY_ROWS_IN_REGISTERS(fn_apply_rows_reg_f64, double, fn_vd, FN_VD)
+FN_DEFINE_APPLY_ROWS_IN_REGISTERS(fn_apply_rows_reg_f32, float, fn_vf, FN_VF, FN_VFMA_F32)
+FN_DEFINE_APPLY_ROWS_IN_REGISTERS(fn_apply_rows_reg_f64, double, fn_vd, FN_VD, FN_VFMA_F64)
 #else
 static inline int fn_apply_rows_reg_f32(const float *x, float *y, ptrdiff_t nrows,
                                         ptrdiff_t ch, const float *hi, const float *a,
@@ -160,7 +158,7 @@ static inline int fn_apply_rows_reg_f64(const double *x, double *y, ptrdiff_t nr
 #endif
 
 #define FN_DEFINE_APPLY_ROWS(NAME, T, FMA, IN_REGISTERS)                                  \
-static inline void NAME(const T *x, T *y, ptrdiff_t nrows, ptrdiff_t ch,                 \
+static inline void NAME(const T *x, T *y, ptrdiff_t nrows, ptrdiff_t ch,                  \
                         const T *hi, const T *a, const T *c,                              \
                         ptrdiff_t ahead, ptrdiff_t after) {                               \
     ptrdiff_t r = 0, j;                                                                   \
@@ -174,7 +172,7 @@ static inline void NAME(const T *x, T *y, ptrdiff_t nrows, ptrdiff_t ch,        
         FN_IVDEP                                                                          \
         for (j = 0; j < ch; j++) {                                                        \
             T h = hi[j], m = a[j], k = c[j];                                              \
-            T v0 = xr[j], v1 = xr[j + ch], v2 = xr[j + 2 * ch], v3 = xr[j + 3 * ch];     \
+            T v0 = xr[j], v1 = xr[j + ch], v2 = xr[j + 2 * ch], v3 = xr[j + 3 * ch];      \
             yr[j] = FMA(v0 - h, m, k);                                                    \
             yr[j + ch] = FMA(v1 - h, m, k);                                               \
             yr[j + 2 * ch] = FMA(v2 - h, m, k);                                           \
