@@ -89,8 +89,8 @@ cdef object fast_call(object x, object out, object p0, object p1, object p2, obj
     cdef bint release_gil = size >= PARALLEL_MIN_ELEMENTS
     if release_gil:    # threads resolved once, as the general path does (before any buffer)
         nt = _threads.resolve(num_threads)
-    if out is None and not x.flags.c_contiguous:
-        return None        # (before allocating: the buffer of x could not be taken below)
+    if release_gil and out is None and not x.flags.c_contiguous:
+        return None        # (before allocating a large y: x's buffer could not be taken below)
     cdef object y = _np.empty(x.shape, dtype) if out is None else out
     cdef void* yb
     objs = (x, None if in_place else y, p0, p1, p2, p3)
