@@ -47,7 +47,7 @@
 #endif
 
 #define FN_DEFINE_APPLY_RUN(NAME, T, FMA)                                                 \
-static inline void NAME(const T *x, T *y, ptrdiff_t n, T hi, T a, T c) {                  \
+static inline void NAME(const T *x, T *y, ptrdiff_t n, T hi, T a, T c) {                 \
     ptrdiff_t i;                                                                          \
     FN_IVDEP FN_UNROLL                                                                    \
     for (i = 0; i < n; i++)                                                               \
@@ -55,7 +55,7 @@ static inline void NAME(const T *x, T *y, ptrdiff_t n, T hi, T a, T c) {        
 }
 
 #define FN_DEFINE_APPLY_ROW(NAME, T, FMA)                                                 \
-static inline void NAME(const T *x, T *y, ptrdiff_t n, T hi, T r, T c,                    \
+static inline void NAME(const T *x, T *y, ptrdiff_t n, T hi, T r, T c,                   \
                         const T *w, const T *b) {                                         \
     ptrdiff_t i;                                                                          \
     if (w != NULL && b != NULL) {                                                         \
@@ -158,7 +158,7 @@ static inline int fn_apply_rows_reg_f64(const double *x, double *y, ptrdiff_t nr
 #endif
 
 #define FN_DEFINE_APPLY_ROWS(NAME, T, FMA, IN_REGISTERS)                                  \
-static inline void NAME(const T *x, T *y, ptrdiff_t nrows, ptrdiff_t ch,                  \
+static inline void NAME(const T *x, T *y, ptrdiff_t nrows, ptrdiff_t ch,                 \
                         const T *hi, const T *a, const T *c,                              \
                         ptrdiff_t ahead, ptrdiff_t after) {                               \
     ptrdiff_t r = 0, j;                                                                   \
@@ -172,7 +172,7 @@ static inline void NAME(const T *x, T *y, ptrdiff_t nrows, ptrdiff_t ch,        
         FN_IVDEP                                                                          \
         for (j = 0; j < ch; j++) {                                                        \
             T h = hi[j], m = a[j], k = c[j];                                              \
-            T v0 = xr[j], v1 = xr[j + ch], v2 = xr[j + 2 * ch], v3 = xr[j + 3 * ch];      \
+            T v0 = xr[j], v1 = xr[j + ch], v2 = xr[j + 2 * ch], v3 = xr[j + 3 * ch];     \
             yr[j] = FMA(v0 - h, m, k);                                                    \
             yr[j + ch] = FMA(v1 - h, m, k);                                               \
             yr[j + 2 * ch] = FMA(v2 - h, m, k);                                           \

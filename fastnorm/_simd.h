@@ -63,25 +63,25 @@
  * L3/DRAM). One function per locality: a locality argument tested at run time, measured,
  * cost BatchNorm training 15%. */
 #if defined(__GNUC__) || defined(__clang__)
-#define FN_DEFINE_PREFETCH(NAME, LOCALITY)                                                \
-static inline void NAME(const void *p, ptrdiff_t bytes) {                                 \
-    const char *c = (const char *)p;                                                      \
-    ptrdiff_t i;                                                                          \
-    for (i = 0; i < bytes; i += 64) __builtin_prefetch(c + i, 0, LOCALITY);               \
+#define FN_DEFINE_PREFETCH(NAME, LOCALITY)                                            \
+static inline void NAME(const void *p, ptrdiff_t bytes) {                             \
+    const char *c = (const char *)p;                                                  \
+    ptrdiff_t i;                                                                      \
+    for (i = 0; i < bytes; i += 64) __builtin_prefetch(c + i, 0, LOCALITY);           \
 }
 #else
-#define FN_DEFINE_PREFETCH(NAME, LOCALITY)                                                \
+#define FN_DEFINE_PREFETCH(NAME, LOCALITY)                                            \
 static inline void NAME(const void *p, ptrdiff_t bytes) { (void)p; (void)bytes; }
 #endif
 FN_DEFINE_PREFETCH(fn_prefetch, 3)
 FN_DEFINE_PREFETCH(fn_prefetch_l2, 2)
 
 /* the values x[i:n] (fewer than a vector) into the float64 sums t1, t2 around c */
-#define FN_TAIL_SUMS(x, i, n, c, t1, t2)                                                  \
-    for (; (i) < (n); (i)++) {                                                            \
-        double d_ = (double)(x)[i] - (c);                                                 \
-        (t1) += d_;                                                                       \
-        (t2) += d_ * d_;                                                                  \
+#define FN_TAIL_SUMS(x, i, n, c, t1, t2)                                              \
+    for (; (i) < (n); (i)++) {                                                        \
+        double d_ = (double)(x)[i] - (c);                                             \
+        (t1) += d_;                                                                   \
+        (t2) += d_ * d_;                                                              \
     }
 
 static inline double fn_shift_f32_scalar(const float *x, ptrdiff_t n) {
@@ -221,29 +221,29 @@ static inline double fn_shift_f32(const float *x, ptrdiff_t n) {
 
 /* s1, s2 of x[0:n] - c in FN_VD-wide float64 lanes: float64 data, and float32 data where
  * float32 lanes are not safe (T: the data type; V: a vector of FN_VD of them) */
-#define FN_DEFINE_SUMS_F64(NAME, T, V)                                                    \
-static inline void NAME(const T *x, ptrdiff_t n, double c, double *s1, double *s2) {      \
-    double t1 = 0.0, t2 = 0.0;                                                            \
-    fn_vd cv, a1[FN_ACCS64], a2[FN_ACCS64];                                               \
-    ptrdiff_t i = 0;                                                                      \
-    int k, l;                                                                             \
-    for (k = 0; k < FN_VD; k++) cv[k] = c;                                                \
-    for (k = 0; k < FN_ACCS64; k++) { a1[k] = cv - cv; a2[k] = cv - cv; }                 \
-    for (; i + FN_VD * FN_ACCS64 <= n; i += FN_VD * FN_ACCS64) {                          \
-        for (k = 0; k < FN_ACCS64; k++) {                                                 \
-            V v;                                                                          \
-            fn_vd d;                                                                      \
-            memcpy(&v, x + i + FN_VD * k, sizeof v);                                      \
-            d = __builtin_convertvector(v, fn_vd) - cv;                                   \
-            a1[k] += d;                                                                   \
-            a2[k] += d * d;                                                               \
-        }                                                                                 \
-    }                                                                                     \
-    FN_TAIL_SUMS(x, i, n, c, t1, t2);                                                     \
-    for (l = FN_ACCS64 / 2; l > 0; l /= 2)                                                \
-        for (k = 0; k < l; k++) { a1[k] += a1[k + l]; a2[k] += a2[k + l]; }               \
-    *s1 = t1 + fn_hsum(a1[0]);                                                            \
-    *s2 = t2 + fn_hsum(a2[0]);                                                            \
+#define FN_DEFINE_SUMS_F64(NAME, T, V)                                                  \
+static inline void NAME(const T *x, ptrdiff_t n, double c, double *s1, double *s2) {    \
+    double t1 = 0.0, t2 = 0.0;                                                          \
+    fn_vd cv, a1[FN_ACCS64], a2[FN_ACCS64];                                             \
+    ptrdiff_t i = 0;                                                                    \
+    int k, l;                                                                           \
+    for (k = 0; k < FN_VD; k++) cv[k] = c;                                              \
+    for (k = 0; k < FN_ACCS64; k++) { a1[k] = cv - cv; a2[k] = cv - cv; }               \
+    for (; i + FN_VD * FN_ACCS64 <= n; i += FN_VD * FN_ACCS64) {                        \
+        for (k = 0; k < FN_ACCS64; k++) {                                               \
+            V v;                                                                        \
+            fn_vd d;                                                                    \
+            memcpy(&v, x + i + FN_VD * k, sizeof v);                                    \
+            d = __builtin_convertvector(v, fn_vd) - cv;                                 \
+            a1[k] += d;                                                                 \
+            a2[k] += d * d;                                                             \
+        }                                                                               \
+    }                                                                                   \
+    FN_TAIL_SUMS(x, i, n, c, t1, t2);                                                   \
+    for (l = FN_ACCS64 / 2; l > 0; l /= 2)                                              \
+        for (k = 0; k < l; k++) { a1[k] += a1[k + l]; a2[k] += a2[k + l]; }             \
+    *s1 = t1 + fn_hsum(a1[0]);                                                          \
+    *s2 = t2 + fn_hsum(a2[0]);                                                          \
 }
 FN_DEFINE_SUMS_F64(fn_chunk_sums_f64_at, double, fn_vd)
 FN_DEFINE_SUMS_F64(fn_chunk_sums_f32_wide, float, fn_vhf)
@@ -302,21 +302,21 @@ static inline void fn_lanes_step(const float *x, fn_vf cv, fn_vf *a1, fn_vf *a2)
  * them, or a pair carried across blocks, was kept on the stack: a short row then cost 2-3x
  * its vector work); the four are merged pairwise, then added to the float64 sums once.
  * FN_REST_LOAD4 / FN_REST_ACC4 are the steps of one row, shared by the pair of rows below. */
-#define FN_REST_LOAD4(x, i, cv, v0, v1, v2, v3)                                           \
-    memcpy(&v0, (x) + (i), sizeof v0);                                                    \
-    memcpy(&v1, (x) + (i) + FN_VF, sizeof v1);                                            \
-    memcpy(&v2, (x) + (i) + 2 * FN_VF, sizeof v2);                                        \
-    memcpy(&v3, (x) + (i) + 3 * FN_VF, sizeof v3);                                        \
+#define FN_REST_LOAD4(x, i, cv, v0, v1, v2, v3)                                        \
+    memcpy(&v0, (x) + (i), sizeof v0);                                                 \
+    memcpy(&v1, (x) + (i) + FN_VF, sizeof v1);                                         \
+    memcpy(&v2, (x) + (i) + 2 * FN_VF, sizeof v2);                                     \
+    memcpy(&v3, (x) + (i) + 3 * FN_VF, sizeof v3);                                     \
     v0 -= cv; v1 -= cv; v2 -= cv; v3 -= cv;
-#define FN_REST_ACC4(r, v0, v1, v2, v3)                                                   \
-    r[0] += v0; r[1] += v0 * v0; r[2] += v1; r[3] += v1 * v1;                             \
+#define FN_REST_ACC4(r, v0, v1, v2, v3)                                                \
+    r[0] += v0; r[1] += v0 * v0; r[2] += v1; r[3] += v1 * v1;                          \
     r[4] += v2; r[5] += v2 * v2; r[6] += v3; r[7] += v3 * v3;
-#define FN_REST_ACC1(x, i, cv, r, v0)                                                     \
-    memcpy(&v0, (x) + (i), sizeof v0);                                                    \
-    v0 -= cv;                                                                             \
+#define FN_REST_ACC1(x, i, cv, r, v0)                                                  \
+    memcpy(&v0, (x) + (i), sizeof v0);                                                 \
+    v0 -= cv;                                                                          \
     r[0] += v0; r[1] += v0 * v0;
-#define FN_REST_MERGE(r, w1, w2)                                                          \
-    w1 += fn_widen_sum((r[0] + r[2]) + (r[4] + r[6]));                                    \
+#define FN_REST_MERGE(r, w1, w2)                                                       \
+    w1 += fn_widen_sum((r[0] + r[2]) + (r[4] + r[6]));                                 \
     w2 += fn_widen_sum((r[1] + r[3]) + (r[5] + r[7]));
 
 /* the rest of one chunk from x[i] on into w1, w2; returns the index of the scalar tail */
@@ -515,23 +515,23 @@ static inline int fn_column_sums_reg_f32(const float *x, ptrdiff_t nr, ptrdiff_t
 
 #define FN_SCALAR_LANES 32
 
-#define FN_DEFINE_SUMS_AT(NAME, T)                                                        \
-static inline void NAME(const T *x, ptrdiff_t n, double c, double *s1, double *s2)        \
-{                                                                                         \
-    double a1[FN_SCALAR_LANES], a2[FN_SCALAR_LANES], t1 = 0.0, t2 = 0.0;                  \
-    ptrdiff_t i = 0;                                                                      \
-    int k;                                                                                \
-    for (k = 0; k < FN_SCALAR_LANES; k++) { a1[k] = 0.0; a2[k] = 0.0; }                   \
-    for (; i + FN_SCALAR_LANES <= n; i += FN_SCALAR_LANES)                                \
-        for (k = 0; k < FN_SCALAR_LANES; k++) {                                           \
-            double d = (double)x[i + k] - c;                                              \
-            a1[k] += d;                                                                   \
-            a2[k] += d * d;                                                               \
-        }                                                                                 \
-    FN_TAIL_SUMS(x, i, n, c, t1, t2);                                                     \
-    for (k = 0; k < FN_SCALAR_LANES; k++) { t1 += a1[k]; t2 += a2[k]; }                   \
-    *s1 = t1;                                                                             \
-    *s2 = t2;                                                                             \
+#define FN_DEFINE_SUMS_AT(NAME, T)                                                    \
+static inline void NAME(const T *x, ptrdiff_t n, double c, double *s1, double *s2)    \
+{                                                                                     \
+    double a1[FN_SCALAR_LANES], a2[FN_SCALAR_LANES], t1 = 0.0, t2 = 0.0;              \
+    ptrdiff_t i = 0;                                                                  \
+    int k;                                                                            \
+    for (k = 0; k < FN_SCALAR_LANES; k++) { a1[k] = 0.0; a2[k] = 0.0; }               \
+    for (; i + FN_SCALAR_LANES <= n; i += FN_SCALAR_LANES)                            \
+        for (k = 0; k < FN_SCALAR_LANES; k++) {                                       \
+            double d = (double)x[i + k] - c;                                          \
+            a1[k] += d;                                                               \
+            a2[k] += d * d;                                                           \
+        }                                                                             \
+    FN_TAIL_SUMS(x, i, n, c, t1, t2);                                                 \
+    for (k = 0; k < FN_SCALAR_LANES; k++) { t1 += a1[k]; t2 += a2[k]; }               \
+    *s1 = t1;                                                                         \
+    *s2 = t2;                                                                         \
 }
 FN_DEFINE_SUMS_AT(fn_chunk_sums_f64_at, double)
 FN_DEFINE_SUMS_AT(fn_chunk_sums_f32_wide, float)
