@@ -72,6 +72,10 @@ cdef extern from "_simd.h" nogil:
     int fn_column_sums_reg_f32(const float* x, Py_ssize_t nr, Py_ssize_t ld, Py_ssize_t width,
                                Py_ssize_t flush, const float* c, double* s1,
                                double* s2) noexcept
+    int fn_column_sums_sweep_f32(const float* x, Py_ssize_t nr, Py_ssize_t ld,
+                                 Py_ssize_t width, Py_ssize_t flush, const float* c,
+                                 float* f1, float* f2, double* s1, double* s2,
+                                 Py_ssize_t ahead) noexcept
     void fn_prefetch(const void* p, Py_ssize_t nbytes) noexcept
     void fn_prefetch_l2(const void* p, Py_ssize_t nbytes) noexcept
     # where float32 lanes are not safe (the row sums' limits, shared by column_sums_checked)
@@ -196,10 +200,11 @@ cdef Stat* grouped_stats_scratch(SegmentShape s, int num_threads) noexcept nogil
 
 cdef inline void prefetch_rows(const void* row, Py_ssize_t count, Py_ssize_t row_bytes,
                                Py_ssize_t bytes) noexcept nogil:
-    """Ask for the first `bytes` of each of `count` rows, row_bytes apart, into L1."""
+    """Ask for the first `bytes` of each of `count` rows, row_bytes apart, into L2 (into L1,
+    the sweeps from L3 were slower: _simd.h, fn_column_sums_sweep_f32)."""
     cdef Py_ssize_t k
     for k in range(count):
-        fn_prefetch(<const char*>row + k * row_bytes, bytes)
+        fn_prefetch_l2(<const char*>row + k * row_bytes, bytes)
 
 
 cdef void column_chunk_sums(const floating* x,   # IN  nr rows of `width` columns, stride ld
@@ -274,6 +279,8 @@ cdef void column_chunk_sums_f32(const float* x,   # IN  nr rows of `width` colum
         shift[j] = c[j]
     if fn_column_sums_reg_f32(x, nr, ld, width, COL_FLUSH, c, s1, s2):
         return          # (rows of a few vectors: the sweep below with its sums in registers)
+    if fn_column_sums_sweep_f32(x, nr, ld, width, COL_FLUSH, c, f1, f2, s1, s2, ahead):
+        return          # (whole vectors: the sweep below in C, its prefetch interleaved)
     r = 0
     while r < nr:
         stop = min(r + COL_FLUSH, nr)
