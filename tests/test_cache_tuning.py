@@ -23,6 +23,8 @@ NEVER = dict(prefetch_group_max=0, prefetch_channel_max=0, prefetch_min_per_thre
              pipeline_group_max=0)
 ALWAYS = dict(prefetch_group_max=HUGE, prefetch_channel_max=HUGE, prefetch_min_per_thread=0,
               pipeline_group_max=HUGE)
+# every set of channels-last InstanceNorm/GroupNorm "beyond L2": its apply prefetches too
+SETS_BEYOND_L2 = dict(ALWAYS, prefetch_channel_max=0)
 
 
 @contextlib.contextmanager
@@ -173,6 +175,8 @@ def _cases():
          lambda x: ref_instance_norm(x)[0], (4, 24, 32, 32), False),
         ("instance_norm_nhwc", lambda x, t: fn.instance_norm(x, num_threads=t),
          lambda x: ref_instance_norm(x)[0], (4, 24, 32, 32), True),
+        ("instance_norm_nhwc_272", lambda x, t: fn.instance_norm(x, num_threads=t),
+         lambda x: ref_instance_norm(x)[0], (4, 272, 9, 11), True),
         ("group_norm_nhwc", lambda x, t: fn.group_norm(x, 4, num_threads=t),
          lambda x: ref_group_norm(x, 4)[0], (4, 32, 16, 16), True),
         ("channel_layer_norm", lambda x, t: fn.channel_layer_norm(x, num_threads=t),
@@ -190,7 +194,7 @@ def test_thresholds_change_no_bits(case, dtype, variant):
         x = _nhwc(x)
     with _dispatch.using(variant) as module:
         results = []
-        for tuning in (NEVER, ALWAYS):
+        for tuning in (NEVER, ALWAYS, SETS_BEYOND_L2):
             with tuned(module, **tuning):
                 results += [call(x.copy(order="K"), t) for t in (1, 2)]
     for r in results[1:]:
