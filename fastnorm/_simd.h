@@ -124,10 +124,9 @@ static inline double fn_shift_f32_scalar(const float *x, ptrdiff_t n) {
 #define FN_ACCS 8
 #endif
 #define FN_VD (FN_VF / 2)
-/* Vectors of a row of channels whose per-channel values (three vectors per vector of the
- * row: parameters, or a shift and two lane sums) can stay in registers: 3 x 8 of AVX-512's
- * 32, 3 x 4 of AVX2's (or SSE2's) 16 (_apply.h: fn_apply_rows_reg_*; below:
- * fn_column_sums_reg_f32) */
+/* Vectors of a row of channels whose per-channel parameters (three vectors per vector of
+ * the row) can stay in registers: 3 x 8 of AVX-512's 32, 3 x 4 of AVX2's (or SSE2's) 16
+ * (_apply.h: fn_apply_rows_reg_*) */
 #if defined(__AVX512F__)
 #define FN_REG_VECTORS 8
 #else
@@ -440,86 +439,17 @@ static inline void fn_pair_lanes_f32(const float *xa, const float *xb, ptrdiff_t
 #define FN_VFMA_F64(a, b, c) ((a) * (b) + (c))
 #endif
 
-/* Column sums of float32 rows that are a few vectors long (ld == width, a multiple of FN_VF,
- * at most FN_REG_VECTORS vectors: 128 channels with AVX-512, 32 with AVX2), the shift c and
- * the float32 lane sums held in registers, so that the rows stream through in memory order
- * (the sweep in stats.pxi keeps them in arrays: a load and a store of each per four rows).
- * The operations of column_chunk_sums_f32's sweep (stats.pxi), in the same order for every
- * column: runs of `flush` rows, four rows a step summed as (d0 + d1) + (d2 + d3), then the
- * rest one by one, each run added to the float64 sums s1, s2. So the same bits. Returns 0,
- * having done nothing, for other rows. Not contracted into fmas (as the sweep: fp-contract
- * is off). */
-#define FN_COLUMN_SUMS_IN_REGISTERS(NV)                                                   \
-    {                                                                                     \
-        fn_vf c_[NV], f1_[NV], f2_[NV], d0, d1, d2, d3;                                   \
-        float t1_[NV * FN_VF], t2_[NV * FN_VF];                                           \
-        ptrdiff_t r_ = 0, stop_, j_;                                                      \
-        int q_;                                                                           \
-        for (q_ = 0; q_ < NV; q_++) memcpy(&c_[q_], c + q_ * FN_VF, sizeof d0);           \
-        while (r_ < nr) {                                                                 \
-            stop_ = r_ + flush < nr ? r_ + flush : nr;                                    \
-            memset(f1_, 0, sizeof f1_);                                                   \
-            memset(f2_, 0, sizeof f2_);                                                   \
-            for (; r_ + 4 <= stop_; r_ += 4) {                                            \
-                const float *x0 = x + r_ * (NV * FN_VF);                                  \
-                for (q_ = 0; q_ < NV; q_++) {                                             \
-                    memcpy(&d0, x0 + q_ * FN_VF, sizeof d0);                              \
-                    memcpy(&d1, x0 + (NV + q_) * FN_VF, sizeof d1);                       \
-                    memcpy(&d2, x0 + (2 * NV + q_) * FN_VF, sizeof d2);                   \
-                    memcpy(&d3, x0 + (3 * NV + q_) * FN_VF, sizeof d3);                   \
-                    d0 -= c_[q_]; d1 -= c_[q_]; d2 -= c_[q_]; d3 -= c_[q_];               \
-                    f1_[q_] += (d0 + d1) + (d2 + d3);                                     \
-                    f2_[q_] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3);                 \
-                }                                                                         \
-            }                                                                             \
-            for (; r_ < stop_; r_++)                                                      \
-                for (q_ = 0; q_ < NV; q_++) {                                             \
-                    memcpy(&d0, x + r_ * (NV * FN_VF) + q_ * FN_VF, sizeof d0);           \
-                    d0 -= c_[q_];                                                         \
-                    f1_[q_] += d0;                                                        \
-                    f2_[q_] += d0 * d0;                                                   \
-                }                                                                         \
-            for (q_ = 0; q_ < NV; q_++) {                                                 \
-                memcpy(t1_ + q_ * FN_VF, &f1_[q_], sizeof d0);                            \
-                memcpy(t2_ + q_ * FN_VF, &f2_[q_], sizeof d0);                            \
-            }                                                                             \
-            for (j_ = 0; j_ < NV * FN_VF; j_++) {                                         \
-                s1[j_] += t1_[j_];                                                        \
-                s2[j_] += t2_[j_];                                                        \
-            }                                                                             \
-        }                                                                                 \
-        return 1;                                                                         \
-    }
-
-static inline int fn_column_sums_reg_f32(const float *x, ptrdiff_t nr, ptrdiff_t ld,
-                                         ptrdiff_t width, ptrdiff_t flush, const float *c,
-                                         double *s1, double *s2) {
-    if (ld != width || width % FN_VF)
-        return 0;
-    switch (width / FN_VF) {
-    case 1: FN_COLUMN_SUMS_IN_REGISTERS(1)
-    case 2: FN_COLUMN_SUMS_IN_REGISTERS(2)
-    case 3: FN_COLUMN_SUMS_IN_REGISTERS(3)
-    case 4: FN_COLUMN_SUMS_IN_REGISTERS(4)
-#if FN_REG_VECTORS == 8
-    case 5: FN_COLUMN_SUMS_IN_REGISTERS(5)
-    case 6: FN_COLUMN_SUMS_IN_REGISTERS(6)
-    case 7: FN_COLUMN_SUMS_IN_REGISTERS(7)
-    case 8: FN_COLUMN_SUMS_IN_REGISTERS(8)
-#endif
-    default: return 0;
-    }
-}
-
-/* The sweep of column_chunk_sums_f32 (stats.pxi) for rows wider than the registers hold
- * (width a multiple of FN_VF, any stride ld): four rows a step, the float32 lane sums in
- * the arrays f1, f2 (width values each), the same operations in the same order as the
- * Cython loop and fn_column_sums_reg_f32, so the same bits. ahead > 0: rows `ahead` on are
- * asked into L2, one cache line per line consumed, interleaved with the sums. Measured on
- * Zen 4, AVX-512, 1 thread, (25088, 256) float32 from L3: the four rows' prefetch as a burst
- * into L1 at the start of each step left the sweep 3x slower than one contiguous read of
- * the same bytes; one line at a time into L2, 32 rows on: 1.1-1.3x (and no cost from
- * cache). Returns 0, having done nothing, for other widths. */
+/* The sweep of column_chunk_sums_f32 (stats.pxi) for rows of whole vectors (width a
+ * multiple of FN_VF, any stride ld): four rows a step, the float32 lane sums in the arrays
+ * f1, f2 (width values each), the same operations in the same order as the Cython loop, so
+ * the same bits. ahead > 0: rows `ahead` on are asked into L2, one cache line per line
+ * consumed, interleaved with the sums. Measured on Zen 4, AVX-512, 1 thread, float32 from
+ * L3: for (25088, 256) the four rows' prefetch as a burst into L1 at the start of each step
+ * left the sweep 3x slower than one contiguous read of the same bytes; one line at a time
+ * into L2, 32 rows on: 1.1-1.3x, and no cost from cache. For (100352, 64) the same sweep
+ * took half the time of one with its lane sums in registers (which the hardware
+ * prefetchers alone fed no faster; from cache the two were even). Returns 0, having done
+ * nothing, for other widths. */
 static inline int fn_column_sums_sweep_f32(const float *x, ptrdiff_t nr, ptrdiff_t ld,
                                            ptrdiff_t width, ptrdiff_t flush, const float *c,
                                            float *f1, float *f2,   /* scratch (width,) */
@@ -581,12 +511,6 @@ static inline int fn_column_sums_sweep_f32(const float *x, ptrdiff_t nr, ptrdiff
 #else  /* portable scalar C: float64 accumulators */
 
 #define FN_REG_VECTORS 0
-static inline int fn_column_sums_reg_f32(const float *x, ptrdiff_t nr, ptrdiff_t ld,
-                                         ptrdiff_t width, ptrdiff_t flush, const float *c,
-                                         double *s1, double *s2) {
-    (void)x; (void)nr; (void)ld; (void)width; (void)flush; (void)c; (void)s1; (void)s2;
-    return 0;
-}
 static inline int fn_column_sums_sweep_f32(const float *x, ptrdiff_t nr, ptrdiff_t ld,
                                            ptrdiff_t width, ptrdiff_t flush, const float *c,
                                            float *f1, float *f2, double *s1, double *s2,

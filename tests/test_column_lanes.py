@@ -54,7 +54,7 @@ OPS = {
 }
 KINDS = ["far_shift", "huge", "tiny", "offset_columns", "constant"]
 # (N, C, H, W): many rows per sample (row chunks shared out for N=1), several column blocks
-SHAPES = {"N1": (1, 16, 40, 40), "N3": (3, 24, 30, 30), "C600": (2, 600, 20, 18)}
+SHAPES = {"N1": (1, 16, 48, 48), "N3": (3, 24, 30, 30), "C600": (2, 600, 20, 18)}
 
 
 def _eps(kind):

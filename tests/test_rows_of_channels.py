@@ -76,10 +76,10 @@ def test_channels_last_apply_matches_float64(variant, C):
 @pytest.mark.parametrize("variant", _dispatch.available_variants())
 @pytest.mark.parametrize("C", [8, 16, 32, 48, 64, 96, 128])
 def test_column_statistics_of_short_rows_have_the_wide_rows_bits(variant, C):
-    """Column statistics of float32 rows of a few vectors keep their lane sums in registers
-    (_simd.h: fn_column_sums_reg_f32); rows of more channels use the sweep of stats.pxi.
-    Each column is summed alone either way, so the first C channels of a 160-channels-wider
-    array (the sweep) must give the bits of the same values as an array of C channels:
+    """Column statistics sweep rows of whole vectors in C (_simd.h: fn_column_sums_sweep_f32)
+    and other rows in stats.pxi's loop. Each column is summed alone either way, so the first
+    C channels of a 160-channels-wider array must give the bits of the same values as an
+    array of C channels:
     BatchNorm training (and its running statistics) and InstanceNorm, over several chunks of
     rows and rows that are no multiple of four."""
     rng = rng_for("short column rows", variant, C)

@@ -69,9 +69,6 @@ cdef extern from "_simd.h" nogil:
     void fn_chunk_sums_f32_pair(const float* xa, const float* xb, Py_ssize_t n,
                                 double* shift, double* s1, double* s2) noexcept
     enum: FN_PAIR_MAX       # chunks shorter than this may be summed in pairs
-    int fn_column_sums_reg_f32(const float* x, Py_ssize_t nr, Py_ssize_t ld, Py_ssize_t width,
-                               Py_ssize_t flush, const float* c, double* s1,
-                               double* s2) noexcept
     int fn_column_sums_sweep_f32(const float* x, Py_ssize_t nr, Py_ssize_t ld,
                                  Py_ssize_t width, Py_ssize_t flush, const float* c,
                                  float* f1, float* f2, double* s1, double* s2,
@@ -277,8 +274,6 @@ cdef void column_chunk_sums_f32(const float* x,   # IN  nr rows of `width` colum
     for j in range(width):
         c[j] = <float>(shift[j] / ns)
         shift[j] = c[j]
-    if fn_column_sums_reg_f32(x, nr, ld, width, COL_FLUSH, c, s1, s2):
-        return          # (rows of a few vectors: the sweep below with its sums in registers)
     if fn_column_sums_sweep_f32(x, nr, ld, width, COL_FLUSH, c, f1, f2, s1, s2, ahead):
         return          # (whole vectors: the sweep below in C, its prefetch interleaved)
     r = 0
