@@ -250,6 +250,41 @@ def test_kernels_take_large_calls(dtype):
                                         None) is None
 
 
+def _channels_last(a):
+    return np.moveaxis(np.ascontiguousarray(np.moveaxis(a, 1, -1)), -1, 1)
+
+
+@pytest.mark.parametrize("shape", [(2, 64, 5, 7), (8, 48, 28, 28), (2, 24, 3, 4, 5), (3, 40, 50)],
+                         ids=str)
+def test_channels_last_batch_norm_eval_takes_the_fast_path(shape, dtype):
+    """Channels-last x in eval mode: the fast path runs it as rows of channels, gives the
+    general path's bits (which are NCHW's: test_rows_of_channels), keeps the layout, writes
+    x's memory in place; a channels-last out buffer or another layout is declined."""
+    kernels = _dispatch.kernels()
+    x = _channels_last(_data(shape, dtype, 1.0, 2.0, "cl fast"))
+    c = shape[1]
+    rm, rv = _running(c, dtype, "cl fast")
+    w, b = _params(c, dtype, True, "cl fast")
+    x_before = x.copy(order="K")
+    for nt in THREADS:
+        tag = "%s num_threads=%s" % (shape, nt)
+        general = fn.batch_norm(np.ascontiguousarray(x), rm, rv, w, b, num_threads=nt)
+        y = kernels.batch_norm_eval_fast(x, rm, rv, w, b, 1e-5, None, nt)
+        assert y is not None and y is not x, tag
+        assert_bitwise(np.ascontiguousarray(y), general, tag)
+        assert np.moveaxis(y, 1, -1).flags.c_contiguous, tag + ": layout lost"
+        xi = x.copy(order="K")
+        address = xi.__array_interface__["data"][0]
+        assert kernels.batch_norm_eval_fast(xi, rm, rv, w, b, 1e-5, xi, nt) is xi, tag
+        assert xi.__array_interface__["data"][0] == address
+        assert_bitwise(np.ascontiguousarray(xi), general, tag + " in place")
+    assert_bitwise(np.ascontiguousarray(x), np.ascontiguousarray(x_before), "input modified")
+    assert kernels.batch_norm_eval_fast(x, rm, rv, w, b, 1e-5, np.empty_like(x), None) is None
+    odd = np.moveaxis(np.ascontiguousarray(np.moveaxis(x, 0, -1)), -1, 0)   # N fastest
+    if not odd.flags.c_contiguous:
+        assert kernels.batch_norm_eval_fast(odd, rm, rv, w, b, 1e-5, None, None) is None
+
+
 @pytest.mark.parametrize("nt", THREADS)
 def test_large_two_dim_batch_norm_is_declined_but_correct(nt, dtype):
     """(N, C) input (inner == 1) with >= 32768 elements goes to the general path."""

@@ -197,19 +197,39 @@ def rows_fast(x, normalized_shape, weight, bias, eps, bint rms, out, num_threads
                      OP_RMS if rms else OP_LAYER, row_len, 0, e, num_threads)
 
 
+cdef object channels_last_view(object x):
+    """x (N, C, *spatial) seen as a C-contiguous (N, *spatial, C) array when its memory is
+    channels-last (_layout: NumPy's contiguity flags, like its rule, ignore dims of size 1);
+    else None."""
+    cdef int nd = x.ndim
+    if nd < 3:
+        return None
+    view = x.transpose((0,) + tuple(range(2, nd)) + (1,))
+    return view if view.flags.c_contiguous else None
+
+
 def batch_norm_eval_fast(x, running_mean, running_var, weight, bias, eps, out, num_threads):
-    """batch_norm in eval mode with running statistics, or None for the general path."""
+    """batch_norm in eval mode with running statistics, or None for the general path.
+    Channels-last x runs as rows of channels (the general path's body for that layout) and
+    keeps its layout."""
     if not (fast_x(x) and x.ndim >= 2 and fast_threads(num_threads) and fast_out(out, x)
             and fast_eps(eps)) or running_mean is None or running_var is None:
         return None
     dtype = x.dtype
     channels = x.shape[1]
-    inner = x.size // (x.shape[0] * channels)
-    if inner == 1 and x.size >= PARALLEL_MIN_ELEMENTS:
-        return None    # large (N, C): left to the general path, which runs the same body
     if not (fast_param(running_mean, dtype, channels) and fast_param(running_var, dtype, channels)
             and fast_param(weight, dtype, channels) and fast_param(bias, dtype, channels)):
         return None
+    inner = x.size // (x.shape[0] * channels)
+    rows = None if x.flags.c_contiguous else channels_last_view(x)
+    if rows is not None:
+        y = fast_call(rows, rows if out is x else None, running_mean, running_var, weight,
+                      bias, dtype, OP_CHANNELS, channels, 1, eps, num_threads)
+        if y is None or out is x:
+            return None if y is None else x
+        return y.transpose((0, x.ndim - 1) + tuple(range(1, x.ndim - 1)))
+    if inner == 1 and x.size >= PARALLEL_MIN_ELEMENTS:
+        return None    # large (N, C): left to the general path, which runs the same body
     return fast_call(x, out, running_mean, running_var, weight, bias, dtype, OP_CHANNELS,
                      channels, inner, eps, num_threads)
 
