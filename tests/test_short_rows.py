@@ -1,9 +1,11 @@
 """Short rows: fewer values than one block of the float32 lanes (a LayerNorm over C of
-channels-last data, ViT's rows on SSE2) have their statistics summed two rows at a time.
-Each row's statistics are the same bits as alone, so neither its neighbour, nor the row
-count, nor the split into thread ranges changes its result; the rows that need a second
-pass (an outlier where the shift is sampled, squares beyond the float32 lanes, inf) take it
-as they would alone."""
+channels-last data, ViT's rows on SSE2) have their statistics summed two rows at a time, or
+(AVX-512, LayerNorm/RMSNorm rows of whole vectors) eight rows at a time with their
+horizontal sums, statistics and parameters in vectors across the rows (_rows.h). Each
+row's results are the same bits as alone, so neither its neighbours, nor the row count,
+nor the split into thread ranges changes them; the rows that need a second pass (an
+outlier where the shift is sampled, squares beyond the float32 lanes, inf, NaN) take it as
+they would alone."""
 
 import numpy as np
 import pytest
@@ -25,6 +27,8 @@ def _rows(length):
     x[4] *= np.float32(1e19)        # squares beyond the float32 lanes: float64 lanes
     x[7] = 2.5                      # a constant row
     x[10, -1] = np.inf
+    x[13, 0] = np.nan
+    x[14] = 0.0                     # a zero row: float64 lanes (mean square below the limit)
     return x
 
 
@@ -46,7 +50,7 @@ def test_short_rows_same_bits_alone_and_together(op, length, variant):
         together = _run(op, x, 1)
         # row i's neighbour changes (pairs (0,1), (2,3).. become (1,2), (3,4)..)
         np.testing.assert_array_equal(_run(op, x[1:], 1), together[1:])
-        for i in (0, 1, 4, 7, 10, x.shape[0] - 1):       # alone, hard rows included
+        for i in (0, 1, 4, 7, 10, 13, 14, x.shape[0] - 1):   # alone, hard rows included
             np.testing.assert_array_equal(_run(op, x[i:i + 1], 1), together[i:i + 1],
                                           err_msg=f"row {i}")
         for threads in (2, 3):
@@ -54,7 +58,23 @@ def test_short_rows_same_bits_alone_and_together(op, length, variant):
                                           err_msg=f"{threads} threads")
 
 
-@pytest.mark.parametrize("length", [16, 100, 256, 511])
+@pytest.mark.parametrize("variant", _dispatch.available_variants())
+@pytest.mark.parametrize("length", [16, 48, 64, 96, 256, 496])
+def test_short_rows_statistics_same_bits_alone_and_together(length, variant):
+    """The returned mean and rstd of each row (from the vectors across eight rows where the
+    block kernel runs) are its bits alone; hard rows fall back within a block."""
+    x = _rows(length)
+    with _dispatch.using(variant):
+        y, mean, rstd = fn.layer_norm(x, length, return_stats=True, num_threads=2)
+        for i in (0, 1, 4, 5, 7, 9, 10, 13, 14, 17):
+            yi, mi, ri = fn.layer_norm(x[i:i + 1], length, return_stats=True, num_threads=1)
+            for got, want in ((y[i], yi[0]), (mean[i], mi[0]), (rstd[i], ri[0])):
+                np.testing.assert_array_equal(np.asarray(got).view(np.uint32),
+                                              np.asarray(want).view(np.uint32),
+                                              err_msg=f"row {i}")
+
+
+@pytest.mark.parametrize("length", [16, 64, 100, 256, 511])
 def test_short_rows_accuracy(length):
     """float32 data with a large mean and a small spread: within 1e-5 of float64."""
     x = (1e4 + 0.01 * rng_for("short-rows-acc", length).standard_normal((257, length))

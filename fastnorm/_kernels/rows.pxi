@@ -64,6 +64,51 @@ cdef inline Py_ssize_t groups_ahead(Py_ssize_t group_bytes, Py_ssize_t least) no
     return max(least, ceil_div(PREFETCH_AHEAD_BYTES, max(group_bytes, <Py_ssize_t>1)))
 
 
+cdef extern from "_rows.h" nogil:
+    enum: FN_ROW_BLOCK      # rows per fn_row_block_f32 call (0: none on this variant)
+    enum: FN_VF             # float32 lanes of a vector
+    int fn_row_block_f32(const float* x, float* y, Py_ssize_t n, const float* w,
+                         const float* b, double eps, int rms, double* mean,
+                         double* var) noexcept
+
+
+cdef Py_ssize_t normalize_row_blocks(const float* xp, float* yp,
+                                     Py_ssize_t g0, Py_ssize_t g1,    # groups g0 <= g < g1
+                                     const RowShape* s, const float* w, const float* b,
+                                     double eps, bint rms, bint prefetch,
+                                     StatsOut stats) noexcept nogil:
+    """The short float32 rows of normalize_row_pairs, FN_ROW_BLOCK at a time (_rows.h: each
+    row's bits as on its own), when the variant has the block kernel and the rows are
+    LayerNorm/RMSNorm rows of whole vectors; rows the block leaves go the way of one row.
+    Returns the first row not done (the pairs take the rest)."""
+    cdef Py_ssize_t glen = s.runs * s.run_len, g = g0, j
+    cdef Py_ssize_t ahead = groups_ahead(glen * <Py_ssize_t>sizeof(float), FN_ROW_BLOCK)
+    cdef double mean[8]
+    cdef double var[8]
+    cdef Stat st
+    cdef int undone
+    if FN_ROW_BLOCK == 0 or s.runs != 1 or not s.per_element or glen % FN_VF or glen == 0:
+        return g0
+    while g + FN_ROW_BLOCK <= g1:
+        if prefetch and g + ahead + FN_ROW_BLOCK <= g1:
+            fn_prefetch_l2(xp + (g + ahead) * glen,
+                           FN_ROW_BLOCK * glen * <Py_ssize_t>sizeof(float))
+        undone = fn_row_block_f32(xp + g * glen, yp + g * glen, glen, w, b, eps, rms,
+                                  mean, var)
+        for j in range(FN_ROW_BLOCK):
+            if undone >> j & 1:
+                st = group_stat(xp + (g + j) * glen, 1, glen, 0, False, False)
+                apply_group_span(xp + (g + j) * glen, yp + (g + j) * glen, 0, glen, s, g + j,
+                                 row_group_params(st, xp + (g + j) * glen, glen, eps, rms),
+                                 w, b, NULL)
+                store_group_stats(stats, g + j, st)
+            elif stats.mean != NULL:
+                stats.mean[g + j] = mean[j]
+                stats.var[g + j] = var[j]
+        g += FN_ROW_BLOCK
+    return g
+
+
 cdef void normalize_row_pairs(const float* xp, float* yp,
                               Py_ssize_t g0, Py_ssize_t g1,        # groups g0 <= g < g1
                               const RowShape* s, const float* w, const float* b,
@@ -116,7 +161,8 @@ cdef void normalize_group_range(const floating* xp, floating* yp,
                                 if pipelined else 1)
     if floating is float:
         if glen < FN_PAIR_MAX and not stats.precise:
-            normalize_row_pairs(xp, yp, g0, g1, s, w, b, eps, rms, prefetch, stats)
+            g = normalize_row_blocks(xp, yp, g0, g1, s, w, b, eps, rms, prefetch, stats)
+            normalize_row_pairs(xp, yp, g, g1, s, w, b, eps, rms, prefetch, stats)
             return
     if pipelined and g0 < g1:
         nxt = group_stat(xp + g0 * glen, 1, glen, 0, stats.precise, False)
