@@ -5,33 +5,38 @@
  * with the per-row work that is not vector work done once per block.
  *
  * Why: a row of 64 values is four AVX-512 vectors of sums and four of apply, but the path
- * for one row adds its reductions to scalars, the float64 statistics and parameters
- * (two divisions, a square root) and their checks, and the calls around them: ~40 ns a
- * row on Zen 4, whether it holds 32 or 64 values. Here the rows' lane sums stay per row
- * (fn_row_lanes_f32: as fn_chunk_sums_f32_lanes sums a short row, whose bits the pairs
- * have too), then the horizontal sums of eight rows are
- * one transposing reduction (fn_hsum8: lane r = fn_hsum of row r, the same tree), and the
- * statistics and parameters of the eight rows are float64 vector operations: the same
- * IEEE operations in the same order as the scalar forms, so the same bits.
+ * for one row adds its reductions to scalars, the float64 statistics and parameters (two
+ * divisions, a square root) and their checks, and the calls around them: ~40 ns a row on
+ * Zen 4, whether it holds 32 or 64 values. Here the rows' lane sums stay per row
+ * (fn_row_lanes_f32: as fn_chunk_sums_f32_lanes sums a short row, whose bits the pairs have
+ * too), the horizontal sums of eight rows are one transposing reduction (fn_hsum_rows: lane
+ * r = fn_hsum of row r, the same tree), and the rows' statistics and parameters are float64
+ * vector operations: the same IEEE operations in the same order as the scalar forms, so
+ * the same bits.
  *
- * AVX-512 only (x86-64-v4: FN_VF == 16); elsewhere FN_ROW_BLOCK is 0 and the row engine
- * keeps its pairs. */
+ * x86 with AVX2 or AVX-512 (x86-64-v3, v4: the shuffles of the horizontal sums); elsewhere
+ * FN_ROW_BLOCK is 0 and the row engine keeps its pairs. Zen 4, 1 thread, rows in cache:
+ * 32 values 38 -> 21-23 ns a row (v4), 30 -> 16 (v3); 64 values 40 -> 26 (v4), 33 -> 21
+ * (v3). */
 #ifndef FASTNORM_ROWS_H
 #define FASTNORM_ROWS_H
 
+#include <math.h>
 #include <stddef.h>
 #include <string.h>
 #include "_simd.h"
 #include "_apply.h"
 
-#if FN_X86_HALVES == 512 && FN_VF == 16 && defined(FN_VFMA_F32)
-#define FN_ROW_BLOCK 8
+#if defined(FN_X86_HALVES) && defined(FN_VFMA_F32) && FN_VF * 2 == FN_X86_HALVES / 16 \
+    && (FN_X86_HALVES == 512 || defined(__AVX2__))
+#define FN_ROW_BLOCK 8          /* (at most 8: rows.pxi holds eight rows' statistics) */
+#define FN_ROW_LANES FN_VF      /* the rows' length must be a multiple of this */
 
 /* The lane sums of one row of n values (n a multiple of FN_VF, below FN_PAIR_MAX) around
- * c64, before their horizontal sums: fn_rest_sums from zero sums, as fn_chunk_sums_f32_lanes
- * sums a short row (the same macros and function attribute, so the same bits), with its
- * sums in locals returned by value (fn_rest_sums' updates through pointers took 1.3-1.5x
- * the time of the block here). */
+ * c64, before their horizontal sums: fn_rest_sums from zero sums, as
+ * fn_chunk_sums_f32_lanes sums a short row (the same macros and function attribute, so the
+ * same bits), with its sums in locals returned by value (fn_rest_sums' updates through
+ * pointers took 1.3-1.5x the time of the block here). */
 FN_FMA_FUNCTION
 static inline void fn_row_lanes_f32(const float *x, ptrdiff_t n, double c64, fn_vd *w1,
                                     fn_vd *w2) {
@@ -56,9 +61,12 @@ static inline void fn_row_lanes_f32(const float *x, ptrdiff_t n, double c64, fn_
     *w2 = a2;
 }
 
-/* lane r: fn_hsum(v[r]) for the eight rows, the same tree ((v0 + v4) + (v2 + v6)) +
- * ((v1 + v5) + (v3 + v7)), by shuffles that pair the rows' halves, quarters, then lanes */
-static inline __m512d fn_hsum8(const fn_vd *v) {
+#if FN_X86_HALVES == 512
+#define FN_VSQRT(v) ((fn_vd)_mm512_sqrt_pd((__m512d)(v)))
+/* lane r of out[0]: fn_hsum(v[r]) for the eight rows, the same tree
+ * ((v0 + v4) + (v2 + v6)) + ((v1 + v5) + (v3 + v7)), by shuffles that pair the rows'
+ * halves, quarters, then lanes */
+static inline void fn_hsum_rows(const fn_vd *v, fn_vd *out) {
     __m512d b[4], c0, c1;
     int k;
     for (k = 0; k < 4; k++) {
@@ -70,82 +78,102 @@ static inline __m512d fn_hsum8(const fn_vd *v) {
                        _mm512_shuffle_f64x2(b[0], b[1], 0xDD));    /* quarters 1, 3 */
     c1 = _mm512_add_pd(_mm512_shuffle_f64x2(b[2], b[3], 0x88),
                        _mm512_shuffle_f64x2(b[2], b[3], 0xDD));
-    return _mm512_add_pd(
+    out[0] = (fn_vd)_mm512_add_pd(
         _mm512_permutex2var_pd(c0, _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0), c1),
         _mm512_permutex2var_pd(c0, _mm512_set_epi64(15, 13, 11, 9, 7, 5, 3, 1), c1));
+}
+#else
+#define FN_VSQRT(v) ((fn_vd)_mm256_sqrt_pd((__m256d)(v)))
+/* lane r of out[q]: fn_hsum(v[4q + r]), the same tree (v0 + v2) + (v1 + v3): the rows'
+ * halves paired, then adjacent lanes (hadd), then the lanes put in row order */
+static inline void fn_hsum_rows(const fn_vd *v, fn_vd *out) {
+    __m256d b[2];
+    int q, k;
+    for (q = 0; q < FN_ROW_BLOCK / 4; q++) {
+        for (k = 0; k < 2; k++) {
+            __m256d p = (__m256d)v[4 * q + 2 * k], r = (__m256d)v[4 * q + 2 * k + 1];
+            b[k] = _mm256_add_pd(_mm256_permute2f128_pd(p, r, 0x20),
+                                 _mm256_permute2f128_pd(p, r, 0x31));
+        }
+        out[q] = (fn_vd)_mm256_permute4x64_pd(_mm256_hadd_pd(b[0], b[1]), 0xD8);
+    }
+}
+#endif
+
+typedef long long fn_vmask __attribute__((vector_size(sizeof(fn_vd))));
+
+/* where m: a, else b (m from a vector comparison: all ones or zeros per lane) */
+static inline fn_vd fn_select(fn_vmask m, fn_vd a, fn_vd b) {
+    return (fn_vd)(((fn_vmask)a & m) | ((fn_vmask)b & ~m));
 }
 
 /* Eight rows of n values from x on (n a multiple of FN_VF, FN_VF <= n < FN_PAIR_MAX),
  * normalized into y (may be x): LayerNorm, or RMSNorm when rms; w and/or b (n values) may
  * be NULL. mean and var (FN_ROW_BLOCK each) receive the rows' statistics. Returns the rows
- * (bit r: row r) left undone, nothing of them written, for the path of one row: sums that
+ * (bit r: row r) left undone, their y unwritten, for the path of one row: sums that
  * float32 lanes may have spoiled (where fn_chunk_sums_f32_pair sums again), values that are
- * not finite, an RMSNorm whose mean square overflowed (row_group_params). */
+ * not finite, an RMSNorm whose mean square overflowed (row_group_params). The float64
+ * work is in vectors of FN_VD rows, in the order of the scalar forms (no fused operations:
+ * the kernels are built with fp-contract off). */
 static inline int fn_row_block_f32(const float *x, float *y, ptrdiff_t n, const float *w,
                                    const float *b, double eps, int rms, double *mean,
                                    double *var) {
-    fn_vd w1[FN_ROW_BLOCK], w2[FN_ROW_BLOCK], sh, s1, s2, nv, dev, m2, mu, v, rs, lo;
-    fn_vd zero = {0}, inf, zd;
-    __m512d t;
-    __m256 hi8, r8, c8;
+    fn_vd w1[FN_ROW_BLOCK], w2[FN_ROW_BLOCK], s1v[FN_ROW_BLOCK / FN_VD],
+        s2v[FN_ROW_BLOCK / FN_VD];
+    double shifts[FN_ROW_BLOCK];
     float hi[FN_ROW_BLOCK], rf[FN_ROW_BLOCK], cf[FN_ROW_BLOCK];
-    int k, undone = 0;
+    fn_vd zero = {0}, negzero = zero * -1.0, nv, inf, sh, s1, s2, dev, m2, mu, v, rs, lo;
+    fn_vmask bad;
+    fn_vhf h;
+    int k, q, undone = 0;
     for (k = 0; k < FN_ROW_BLOCK; k++) {
-        sh[k] = fn_shift_f32(x + k * n, n);
-        fn_row_lanes_f32(x + k * n, n, sh[k], &w1[k], &w2[k]);
+        shifts[k] = fn_shift_f32(x + k * n, n);
+        fn_row_lanes_f32(x + k * n, n, shifts[k], &w1[k], &w2[k]);
     }
-    for (k = 0; k < FN_ROW_BLOCK; k++) {
+    fn_hsum_rows(w1, s1v);
+    fn_hsum_rows(w2, s2v);
+    for (k = 0; k < FN_VD; k++) {
         nv[k] = (double)n;
         inf[k] = INFINITY;
     }
-    s1 = zero + (fn_vd)fn_hsum8(w1);       /* s = t + fn_hsum(w), the tail t = 0.0 */
-    s2 = zero + (fn_vd)fn_hsum8(w2);
-    /* stat_from_sums and m2_from_sums (stats.pxi), group_params (apply.pxi) */
-    dev = s1 / nv;
-    m2 = s2 - s1 * (s1 / nv);
-    m2 = (fn_vd)_mm512_mask_blend_pd(_mm512_cmp_pd_mask((__m512d)m2, (__m512d)zero, _CMP_LT_OQ),
-                                     (__m512d)m2, (__m512d)zero);
-    m2 = (fn_vd)_mm512_mask_blend_pd(
-        _mm512_cmp_pd_mask((__m512d)s2, (__m512d)inf, _CMP_EQ_OQ)
-            & _mm512_cmp_pd_mask((__m512d)s1, (__m512d)s1, _CMP_EQ_OQ),
-        (__m512d)m2, (__m512d)inf);
-    v = m2 / nv;
-    mu = sh + dev;
-    if (rms) {
-        t = (__m512d)((v + mu * mu) + eps);
-        rs = 1.0 / (fn_vd)_mm512_sqrt_pd(t);
-    } else {
-        t = (__m512d)(v + eps);
-        rs = 1.0 / (fn_vd)_mm512_sqrt_pd(t);
+    for (q = 0; q < FN_ROW_BLOCK / FN_VD; q++) {
+        memcpy(&sh, shifts + q * FN_VD, sizeof sh);
+        s1 = zero + s1v[q];                 /* s = t + fn_hsum(w), the tail t = 0.0 */
+        s2 = zero + s2v[q];
+        /* stat_from_sums and m2_from_sums (stats.pxi), group_params (apply.pxi) */
+        dev = s1 / nv;
+        m2 = s2 - s1 * (s1 / nv);
+        m2 = fn_select(m2 < zero, zero, m2);
+        m2 = fn_select((s2 == inf) & (s1 == s1), inf, m2);
+        v = m2 / nv;
+        mu = sh + dev;
+        if (rms)
+            rs = 1.0 / FN_VSQRT((v + mu * mu) + eps);
+        else
+            rs = 1.0 / FN_VSQRT(v + eps);
+        /* rows for the path of one row: the pairs' re-sum rule, shift + s1 + s2 not
+         * finite, an RMSNorm scale not finite */
+        bad = ~((s2 >= FN_F32_MEAN_SQUARE_MIN * nv) & (s2 <= FN_F32_SUM_SQUARES_MAX))
+              | (s1 * s1 > s2 * nv / 3.0);
+        lo = (sh + s1) + s2;
+        bad |= ~(lo - lo == zero);
+        if (rms)
+            bad |= ~(rs - rs == zero);
+        for (k = 0; k < FN_VD; k++)
+            undone |= (bad[k] != 0) << (q * FN_VD + k);
+        memcpy(mean + q * FN_VD, &mu, sizeof mu);
+        memcpy(var + q * FN_VD, &v, sizeof v);
+        /* apply_group_span's: hi = (float)mean, c = mean_offset(mean, hi, rstd, -0.0) */
+        if (rms)
+            mu = zero;
+        h = __builtin_convertvector(mu, fn_vhf);
+        memcpy(hi + q * FN_VD, &h, sizeof h);
+        lo = mu - __builtin_convertvector(h, fn_vd);
+        h = __builtin_convertvector(fn_select(lo == zero, negzero, -0.0 - lo * rs), fn_vhf);
+        memcpy(cf + q * FN_VD, &h, sizeof h);
+        h = __builtin_convertvector(rs, fn_vhf);
+        memcpy(rf + q * FN_VD, &h, sizeof h);
     }
-    /* rows for the path of one row: f32_sums_unsafe's rule, shift + s1 + s2 not finite,
-     * an RMSNorm scale not finite */
-    undone = ~_mm512_cmp_pd_mask((__m512d)s2, (__m512d)(nv * FN_F32_MEAN_SQUARE_MIN),
-                                 _CMP_GE_OQ)
-             | ~_mm512_cmp_pd_mask((__m512d)s2, _mm512_set1_pd(FN_F32_SUM_SQUARES_MAX),
-                                   _CMP_LE_OQ)
-             | _mm512_cmp_pd_mask((__m512d)(s1 * s1), (__m512d)(s2 * nv / 3.0), _CMP_GT_OQ);
-    t = (__m512d)((sh + s1) + s2);
-    undone |= ~_mm512_cmp_pd_mask(_mm512_sub_pd(t, t), (__m512d)zero, _CMP_EQ_OQ);
-    if (rms)
-        undone |= ~_mm512_cmp_pd_mask(_mm512_sub_pd((__m512d)rs, (__m512d)rs),
-                                      (__m512d)zero, _CMP_EQ_OQ);
-    undone &= (1 << FN_ROW_BLOCK) - 1;
-    memcpy(mean, &mu, sizeof mu);
-    memcpy(var, &v, sizeof v);
-    /* apply_group_span's parameters: hi = (float)mean, c = mean_offset(mean, hi, rstd, -0) */
-    if (rms)
-        mu = zero;
-    hi8 = _mm512_cvtpd_ps((__m512d)mu);
-    lo = mu - (fn_vd)_mm512_cvtps_pd(hi8);
-    zd = -0.0 - lo * rs;
-    c8 = _mm512_cvtpd_ps((__m512d)zd);
-    c8 = _mm256_mask_blend_ps(_mm512_cmp_pd_mask((__m512d)lo, (__m512d)zero, _CMP_EQ_OQ), c8,
-                              _mm256_set1_ps(-0.0f));
-    r8 = _mm512_cvtpd_ps((__m512d)rs);
-    _mm256_storeu_ps(hi, hi8);
-    _mm256_storeu_ps(rf, r8);
-    _mm256_storeu_ps(cf, c8);
     for (k = 0; k < FN_ROW_BLOCK; k++)
         if (!(undone >> k & 1))
             fn_apply_row_f32(x + k * n, y + k * n, n, hi[k], rf[k], cf[k], w, b);
@@ -154,6 +182,7 @@ static inline int fn_row_block_f32(const float *x, float *y, ptrdiff_t n, const 
 
 #else
 #define FN_ROW_BLOCK 0
+#define FN_ROW_LANES 1
 static inline int fn_row_block_f32(const float *x, float *y, ptrdiff_t n, const float *w,
                                    const float *b, double eps, int rms, double *mean,
                                    double *var) {

@@ -164,7 +164,7 @@ def _cases():
          (4, 24, 32, 32), True),
         ("batch_norm_eval_nhwc", bn_eval, bn_eval_ref, (4, 64, 32, 32), True),
         # rows too wide for registers: the vector sweeps of whole vectors (272 channels) and
-        # the loops of stats.pxi / _apply.h for the rest (200: no whole AVX-512 vectors)
+        # the loops of stats.pxi / _apply.h for the rest (200: not whole AVX-512 vectors)
         ("batch_norm_train_nhwc_272", bn_train, lambda x: ref_batch_norm(x, training=True)[0],
          (2, 272, 12, 12), True),
         ("batch_norm_eval_nhwc_272", bn_eval, bn_eval_ref, (2, 272, 12, 12), True),

@@ -111,8 +111,8 @@ def test_bit_identical_across_threads_on_hard_data(op, kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_channel_layer_norm_nchw_hard_data(kind):
     """Channels-first LayerNorm reduces down the columns of each sample's (C, H*W) matrix:
-    over one chunk of rows (C <= 256) and over several (C = 600)."""
-    for shape in [(2, 96, 20, 20), (2, 600, 6, 8)]:
+    over one chunk of rows (C <= 1024) and over several (C = 2500)."""
+    for shape in [(2, 96, 20, 20), (2, 2500, 3, 4)]:
         x = _data(kind, shape, rng_for("col-lanes-cln", kind, shape))
         eps = 1e-6 if kind == "constant" else _eps(kind)
         ref = ref_channel_layer_norm(x, None, None, eps)
@@ -123,7 +123,7 @@ def test_channel_layer_norm_nchw_hard_data(kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_batch_norm_2d_input_hard_data(kind):
     """BatchNorm of (N, C): column statistics over N rows, N above one chunk of rows."""
-    x = _data(kind, (1000, 300, 1, 1), rng_for("col-lanes-bn2d", kind))[:, :, 0, 0].copy()
+    x = _data(kind, (2600, 120, 1, 1), rng_for("col-lanes-bn2d", kind))[:, :, 0, 0].copy()
     eps = 1e-5 if kind == "constant" else _eps(kind)
     ref = ref_batch_norm(x, None, None, None, None, True, 0.1, eps)[0]
     err = max_abs_err(fastnorm.batch_norm(x, None, None, training=True, eps=eps), ref)

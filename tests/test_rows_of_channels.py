@@ -78,18 +78,18 @@ def test_channels_last_apply_matches_float64(variant, C):
 def test_column_statistics_of_short_rows_have_the_wide_rows_bits(variant, C):
     """Column statistics sweep rows of whole vectors in C (_simd.h: fn_column_sums_sweep_f32)
     and other rows in stats.pxi's loop. Each column is summed alone either way, so the first
-    C channels of a 160-channels-wider array must give the bits of the same values as an
-    array of C channels:
-    BatchNorm training (and its running statistics) and InstanceNorm, over several chunks of
-    rows and rows that are no multiple of four."""
+    C channels of a 161-channels-wider array (no whole vectors: stats.pxi's loop) must give
+    the bits of the same values as an array of C channels (whole vectors from 8 on: the C
+    sweep): BatchNorm training (and its running statistics) and InstanceNorm, over several
+    chunks of rows and rows that are no multiple of four."""
     rng = rng_for("short column rows", variant, C)
-    wide = (rng.standard_normal((3, C + 160, 13, 17)) * 3 + 2).astype(np.float32)
+    wide = (rng.standard_normal((3, C + 161, 29, 37)) * 3 + 2).astype(np.float32)
     narrow = np.ascontiguousarray(wide[:, :C])
     with _dispatch.using(variant):
         for nt in (1, 2):
             tag = f"{variant} C={C} nt={nt}"
             xw, xn = _nhwc_at(wide, 16), _nhwc_at(narrow, 16)
-            rmw, rvw = np.zeros(C + 160, np.float32), np.ones(C + 160, np.float32)
+            rmw, rvw = np.zeros(C + 161, np.float32), np.ones(C + 161, np.float32)
             rmn, rvn = np.zeros(C, np.float32), np.ones(C, np.float32)
             yw = fn.batch_norm(xw, rmw, rvw, training=True, num_threads=nt)
             yn = fn.batch_norm(xn, rmn, rvn, training=True, num_threads=nt)

@@ -46,7 +46,8 @@ cdef struct CacheTuning:
     # (2 threads): LayerNorm rows of 3 KB 1.7x -> 1.2x the roof, BatchNorm training channels
     # of 400 KB 1.64x -> 1.50x; InstanceNorm and GroupNorm groups of 64-100 KB lose 5-15%.
     Py_ssize_t prefetch_group_max
-    Py_ssize_t prefetch_channel_max
+    Py_ssize_t prefetch_channel_max   # (also: a channels-last sample beyond it is taken not
+                                      # to stay in L2 between its statistics and its apply)
     # Nor when a thread's share of the data is small enough to be found in cache (LayerNorm
     # (1, 197, 768): 8% faster without; see _cache.py); also the rule of the column
     # statistics' and the rows-of-channels apply's prefetch.

@@ -66,7 +66,7 @@ cdef inline Py_ssize_t groups_ahead(Py_ssize_t group_bytes, Py_ssize_t least) no
 
 cdef extern from "_rows.h" nogil:
     enum: FN_ROW_BLOCK      # rows per fn_row_block_f32 call (0: none on this variant)
-    enum: FN_VF             # float32 lanes of a vector
+    enum: FN_ROW_LANES      # the rows' length must be a multiple of this
     int fn_row_block_f32(const float* x, float* y, Py_ssize_t n, const float* w,
                          const float* b, double eps, int rms, double* mean,
                          double* var) noexcept
@@ -83,11 +83,12 @@ cdef Py_ssize_t normalize_row_blocks(const float* xp, float* yp,
     Returns the first row not done (the pairs take the rest)."""
     cdef Py_ssize_t glen = s.runs * s.run_len, g = g0, j
     cdef Py_ssize_t ahead = groups_ahead(glen * <Py_ssize_t>sizeof(float), FN_ROW_BLOCK)
-    cdef double mean[8]
+    cdef double mean[8]      # FN_ROW_BLOCK values (_rows.h: at most 8)
     cdef double var[8]
     cdef Stat st
     cdef int undone
-    if FN_ROW_BLOCK == 0 or s.runs != 1 or not s.per_element or glen % FN_VF or glen == 0:
+    if (FN_ROW_BLOCK == 0 or s.runs != 1 or not s.per_element or glen % FN_ROW_LANES
+            or glen == 0):
         return g0
     while g + FN_ROW_BLOCK <= g1:
         if prefetch and g + ahead + FN_ROW_BLOCK <= g1:
@@ -153,7 +154,8 @@ cdef void normalize_group_range(const floating* xp, floating* yp,
     applied, so that the latency of their tail (reductions, division, square root) overlaps
     g's apply. Measured side by side: 3-10% faster up to 8 KB groups, 13% slower at 16 KB,
     where two groups and the affine parameters no longer fit L1. Groups shorter than one
-    block of the float32 lanes go in pairs (normalize_row_pairs)."""
+    block of the float32 lanes go eight at a time where the variant can (LayerNorm/RMSNorm
+    rows of whole vectors: normalize_row_blocks), else in pairs (normalize_row_pairs)."""
     cdef Py_ssize_t glen = s.runs * s.run_len
     cdef bint pipelined = glen * <Py_ssize_t>sizeof(floating) <= tuning.pipeline_group_max
     cdef Stat st, nxt
