@@ -31,6 +31,9 @@
     && (FN_X86_HALVES == 512 || defined(__AVX2__))
 #define FN_ROW_BLOCK 8          /* (at most 8: rows.pxi holds eight rows' statistics) */
 #define FN_ROW_LANES FN_VF      /* the rows' length must be a multiple of this */
+#if FN_ROW_BLOCK > 8 || FN_ROW_BLOCK % FN_VD
+#error "FN_ROW_BLOCK: rows.pxi holds 8 rows' statistics; whole float64 vectors of rows"
+#endif
 
 /* The lane sums of one row of n values (n a multiple of FN_VF, below FN_PAIR_MAX) around
  * c64, before their horizontal sums: fn_rest_sums from zero sums, as

@@ -124,6 +124,9 @@ static inline double fn_shift_f32_scalar(const float *x, ptrdiff_t n) {
 #define FN_ACCS 8
 #endif
 #define FN_VD (FN_VF / 2)
+#if FN_LINE_F32 % FN_VF || FN_LINE_F64 % FN_VD
+#error "the sweeps step by cache lines of whole vectors (fn_column_sums_sweep_f32, _apply.h)"
+#endif
 /* Vectors of a row of channels whose per-channel parameters (three vectors per vector of
  * the row) can stay in registers: 3 x 8 of AVX-512's 32, 3 x 4 of AVX2's (or SSE2's) 16
  * (_apply.h: fn_apply_rows_reg_*) */

@@ -282,8 +282,8 @@ def test_channels_last_batch_norm_eval_takes_the_fast_path(shape, dtype):
     assert_bitwise(np.ascontiguousarray(x), np.ascontiguousarray(x_before), "input modified")
     assert kernels.batch_norm_eval_fast(x, rm, rv, w, b, 1e-5, np.empty_like(x), None) is None
     odd = np.moveaxis(np.ascontiguousarray(np.moveaxis(x, 0, -1)), -1, 0)   # N fastest
-    if not odd.flags.c_contiguous:
-        assert kernels.batch_norm_eval_fast(odd, rm, rv, w, b, 1e-5, None, None) is None
+    assert not odd.flags.c_contiguous and not np.moveaxis(odd, 1, -1).flags.c_contiguous
+    assert kernels.batch_norm_eval_fast(odd, rm, rv, w, b, 1e-5, None, None) is None
 
 
 @pytest.mark.parametrize("nt", THREADS)

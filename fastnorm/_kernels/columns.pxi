@@ -145,8 +145,9 @@ def normalize_column_sets(const floating[::1] x,       # IN  flat (sets, rows, c
     """Normalization of each set's groups of per_group adjacent columns over its rows:
     channels-last InstanceNorm (per_group 1) and GroupNorm (C/G) of (N, *spatial, C) memory.
     With enough sets for the threads, each set is normalized right after its statistics,
-    while it is in cache (L2, or L3: then its apply prefetches); else column_stats shares out chunks of rows first. The same bits
-    either way. precise: float64 lanes for float32 data (statistics kept in float64)."""
+    while it is in cache (L2, or L3: then its apply prefetches); else column_stats shares
+    out chunks of rows first. The same bits either way. precise: float64 lanes for float32
+    data (statistics kept in float64)."""
     cdef ColumnShape s = column_shape(shape)
     check_extent(s.outer * s.rows * s.cols, x.shape[0], out.shape[0])
     if per_group < 1 or s.cols % per_group:
