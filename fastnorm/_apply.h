@@ -177,7 +177,8 @@ static inline int NAME(const T *x, T *y, ptrdiff_t nrows, ptrdiff_t ch,         
     for (r = 0; r + 4 <= nrows; r += 4) {                                                 \
         const T *xr = x + r * ch;                                                         \
         T *yr = y + r * ch;                                                               \
-        const T *pf = ahead > 0 && r + ahead + 4 <= nrows + after ? xr + ahead * ch : NULL; \
+        const T *pf = ahead > 0 && r + ahead + 4 <= nrows + after                         \
+                          ? xr + ahead * ch : NULL;                                       \
         for (j = 0; j < ch; j += LINE) {                                                  \
             if (pf != NULL) {                                                             \
                 fn_prefetch_line_l2(pf + j);                                              \
