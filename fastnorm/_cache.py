@@ -110,6 +110,11 @@ def tuning_for(caches: CacheSizes) -> dict[str, int]:
         # BatchNorm and InstanceNorm: 3 MiB per thread lost 8-29% by the prefetches, 12 MiB
         # and more gained up to 1.4-1.7x (BatchNorm eval, C=256)
         "prefetch_min_per_thread": max(caches.l2, caches.l3 // 4),
+        # the row engine's prefetch (LayerNorm/RMSNorm rows, read as one stream): Zen 4, rows
+        # of 768, side by side, without / with it: 4.7-6.3 MiB per thread 0.89-0.91 (1 and 2
+        # threads), 9.4 MiB 0.98 (1 thread) and 1.31 (2), 12.6 MiB 1.41 and 1.76; the column
+        # sweeps above at 6 MiB per thread needed theirs (1.9-2.3x slower without)
+        "prefetch_rows_min_per_thread": max(caches.l2, caches.l3 // 2),
         # two pipelined groups and their parameters fit in L1
         "pipeline_group_max": caches.l1d // 4,
     }

@@ -20,9 +20,9 @@ from _helpers import (assert_close_to_ref, ref_batch_norm, ref_channel_layer_nor
 
 HUGE = 2 ** 50
 NEVER = dict(prefetch_group_max=0, prefetch_channel_max=0, prefetch_min_per_thread=HUGE,
-             pipeline_group_max=0)
+             prefetch_rows_min_per_thread=HUGE, pipeline_group_max=0)
 ALWAYS = dict(prefetch_group_max=HUGE, prefetch_channel_max=HUGE, prefetch_min_per_thread=0,
-              pipeline_group_max=HUGE)
+              prefetch_rows_min_per_thread=0, pipeline_group_max=HUGE)
 # every set of channels-last InstanceNorm/GroupNorm "beyond L2": its apply prefetches too
 SETS_BEYOND_L2 = dict(ALWAYS, prefetch_channel_max=0)
 
@@ -112,6 +112,8 @@ def test_thresholds_follow_the_caches():
     # the group applied and the one prefetched fit L1 (groups) and L2 (channels)
     assert 2 * small["prefetch_channel_max"] <= 512 * 1024
     assert 4 * small["pipeline_group_max"] <= 32 * 1024
+    # rows (one stream each) are prefetched from further out than the column sweeps
+    assert small["prefetch_rows_min_per_thread"] >= small["prefetch_min_per_thread"]
 
 
 @pytest.mark.parametrize("variant", _dispatch.available_variants())

@@ -52,15 +52,20 @@ cdef struct CacheTuning:
     # (1, 197, 768): 8% faster without; see _cache.py); also the rule of the column
     # statistics' and the rows-of-channels apply's prefetch.
     Py_ssize_t prefetch_min_per_thread
+    # The same for the row engine's prefetch of the next group (LayerNorm/RMSNorm rows): a
+    # contiguous stream the hardware prefetchers follow, so it pays only from further out
+    # (see _cache.py).
+    Py_ssize_t prefetch_rows_min_per_thread
     # Short groups are software-pipelined up to this size (bytes): two groups and the affine
     # parameters must fit L1 (normalize_group_range).
     Py_ssize_t pipeline_group_max
 
-cdef CacheTuning tuning = CacheTuning(32768, 524288, 1048576, 8192)   # replaced at import
+cdef CacheTuning tuning = CacheTuning(32768, 524288, 1048576, 1048576, 8192)   # (at import)
 
 
 def set_cache_tuning(Py_ssize_t prefetch_group_max, Py_ssize_t prefetch_channel_max,
-                     Py_ssize_t prefetch_min_per_thread, Py_ssize_t pipeline_group_max):
+                     Py_ssize_t prefetch_min_per_thread, Py_ssize_t prefetch_rows_min_per_thread,
+                     Py_ssize_t pipeline_group_max):
     """Set this variant's cache-size thresholds (bytes); returns the previous ones as a dict.
     Not thread-safe: called at import (and by tests and tuning scripts between calls)."""
     global tuning
@@ -68,11 +73,12 @@ def set_cache_tuning(Py_ssize_t prefetch_group_max, Py_ssize_t prefetch_channel_
     for name, value in (("prefetch_group_max", prefetch_group_max),
                         ("prefetch_channel_max", prefetch_channel_max),
                         ("prefetch_min_per_thread", prefetch_min_per_thread),
+                        ("prefetch_rows_min_per_thread", prefetch_rows_min_per_thread),
                         ("pipeline_group_max", pipeline_group_max)):
         if value < 0:
             raise ValueError(f"{name} must be >= 0, got {value}")
     tuning = CacheTuning(prefetch_group_max, prefetch_channel_max, prefetch_min_per_thread,
-                         pipeline_group_max)
+                         prefetch_rows_min_per_thread, pipeline_group_max)
     return previous
 
 
@@ -81,6 +87,7 @@ def cache_tuning():
     return dict(prefetch_group_max=tuning.prefetch_group_max,
                 prefetch_channel_max=tuning.prefetch_channel_max,
                 prefetch_min_per_thread=tuning.prefetch_min_per_thread,
+                prefetch_rows_min_per_thread=tuning.prefetch_rows_min_per_thread,
                 pipeline_group_max=tuning.pipeline_group_max)
 
 

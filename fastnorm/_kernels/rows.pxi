@@ -198,7 +198,7 @@ cdef int groups_body(const floating* xp,         # IN  (groups, runs*run_len) bu
     cdef SegmentShape seg
     cdef bint prefetch = (glen * <Py_ssize_t>sizeof(floating) <= tuning.prefetch_group_max
                           and groups * glen * <Py_ssize_t>sizeof(floating)
-                          > nt * tuning.prefetch_min_per_thread)
+                          > nt * tuning.prefetch_rows_min_per_thread)
     if nt == 1:     # (not even an inactive parallel region: it costs tiny calls ~0.4 us)
         normalize_group_range(xp, yp, 0, groups, &s, w, b, eps, rms, prefetch, stats)
         return 0
