@@ -3,15 +3,16 @@
  * BatchNorm of (N, C)): per-channel parameters, y = fma(x - hi[j], a[j], c[j]) at channel j
  * of every row.
  *
- * fn_apply_rows_{f32,f64}(x, y, nrows, channels, hi, a, c, ahead, after): four rows per
+ * fn_apply_rows_{f32,f64}(x, y, nrows, channels, hi, a, c, ahead, avail): four rows per
  * sweep, so that each parameter vector, loaded once, serves four rows (a row at a time
  * needs three parameter loads per data load: 1.1-2.2x the time on cache-resident rows of
  * 64-256 channels, Zen 3). y may be x (in place). Written in C for `GCC ivdep`: without it
  * GCC cannot prove the four rows' loads and stores independent when x is y and leaves the
  * loop scalar; the rows of one sweep are distinct, so there is no dependence.
  * ahead > 0: each sweep prefetches the four rows `ahead` rows on into L2, within the
- * nrows + after rows that exist from x on (rows of whole vectors: line by line, interleaved
- * with the apply, fn_apply_sweep_*). The hardware prefetchers fall behind these sweeps: from
+ * nrows + avail rows that exist from x on (rows of whole vectors: line by line, interleaved
+ * with the apply, fn_apply_sweep_*); ahead < 0, for spans applied last to first: the rows
+ * -ahead rows back, within the avail rows before x (FN_PREFETCH_ROWS_OK). The hardware prefetchers fall behind these sweeps: from
  * memory, 16 KB ahead made the apply 2-2.8x faster (Zen 3, 1 thread, C harness,
  * (16384, 256) and (65536, 64) float32); from cache it costs up to ~20%, so callers ask for
  * it only for large data.
@@ -21,6 +22,11 @@
 
 #include <stddef.h>
 #include "_simd.h"
+
+/* whether the sweep at row r of nrows may prefetch the four rows `ahead` rows from it */
+#define FN_PREFETCH_ROWS_OK(r, ahead, nrows, avail)                                       \
+    ((ahead) > 0 ? (r) + (ahead) + 4 <= (nrows) + (avail)                                 \
+                 : (ahead) < 0 && (r) + (ahead) >= -(avail))
 
 #if defined(__GNUC__) && !defined(__clang__)
 #define FN_IVDEP _Pragma("GCC ivdep")
@@ -143,7 +149,18 @@ static inline int NAME(const T *x, T *y, ptrdiff_t nrows, ptrdiff_t ch,         
 
 FN_DEFINE_APPLY_ROWS_IN_REGISTERS(fn_apply_rows_reg_f32, float, fn_vf, FN_VF, FN_VFMA_F32)
 FN_DEFINE_APPLY_ROWS_IN_REGISTERS(fn_apply_rows_reg_f64, double, fn_vd, FN_VD, FN_VFMA_F64)
+
+/* whether fn_apply_rows_* takes rows of ch channels of itemsize bytes in registers: those
+ * rows are not prefetched, they stream forward for the hardware prefetchers */
+static inline int fn_apply_rows_in_registers(ptrdiff_t ch, ptrdiff_t itemsize) {
+    ptrdiff_t lanes = itemsize == (ptrdiff_t)sizeof(float) ? FN_VF : FN_VD;
+    return ch % lanes == 0 && ch / lanes >= 1 && ch / lanes <= FN_REG_VECTORS;
+}
 #else
+static inline int fn_apply_rows_in_registers(ptrdiff_t ch, ptrdiff_t itemsize) {
+    (void)ch; (void)itemsize;
+    return 0;
+}
 static inline int fn_apply_rows_reg_f32(const float *x, float *y, ptrdiff_t nrows,
                                         ptrdiff_t ch, const float *hi, const float *a,
                                         const float *c) {
@@ -169,7 +186,7 @@ static inline int fn_apply_rows_reg_f64(const double *x, double *y, ptrdiff_t nr
 #define FN_DEFINE_APPLY_SWEEP(NAME, T, V, LANES, VFMA, LINE)                              \
 static inline int NAME(const T *x, T *y, ptrdiff_t nrows, ptrdiff_t ch,                   \
                        const T *hi, const T *a, const T *c, ptrdiff_t ahead,              \
-                       ptrdiff_t after) {                                                 \
+                       ptrdiff_t avail) {                                                 \
     ptrdiff_t r, j, q;                                                                    \
     V h, m, k, v0, v1, v2, v3;                                                            \
     if (ch % LANES)                                                                       \
@@ -177,8 +194,7 @@ static inline int NAME(const T *x, T *y, ptrdiff_t nrows, ptrdiff_t ch,         
     for (r = 0; r + 4 <= nrows; r += 4) {                                                 \
         const T *xr = x + r * ch;                                                         \
         T *yr = y + r * ch;                                                               \
-        const T *pf = ahead > 0 && r + ahead + 4 <= nrows + after                         \
-                          ? xr + ahead * ch : NULL;                                       \
+        const T *pf = FN_PREFETCH_ROWS_OK(r, ahead, nrows, avail) ? xr + ahead * ch : NULL; \
         for (j = 0; j < ch; j += LINE) {                                                  \
             if (pf != NULL) {                                                             \
                 fn_prefetch_line_l2(pf + j);                                              \
@@ -221,23 +237,23 @@ static inline int NAME(const T *x, T *y, ptrdiff_t nrows, ptrdiff_t ch,         
 FN_DEFINE_APPLY_SWEEP(fn_apply_sweep_f32, float, fn_vf, FN_VF, FN_VFMA_F32, FN_LINE_F32)
 FN_DEFINE_APPLY_SWEEP(fn_apply_sweep_f64, double, fn_vd, FN_VD, FN_VFMA_F64, FN_LINE_F64)
 #else
-#define fn_apply_sweep_f32(x, y, nrows, ch, hi, a, c, ahead, after) 0
-#define fn_apply_sweep_f64(x, y, nrows, ch, hi, a, c, ahead, after) 0
+#define fn_apply_sweep_f32(x, y, nrows, ch, hi, a, c, ahead, avail) 0
+#define fn_apply_sweep_f64(x, y, nrows, ch, hi, a, c, ahead, avail) 0
 #endif
 
 #define FN_DEFINE_APPLY_ROWS(NAME, T, FMA, IN_REGISTERS, SWEEP)                           \
 static inline void NAME(const T *x, T *y, ptrdiff_t nrows, ptrdiff_t ch,                 \
                         const T *hi, const T *a, const T *c,                              \
-                        ptrdiff_t ahead, ptrdiff_t after) {                               \
+                        ptrdiff_t ahead, ptrdiff_t avail) {                               \
     ptrdiff_t r = 0, j;                                                                   \
     if (IN_REGISTERS(x, y, nrows, ch, hi, a, c))                                          \
         return;                                                                           \
-    if (SWEEP(x, y, nrows, ch, hi, a, c, ahead, after))                                   \
+    if (SWEEP(x, y, nrows, ch, hi, a, c, ahead, avail))                                   \
         return;                                                                           \
     for (; r + 4 <= nrows; r += 4) {                                                      \
         const T *xr = x + r * ch;                                                         \
         T *yr = y + r * ch;                                                               \
-        if (ahead > 0 && r + ahead + 4 <= nrows + after)                                  \
+        if (FN_PREFETCH_ROWS_OK(r, ahead, nrows, avail))                                  \
             fn_prefetch_l2(xr + ahead * ch, 4 * ch * (ptrdiff_t)sizeof(T));               \
         FN_IVDEP                                                                          \
         for (j = 0; j < ch; j++) {                                                        \

@@ -35,7 +35,7 @@ from . import _plans as P
 from . import _validate as V
 from ._docs import fill
 from ._shapes import ColumnShape, RowShape
-from ._raw import F64, raw_moments
+from ._raw import F64
 
 Array = NDArray[Any]
 
@@ -344,11 +344,9 @@ def batch_norm(x: object, running_mean: object = None, running_var: object = Non
         mean, var = np.empty(channels), np.empty(channels)
         _dispatch.kernels().normalize_channels(*buf.flat(), shape, weight, bias, eps, mean,
                                                var, nt, P.precise(x, running_mean, running_var))
-    else:       # (N, C) or channels-last: column statistics, then a row-vector apply
-        raw = raw_moments(buf.src.reshape(shape.n, channels), (0,), nt,
-                          P.precise(x, running_mean, running_var))
-        mean, var = raw.mean, raw.m2 / count
-        P.apply_channels(buf, shape, mean, var, weight, bias, eps, nt)
+    else:       # (N, C) or channels-last: one set of rows of channels (InstanceNorm's plan)
+        mean, var = P.column_sets(buf, 1, channels, 1, weight, bias, eps, nt,
+                                  P.precise(x, running_mean, running_var))
     if training and running_mean is not None and running_var is not None:
         with np.errstate(all="ignore"):
             unbiased = var * (count / (count - 1))

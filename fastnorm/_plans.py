@@ -62,12 +62,20 @@ def normalize_column_sets(x: Array, out: Array | None, in_place: bool, n: int, c
     sample's rows of C, normalized over groups of per_group adjacent channels. Returns
     (y, mean, var), float64 statistics per (sample, group)."""
     buf = buffers(x, out, in_place)
-    inner = x.size // (n * channels)
+    mean, var = column_sets(buf, n, channels, per_group, weight, bias, eps, nt, precise)
+    return buf.finish(), mean, var
+
+
+def column_sets(buf: L.Buffers, n: int, channels: int, per_group: int,
+                weight: Array | None, bias: Array | None, eps: float, nt: int,
+                precise: bool = False) -> tuple[F64, F64]:
+    """normalize_column_sets into buffers already made; returns (mean, var)."""
+    inner = buf.src.size // (n * channels)
     mean, var = np.empty(n * (channels // per_group)), np.empty(n * (channels // per_group))
     _dispatch.kernels().normalize_column_sets(*buf.flat(), ColumnShape(n, inner, channels),
                                               per_group, weight, bias, eps, mean, var, nt,
                                               precise)
-    return buf.finish(), mean, var
+    return mean, var
 
 
 def flat(param: Array | None) -> Array | None:

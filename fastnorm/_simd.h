@@ -83,6 +83,7 @@ FN_DEFINE_PREFETCH(fn_prefetch_l2, 2)
 #endif
 #define FN_LINE_F32 16      /* float32 values per 64-byte cache line */
 #define FN_LINE_F64 8
+#define FN_SWEEP_MAX 512    /* widest block of fn_column_sums_sweep_f32 (stats.pxi: COL_BLOCK) */
 
 /* the values x[i:n] (fewer than a vector) into the float64 sums t1, t2 around c */
 #define FN_TAIL_SUMS(x, i, n, c, t1, t2)                                              \
@@ -443,10 +444,10 @@ static inline void fn_pair_lanes_f32(const float *xa, const float *xb, ptrdiff_t
 #endif
 
 /* The sweep of column_chunk_sums_f32 (stats.pxi) for rows of whole vectors (width a
- * multiple of FN_VF, any stride ld): four rows a step, the float32 lane sums in the arrays
- * f1, f2 (width values each), the same operations in the same order as the Cython loop, so
- * the same bits. ahead > 0: rows `ahead` on are asked into L2, one cache line per line
- * consumed, interleaved with the sums. Measured on Zen 4, AVX-512, 1 thread, float32 from
+ * multiple of FN_VF, at most FN_SWEEP_MAX, any stride ld): four rows a step, the float32
+ * lane sums in arrays f1, f2 (width values each), the same operations in the same order as
+ * the Cython loop, so the same bits. ahead > 0: rows `ahead` on are asked into L2, one
+ * cache line per line consumed, interleaved with the sums. Measured on Zen 4, AVX-512, 1 thread, float32 from
  * L3: for (25088, 256) the four rows' prefetch as a burst into L1 at the start of each step
  * left the sweep 3x slower than one contiguous read of the same bytes; one line at a time
  * into L2, 32 rows on: 1.1-1.3x, and no cost from cache. For (100352, 64) the same sweep
@@ -454,13 +455,20 @@ static inline void fn_pair_lanes_f32(const float *xa, const float *xb, ptrdiff_t
  * prefetchers alone fed no faster; from cache the two were even). Returns 0, having done
  * nothing, for other widths. */
 static inline int fn_column_sums_sweep_f32(const float *x, ptrdiff_t nr, ptrdiff_t ld,
-                                           ptrdiff_t width, ptrdiff_t flush, const float *c,
-                                           float *f1, float *f2,   /* scratch (width,) */
-                                           double *s1, double *s2, ptrdiff_t ahead) {
+                                           ptrdiff_t width, ptrdiff_t flush,
+                                           const float *c_in, double *s1, double *s2,
+                                           ptrdiff_t ahead) {
+    /* the lane sums and shifts on whole cache lines: misaligned by NumPy's 16 bytes, every
+     * one of their loads and stores would span two lines (Zen 4, AVX-512, (25088, 256) from
+     * L3: 1.2x the time) */
+    float f1[FN_SWEEP_MAX] __attribute__((aligned(64)));
+    float f2[FN_SWEEP_MAX] __attribute__((aligned(64)));
+    float c[FN_SWEEP_MAX] __attribute__((aligned(64)));
     ptrdiff_t r = 0, stop, j, q;
     fn_vf cv, a1, a2, d0, d1, d2, d3;
-    if (width % FN_VF)
+    if (width % FN_VF || width > FN_SWEEP_MAX)
         return 0;
+    memcpy(c, c_in, width * sizeof(float));
     while (r < nr) {
         stop = r + flush < nr ? r + flush : nr;
         memset(f1, 0, width * sizeof(float));
@@ -515,10 +523,10 @@ static inline int fn_column_sums_sweep_f32(const float *x, ptrdiff_t nr, ptrdiff
 
 #define FN_REG_VECTORS 0
 static inline int fn_column_sums_sweep_f32(const float *x, ptrdiff_t nr, ptrdiff_t ld,
-                                           ptrdiff_t width, ptrdiff_t flush, const float *c,
-                                           float *f1, float *f2, double *s1, double *s2,
+                                           ptrdiff_t width, ptrdiff_t flush,
+                                           const float *c_in, double *s1, double *s2,
                                            ptrdiff_t ahead) {
-    (void)x; (void)nr; (void)ld; (void)width; (void)flush; (void)c; (void)f1; (void)f2;
+    (void)x; (void)nr; (void)ld; (void)width; (void)flush; (void)c_in;
     (void)s1; (void)s2; (void)ahead;
     return 0;
 }

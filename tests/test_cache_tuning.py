@@ -173,6 +173,12 @@ def _cases():
         ("batch_norm_train_nhwc_200", bn_train, lambda x: ref_batch_norm(x, training=True)[0],
          (2, 200, 12, 12), True),
         ("batch_norm_eval_nhwc_200", bn_eval, bn_eval_ref, (2, 200, 12, 12), True),
+        # one set of over ROW_CHUNK rows: statistics by chunks of rows shared out, then each
+        # thread applies its own rows last to first (columns.pxi: apply_after_chunk_stats)
+        ("batch_norm_train_nhwc_272_chunks", bn_train,
+         lambda x: ref_batch_norm(x, training=True)[0], (3, 272, 23, 25), True),
+        ("group_norm_nhwc_256_chunks", lambda x, t: fn.group_norm(x, 8, num_threads=t),
+         lambda x: ref_group_norm(x, 8)[0], (1, 256, 37, 35), True),
         ("instance_norm", lambda x, t: fn.instance_norm(x, num_threads=t),
          lambda x: ref_instance_norm(x)[0], (4, 24, 32, 32), False),
         ("instance_norm_nhwc", lambda x, t: fn.instance_norm(x, num_threads=t),
@@ -198,7 +204,7 @@ def test_thresholds_change_no_bits(case, dtype, variant):
         results = []
         for tuning in (NEVER, ALWAYS, SETS_BEYOND_L2):
             with tuned(module, **tuning):
-                results += [call(x.copy(order="K"), t) for t in (1, 2)]
+                results += [call(x.copy(order="K"), t) for t in (1, 2, 3)]
     for r in results[1:]:
         np.testing.assert_array_equal(r, results[0])
     assert_close_to_ref(results[0], ref(x.astype(np.float64)), dtype)

@@ -26,10 +26,11 @@ cdef extern from "_apply.h" nogil:
                           double c, const double* w, const double* b) noexcept
     void fn_apply_rows_f32(const float* x, float* y, Py_ssize_t nrows, Py_ssize_t channels,
                            const float* hi, const float* a, const float* c,
-                           Py_ssize_t ahead, Py_ssize_t after) noexcept
+                           Py_ssize_t ahead, Py_ssize_t avail) noexcept
+    bint fn_apply_rows_in_registers(Py_ssize_t channels, Py_ssize_t itemsize) noexcept
     void fn_apply_rows_f64(const double* x, double* y, Py_ssize_t nrows, Py_ssize_t channels,
                            const double* hi, const double* a, const double* c,
-                           Py_ssize_t ahead, Py_ssize_t after) noexcept
+                           Py_ssize_t ahead, Py_ssize_t avail) noexcept
 
 
 cdef inline void apply_run_span(const floating* x, floating* y, Py_ssize_t n,
@@ -164,13 +165,14 @@ cdef inline void apply_rows_of_channels(const floating* x, floating* y,   # IN/O
                                         const floating* hi, const floating* a,
                                         const floating* c,                   # (channels,)
                                         Py_ssize_t ahead,     # rows to prefetch ahead (0: none)
-                                        Py_ssize_t after) noexcept nogil:    # rows after x's
+                                        Py_ssize_t avail) noexcept nogil:
     """y = fma(x - hi[j], a[j], c[j]) over rows of channels (_apply.h: four rows per
-    parameter load)."""
+    parameter load). ahead < 0 prefetches rows before x's; avail: the rows that exist
+    beyond x's nrows in the prefetch's direction."""
     if floating is float:
-        fn_apply_rows_f32(x, y, nrows, channels, hi, a, c, ahead, after)
+        fn_apply_rows_f32(x, y, nrows, channels, hi, a, c, ahead, avail)
     else:
-        fn_apply_rows_f64(x, y, nrows, channels, hi, a, c, ahead, after)
+        fn_apply_rows_f64(x, y, nrows, channels, hi, a, c, ahead, avail)
 
 
 cdef inline Py_ssize_t apply_prefetch_rows(Py_ssize_t values, Py_ssize_t channels,
@@ -225,9 +227,13 @@ cdef inline void apply_row_spans(const floating* xp, floating* yp,   # IN/OUT ro
                                  const floating* hi, const floating* a,
                                  const floating* c,                  # (sets, channels)
                                  Py_ssize_t head,                    # rows_head (params rotated)
-                                 Py_ssize_t ahead) noexcept nogil:   # rows to prefetch ahead
+                                 Py_ssize_t ahead,                   # rows to prefetch ahead
+                                 bint backward) noexcept nogil:
     """Spans of span_rows rows of channels (never across a set's end), each with its set's
-    parameters (apply_rows_of_channels); the prefetch runs on within the range.
+    parameters (apply_rows_of_channels); the prefetch runs on within the range. backward:
+    the spans last to first (each still row by row), prefetching the spans before: after
+    statistics over the same rows, the first spans applied are the ones still in L2 (not
+    for rows the apply takes in registers: unprefetched, they need the forward stream).
 
     With head > 0 (NumPy's buffers start 16 bytes past a cache line) the rows are applied
     shifted by head channels, each "row" the end of one row and the start of the next, with
@@ -235,24 +241,31 @@ cdef inline void apply_row_spans(const floating* xp, floating* yp,   # IN/OUT ro
     whole lines (Zen 4, rows of 256 channels in cache: 1.15-1.25x the time otherwise). A
     span is whole shifted rows (sweeps of four) from its first row's head on; only a set's
     first `head` and last channels - head values are applied apart (the shifted rows never
-    cross into another set's parameters). Elementwise: the same bits either way."""
-    cdef Py_ssize_t t, o, row0, nrows, spans, last, shifted, rest = channels - head
+    cross into another set's parameters). Elementwise, each value written once: the same
+    bits in any order."""
+    cdef Py_ssize_t i, t, o, row0, nrows, spans, first, last, avail, shifted
+    cdef Py_ssize_t rest = channels - head
+    cdef Py_ssize_t step
     cdef const floating* xr
     cdef floating* yr
     if t0 >= t1 or rows_per_set <= 0 or span_rows <= 0:    # nothing (callers skip it too)
         return
+    backward = backward and not fn_apply_rows_in_registers(channels, sizeof(floating))
+    step = -ahead if backward else ahead
     spans = ceil_div(rows_per_set, span_rows)
+    first = (t0 // spans) * rows_per_set + (t0 % spans) * span_rows
     last = (t1 // spans) * rows_per_set + min((t1 % spans) * span_rows, rows_per_set)
-    for t in range(t0, t1):
+    for i in range(t1 - t0):
+        t = t1 - 1 - i if backward else t0 + i
         o = t // spans
         row0 = o * rows_per_set + (t - o * spans) * span_rows
         nrows = min(span_rows, (o + 1) * rows_per_set - row0)
+        avail = row0 - first if backward else last - row0 - nrows
         xr = xp + row0 * channels
         yr = yp + row0 * channels
         if head == 0:
             apply_rows_of_channels(xr, yr, nrows, channels, hi + o * channels,
-                                   a + o * channels, c + o * channels, ahead,
-                                   last - row0 - nrows)
+                                   a + o * channels, c + o * channels, step, avail)
             continue
         shifted = nrows
         if row0 == o * rows_per_set:        # the set's first `head` values
@@ -264,8 +277,7 @@ cdef inline void apply_row_spans(const floating* xp, floating* yp,   # IN/OUT ro
                                    yr + shifted * channels + head, 1, rest,
                                    hi + o * channels, a + o * channels, c + o * channels, 0, 0)
         apply_rows_of_channels(xr + head, yr + head, shifted, channels, hi + o * channels,
-                               a + o * channels, c + o * channels, ahead,
-                               last - row0 - nrows)
+                               a + o * channels, c + o * channels, step, avail)
 
 
 cdef void apply_all_row_spans(const floating* xp, floating* yp,   # IN/OUT sets*rows_per_set rows
@@ -282,11 +294,11 @@ cdef void apply_all_row_spans(const floating* xp, floating* yp,   # IN/OUT sets*
     rotate_params(hi, a, c, sets, channels, head)
     if nt == 1:     # (not even an inactive parallel region: it costs tiny calls ~0.4 us)
         apply_row_spans(xp, yp, 0, spans, channels, rows_per_set, span_rows, hi, a, c, head,
-                        ahead)
+                        ahead, False)
         return
     for t in prange(nt, schedule='static', chunksize=1, num_threads=nt):
         apply_row_spans(xp, yp, t * spans // nt, (t + 1) * spans // nt, channels,
-                        rows_per_set, span_rows, hi, a, c, head, ahead)
+                        rows_per_set, span_rows, hi, a, c, head, ahead, False)
 
 
 cdef int apply_channels_body(const floating* xp,   # IN  (n, channels, inner) buffer

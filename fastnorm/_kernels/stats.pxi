@@ -71,8 +71,7 @@ cdef extern from "_simd.h" nogil:
     enum: FN_PAIR_MAX       # chunks shorter than this may be summed in pairs
     int fn_column_sums_sweep_f32(const float* x, Py_ssize_t nr, Py_ssize_t ld,
                                  Py_ssize_t width, Py_ssize_t flush, const float* c,
-                                 float* f1, float* f2, double* s1, double* s2,
-                                 Py_ssize_t ahead) noexcept
+                                 double* s1, double* s2, Py_ssize_t ahead) noexcept
     void fn_prefetch(const void* p, Py_ssize_t nbytes) noexcept
     void fn_prefetch_l2(const void* p, Py_ssize_t nbytes) noexcept
     # where float32 lanes are not safe (the row sums' limits, shared by column_sums_checked)
@@ -274,7 +273,7 @@ cdef void column_chunk_sums_f32(const float* x,   # IN  nr rows of `width` colum
     for j in range(width):
         c[j] = <float>(shift[j] / ns)
         shift[j] = c[j]
-    if fn_column_sums_sweep_f32(x, nr, ld, width, COL_FLUSH, c, f1, f2, s1, s2, ahead):
+    if fn_column_sums_sweep_f32(x, nr, ld, width, COL_FLUSH, c, s1, s2, ahead):
         return          # (whole vectors: the sweep below in C, its prefetch interleaved)
     r = 0
     while r < nr:
@@ -398,6 +397,17 @@ cdef Stat* column_stats_scratch(ColumnShape s, int num_threads) noexcept nogil:
     return <Stat*>malloc(s.outer * ceil_div(s.rows, ROW_CHUNK) * s.cols * sizeof(Stat))
 
 
+cdef inline Py_ssize_t chunk_task_start(ColumnShape s, Py_ssize_t th,
+                                         int num_threads) noexcept nogil:
+    """The first (outer, row chunk, column block) task of thread th in column_stats' chunk
+    path (th == num_threads: the end); the tasks run in row order, so a thread's tasks are
+    a contiguous range of rows."""
+    cdef Py_ssize_t tasks = (s.outer * ceil_div(s.rows, ROW_CHUNK)
+                             * ceil_div(s.cols, column_block_width(s.outer, s.cols,
+                                                                  num_threads, False)))
+    return tasks * th // max(num_threads, 1)
+
+
 cdef void column_stats(const floating* x,          # IN  (outer, rows, cols) buffer
                        ColumnShape s, bint precise,
                        Stat* out,                  # OUT outer*cols Stats
@@ -411,6 +421,7 @@ cdef void column_stats(const floating* x,          # IN  (outer, rows, cols) buf
     cdef Py_ssize_t nrc = ceil_div(rows, ROW_CHUNK)
     cdef Py_ssize_t ahead = column_prefetch_rows(s, min(width, cols), num_threads)
     cdef Py_ssize_t t, o, jb, j, rc, oj, rest
+    cdef int th
     for t in range(outer * cols):
         out[t].n = 0
     if chunk_buf == NULL:
@@ -421,20 +432,23 @@ cdef void column_stats(const floating* x,          # IN  (outer, rows, cols) buf
             column_block_stats(x + o * rows * cols + jb, rows, cols,
                                min(width, cols - jb), precise, out + o * cols + jb, ahead, 0)
         return
-    # few column blocks but many rows: one task per (outer, row chunk, block), folded after
+    # few column blocks but many rows: one task per (outer, row chunk, block), folded after;
+    # thread t takes the tasks of chunk_task_range (its rows, for an apply to follow)
     for t in range(outer * nrc * cols):
         chunk_buf[t].n = 0
-    for t in prange(outer * nrc * nblocks, nogil=True, schedule='static',
-                    num_threads=num_threads, use_threads_if=num_threads > 1):
-        o = t // (nrc * nblocks)
-        rest = t - o * nrc * nblocks
-        rc = rest // nblocks
-        jb = (rest - rc * nblocks) * width
-        column_block_stats(x + (o * rows + rc * ROW_CHUNK) * cols + jb,
-                           min(<Py_ssize_t>ROW_CHUNK, rows - rc * ROW_CHUNK), cols,
-                           min(width, cols - jb), precise,
-                           chunk_buf + (o * nrc + rc) * cols + jb, ahead,
-                           max(rows - (rc + 1) * ROW_CHUNK, <Py_ssize_t>0))
+    for th in prange(num_threads, nogil=True, schedule='static', chunksize=1,
+                     num_threads=num_threads, use_threads_if=num_threads > 1):
+        for t in range(chunk_task_start(s, th, num_threads),
+                       chunk_task_start(s, th + 1, num_threads)):
+            o = t // (nrc * nblocks)
+            rest = t - o * nrc * nblocks
+            rc = rest // nblocks
+            jb = (rest - rc * nblocks) * width
+            column_block_stats(x + (o * rows + rc * ROW_CHUNK) * cols + jb,
+                               min(<Py_ssize_t>ROW_CHUNK, rows - rc * ROW_CHUNK), cols,
+                               min(width, cols - jb), precise,
+                               chunk_buf + (o * nrc + rc) * cols + jb, ahead,
+                               max(rows - (rc + 1) * ROW_CHUNK, <Py_ssize_t>0))
     for oj in range(outer * cols):
         o = oj // cols
         j = oj - o * cols
