@@ -12,10 +12,10 @@
  * ahead > 0: each sweep prefetches the four rows `ahead` rows on into L2, within the
  * nrows + avail rows that exist from x on (rows of whole vectors: line by line, interleaved
  * with the apply, fn_apply_sweep_*); ahead < 0, for spans applied last to first: the rows
- * -ahead rows back, within the avail rows before x (FN_PREFETCH_ROWS_OK). The hardware prefetchers fall behind these sweeps: from
- * memory, 16 KB ahead made the apply 2-2.8x faster (Zen 3, 1 thread, C harness,
- * (16384, 256) and (65536, 64) float32); from cache it costs up to ~20%, so callers ask for
- * it only for large data.
+ * -ahead rows back, within the avail rows before x (FN_PREFETCH_ROWS_OK). The hardware
+ * prefetchers fall behind these sweeps: from memory, 16 KB ahead made the apply 2-2.8x
+ * faster (Zen 3, 1 thread, C harness, (16384, 256) and (65536, 64) float32); from cache it
+ * costs up to ~20%, so callers ask for it only for large data.
  */
 #ifndef FASTNORM_APPLY_H
 #define FASTNORM_APPLY_H

@@ -447,13 +447,13 @@ static inline void fn_pair_lanes_f32(const float *xa, const float *xb, ptrdiff_t
  * multiple of FN_VF, at most FN_SWEEP_MAX, any stride ld): four rows a step, the float32
  * lane sums in arrays f1, f2 (width values each), the same operations in the same order as
  * the Cython loop, so the same bits. ahead > 0: rows `ahead` on are asked into L2, one
- * cache line per line consumed, interleaved with the sums. Measured on Zen 4, AVX-512, 1 thread, float32 from
- * L3: for (25088, 256) the four rows' prefetch as a burst into L1 at the start of each step
- * left the sweep 3x slower than one contiguous read of the same bytes; one line at a time
- * into L2, 32 rows on: 1.1-1.3x, and no cost from cache. For (100352, 64) the same sweep
- * took half the time of one with its lane sums in registers (which the hardware
- * prefetchers alone fed no faster; from cache the two were even). Returns 0, having done
- * nothing, for other widths. */
+ * cache line per line consumed, interleaved with the sums. Measured on Zen 4, AVX-512,
+ * 1 thread, float32 from L3: for (25088, 256) the four rows' prefetch as a burst into L1 at
+ * the start of each step left the sweep 3x slower than one contiguous read of the same
+ * bytes; one line at a time into L2, 32 rows on: 1.1-1.3x, and no cost from cache. For
+ * (100352, 64) the same sweep took half the time of one with its lane sums in registers
+ * (which the hardware prefetchers alone fed no faster; from cache the two were even).
+ * Returns 0, having done nothing, for other widths. */
 static inline int fn_column_sums_sweep_f32(const float *x, ptrdiff_t nr, ptrdiff_t ld,
                                            ptrdiff_t width, ptrdiff_t flush,
                                            const float *c_in, double *s1, double *s2,
