@@ -173,12 +173,18 @@ def _cases():
         ("batch_norm_train_nhwc_200", bn_train, lambda x: ref_batch_norm(x, training=True)[0],
          (2, 200, 12, 12), True),
         ("batch_norm_eval_nhwc_200", bn_eval, bn_eval_ref, (2, 200, 12, 12), True),
-        # one set of over ROW_CHUNK rows: statistics by chunks of rows shared out, then each
-        # thread applies its own rows last to first (columns.pxi: apply_after_chunk_stats)
+        # one set of 7200 rows: statistics by chunks of rows shared out, then (2 threads)
+        # each thread applies its own rows, last to first when apply_backward says
+        # (apply.pxi: apply_all_row_spans after_chunk_stats): rows of whole vectors, rows
+        # in registers (64 channels with AVX-512), two column blocks (528 channels)
         ("batch_norm_train_nhwc_272_chunks", bn_train,
-         lambda x: ref_batch_norm(x, training=True)[0], (3, 272, 23, 25), True),
+         lambda x: ref_batch_norm(x, training=True)[0], (1, 272, 90, 80), True),
+        ("batch_norm_train_nhwc_64_chunks", bn_train,
+         lambda x: ref_batch_norm(x, training=True)[0], (2, 64, 60, 60), True),
+        ("batch_norm_train_nhwc_528_chunks", bn_train,
+         lambda x: ref_batch_norm(x, training=True)[0], (1, 528, 90, 80), True),
         ("group_norm_nhwc_256_chunks", lambda x, t: fn.group_norm(x, 8, num_threads=t),
-         lambda x: ref_group_norm(x, 8)[0], (1, 256, 37, 35), True),
+         lambda x: ref_group_norm(x, 8)[0], (1, 256, 90, 80), True),
         ("instance_norm", lambda x, t: fn.instance_norm(x, num_threads=t),
          lambda x: ref_instance_norm(x)[0], (4, 24, 32, 32), False),
         ("instance_norm_nhwc", lambda x, t: fn.instance_norm(x, num_threads=t),
@@ -208,3 +214,45 @@ def test_thresholds_change_no_bits(case, dtype, variant):
     for r in results[1:]:
         np.testing.assert_array_equal(r, results[0])
     assert_close_to_ref(results[0], ref(x.astype(np.float64)), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("variant", _dispatch.available_variants())
+def test_one_set_apply_after_chunk_statistics(variant, dtype):
+    """Channels-last BatchNorm training of one set of 12 chunks of rows (the apply follows
+    each thread's share of the statistics, backward or forward by the thresholds): in place,
+    into another channels-last buffer and allocating, with running statistics of either
+    float dtype, the same bits for 1-3 threads and every threshold, and the float64 formula."""
+    x = _nhwc((rng_for("one set chunks", dtype).standard_normal((3, 96, 64, 64)) * 2 + 3)
+              .astype(dtype))
+    w = np.linspace(0.5, 1.5, 96).astype(dtype)
+    b = np.linspace(-1, 1, 96).astype(dtype)
+    ref, ref_rm, ref_rv = ref_batch_norm(x.astype(np.float64), np.zeros(96), np.ones(96), w, b,
+                                         training=True)
+    with _dispatch.using(variant) as module:
+        for stat_dtype in (np.float32, np.float64):
+            results = []
+            for tuning in (NEVER, ALWAYS, SETS_BEYOND_L2):
+                with tuned(module, **tuning):
+                    for t in (1, 2, 3):
+                        for mode in ("none", "inplace", "other"):
+                            rm = np.zeros(96, stat_dtype)
+                            rv = np.ones(96, stat_dtype)
+                            xin = x.copy(order="K")
+                            out = {"none": None, "inplace": xin,
+                                   "other": _nhwc(np.empty(x.shape, dtype))}[mode]
+                            y = fn.batch_norm(xin, rm, rv, w, b, training=True, out=out,
+                                              num_threads=t)
+                            assert y.strides == x.strides
+                            if mode == "other":
+                                np.testing.assert_array_equal(xin, x)   # input untouched
+                            else:
+                                assert (y is xin) == (mode == "inplace")
+                            results.append((y, rm, rv))
+            for y, rm, rv in results[1:]:
+                np.testing.assert_array_equal(y, results[0][0])
+                np.testing.assert_array_equal(rm, results[0][1])
+                np.testing.assert_array_equal(rv, results[0][2])
+            assert_close_to_ref(results[0][0], ref, dtype)
+            np.testing.assert_allclose(results[0][1], ref_rm, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(results[0][2], ref_rv, rtol=1e-5, atol=1e-6)

@@ -164,11 +164,11 @@ cdef inline void apply_rows_of_channels(const floating* x, floating* y,   # IN/O
                                         Py_ssize_t nrows, Py_ssize_t channels,
                                         const floating* hi, const floating* a,
                                         const floating* c,                   # (channels,)
-                                        Py_ssize_t ahead,     # rows to prefetch ahead (0: none)
+                                        Py_ssize_t ahead,     # rows to prefetch (0: none)
                                         Py_ssize_t avail) noexcept nogil:
     """y = fma(x - hi[j], a[j], c[j]) over rows of channels (_apply.h: four rows per
-    parameter load). ahead < 0 prefetches rows before x's; avail: the rows that exist
-    beyond x's nrows in the prefetch's direction."""
+    parameter load). ahead > 0 prefetches rows after x's, ahead < 0 rows before them;
+    avail: the rows that exist beyond x's nrows in the prefetch's direction."""
     if floating is float:
         fn_apply_rows_f32(x, y, nrows, channels, hi, a, c, ahead, avail)
     else:
@@ -221,15 +221,15 @@ cdef inline void rotate_params(floating* hi, floating* a, floating* c, Py_ssize_
 
 
 cdef inline bint apply_backward(Py_ssize_t channels, Py_ssize_t itemsize,
-                                Py_ssize_t nbytes) noexcept nogil:
-    """Whether an apply of nbytes of rows of channels that follows their statistics runs
-    last to first (apply_row_spans): when its rows are prefetched, or all in L2. Rows the
-    apply takes in registers are not prefetched; beyond L2 they need the forward stream
-    the hardware prefetchers follow (channels-last BatchNorm training of (32, 64, 56, 56),
-    12.8 MB a thread: 1.5x the time backward). Zen 4, 2 threads, rows of 256 channels:
-    InstanceNorm (8, 256, 56, 56) 3-5% faster backward; of 64 channels, samples of 800 KB:
-    InstanceNorm and GroupNorm (32, 64, 56, 56) 5-12%."""
-    return (not fn_apply_rows_in_registers(channels, itemsize)
+                                Py_ssize_t nbytes, Py_ssize_t ahead) noexcept nogil:
+    """Whether a thread's apply of nbytes of rows of channels that follows their statistics
+    runs last to first (apply_row_spans): when the apply prefetches them (ahead > 0; rows it
+    takes in registers it never does), or they all fit L2. Else the rows need the forward
+    stream the hardware prefetchers follow (channels-last BatchNorm training of
+    (32, 64, 56, 56), 12.8 MB a thread in registers: 1.5x the time backward). Zen 4,
+    2 threads, rows of 256 channels: InstanceNorm (8, 256, 56, 56) 3-5% faster backward; of
+    64 channels, samples of 800 KB: InstanceNorm and GroupNorm (32, 64, 56, 56) 5-12%."""
+    return ((ahead > 0 and not fn_apply_rows_in_registers(channels, itemsize))
             or nbytes <= 2 * tuning.prefetch_channel_max)      # (L2: _cache.py)
 
 
@@ -244,9 +244,9 @@ cdef inline void apply_row_spans(const floating* xp, floating* yp,   # IN/OUT ro
                                  bint backward) noexcept nogil:
     """Spans of span_rows rows of channels (never across a set's end), each with its set's
     parameters (apply_rows_of_channels); the prefetch runs on within the range. backward:
-    the spans last to first (each still row by row), prefetching the spans before: after
-    statistics over the same rows, the first spans applied are the ones still in L2
-    (apply_backward says when).
+    the spans last to first (each still row by row), each row prefetching its place in the
+    span before (whole spans back, at least `ahead` rows): after statistics over the same
+    rows, the first spans applied are the ones still in L2 (apply_backward says when).
 
     With head > 0 (NumPy's buffers start 16 bytes past a cache line) the rows are applied
     shifted by head channels, each "row" the end of one row and the start of the next, with
@@ -263,7 +263,7 @@ cdef inline void apply_row_spans(const floating* xp, floating* yp,   # IN/OUT ro
     cdef floating* yr
     if t0 >= t1 or rows_per_set <= 0 or span_rows <= 0:    # nothing (callers skip it too)
         return
-    step = -ahead if backward else ahead
+    step = -span_rows * ceil_div(ahead, span_rows) if backward else ahead
     spans = ceil_div(rows_per_set, span_rows)
     first = (t0 // spans) * rows_per_set + (t0 % spans) * span_rows
     last = (t1 // spans) * rows_per_set + min((t1 % spans) * span_rows, rows_per_set)
@@ -292,25 +292,53 @@ cdef inline void apply_row_spans(const floating* xp, floating* yp,   # IN/OUT ro
                                a + o * channels, c + o * channels, step, avail)
 
 
+cdef inline Py_ssize_t span_at_row(Py_ssize_t row, Py_ssize_t rows_per_set,
+                                    Py_ssize_t span_rows) noexcept nogil:
+    """The first apply_row_spans span that starts at or after `row` (of sets of
+    rows_per_set rows)."""
+    cdef Py_ssize_t o = row // rows_per_set
+    return o * ceil_div(rows_per_set, span_rows) + ceil_div(row - o * rows_per_set, span_rows)
+
+
 cdef void apply_all_row_spans(const floating* xp, floating* yp,   # IN/OUT sets*rows_per_set rows
                               Py_ssize_t sets, Py_ssize_t rows_per_set, Py_ssize_t channels,
                               Py_ssize_t span_rows,
                               floating* hi, floating* a, floating* c,   # IN, rotated here
-                              int nt) noexcept nogil:
+                              int nt, bint after_chunk_stats) noexcept nogil:
     """apply_row_spans over every set, a contiguous range of spans per thread. The
-    parameters are rotated in place to the rows' alignment (rows_head)."""
+    parameters are rotated in place to the rows' alignment (rows_head). after_chunk_stats:
+    the rows' statistics were just taken by column_stats' chunk path; with a few chunks a
+    thread (an even split otherwise), each thread applies the rows it summed
+    (chunk_task_row), last to first where apply_backward says, beginning with the rows
+    still in its L2. The same bits in any order."""
     cdef Py_ssize_t t, spans = sets * ceil_div(rows_per_set, span_rows)
     cdef Py_ssize_t ahead = apply_prefetch_rows(sets * rows_per_set * channels, channels,
                                                 sizeof(floating), nt)
     cdef Py_ssize_t head = rows_head(yp, channels, rows_per_set, sizeof(floating))
+    cdef Py_ssize_t itemsize = sizeof(floating)
+    cdef ColumnShape s
+    cdef bint matched, backward
+    s.outer, s.rows, s.cols = sets, rows_per_set, channels
+    matched = (after_chunk_stats and nt > 1
+               and sets * ceil_div(rows_per_set, ROW_CHUNK) >= 4 * nt)
+    backward = matched and apply_backward(channels, itemsize,
+                                          sets * rows_per_set * channels * itemsize // nt,
+                                          ahead)
     rotate_params(hi, a, c, sets, channels, head)
     if nt == 1:     # (not even an inactive parallel region: it costs tiny calls ~0.4 us)
         apply_row_spans(xp, yp, 0, spans, channels, rows_per_set, span_rows, hi, a, c, head,
                         ahead, False)
         return
     for t in prange(nt, schedule='static', chunksize=1, num_threads=nt):
-        apply_row_spans(xp, yp, t * spans // nt, (t + 1) * spans // nt, channels,
-                        rows_per_set, span_rows, hi, a, c, head, ahead, False)
+        if matched:
+            apply_row_spans(xp, yp, span_at_row(chunk_task_row(s, t, nt), rows_per_set,
+                                                span_rows),
+                            span_at_row(chunk_task_row(s, t + 1, nt), rows_per_set, span_rows),
+                            channels, rows_per_set, span_rows, hi, a, c, head, ahead,
+                            backward)
+        else:
+            apply_row_spans(xp, yp, t * spans // nt, (t + 1) * spans // nt, channels,
+                            rows_per_set, span_rows, hi, a, c, head, ahead, False)
 
 
 cdef int apply_channels_body(const floating* xp,   # IN  (n, channels, inner) buffer
@@ -341,7 +369,8 @@ cdef int apply_channels_body(const floating* xp,   # IN  (n, channels, inner) bu
         k = o * s.channels
         channel_params(mean + k, var + k, w, b, eps, s.channels, hi + k, a + k, c + k)
     if s.inner == 1:
-        apply_all_row_spans(xp, yp, sets, rows_per_set, s.channels, span_rows, hi, a, c, nt)
+        apply_all_row_spans(xp, yp, sets, rows_per_set, s.channels, span_rows, hi, a, c, nt,
+                            False)
     elif nt == 1:
         for t in range(s.n * s.channels):
             k = t % s.channels

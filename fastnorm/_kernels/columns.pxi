@@ -132,41 +132,6 @@ cdef void set_params(const Stat* st,              # IN  (cols,) one set's column
             channel_param(mean[g], var[g], w, b, k, eps, hi, a, c)
 
 
-cdef inline Py_ssize_t span_at_row(Py_ssize_t row, Py_ssize_t rows_per_set,
-                                    Py_ssize_t span_rows) noexcept nogil:
-    """The first apply_row_spans span that starts at or after `row` (of sets of
-    rows_per_set rows)."""
-    cdef Py_ssize_t o = row // rows_per_set
-    return o * ceil_div(rows_per_set, span_rows) + ceil_div(row - o * rows_per_set, span_rows)
-
-
-cdef void apply_after_chunk_stats(const floating* xp, floating* yp, ColumnShape s,
-                                  Py_ssize_t span_rows,
-                                  floating* hi, floating* a, floating* c,   # rotated here
-                                  int nt) noexcept nogil:
-    """The apply that follows column_stats' chunk path: each thread the rows whose
-    statistics it took (chunk_task_start), last to first where apply_backward says, so that
-    it begins with the rows still in its L2. The same bits in any order."""
-    cdef Py_ssize_t ahead = apply_prefetch_rows(s.outer * s.rows * s.cols, s.cols,
-                                                sizeof(floating), nt)
-    cdef Py_ssize_t head = rows_head(yp, s.cols, s.rows, sizeof(floating))
-    cdef Py_ssize_t per_task = ceil_div(s.cols, column_block_width(s.outer, s.cols, nt, False))
-    cdef Py_ssize_t nrc = ceil_div(s.rows, ROW_CHUNK)
-    cdef Py_ssize_t t, k0, k1
-    cdef Py_ssize_t nbytes = s.outer * s.rows * s.cols * <Py_ssize_t>sizeof(floating)
-    cdef bint backward = apply_backward(s.cols, sizeof(floating), nbytes // nt)
-    rotate_params(hi, a, c, s.outer, s.cols, head)
-    for t in prange(nt, schedule='static', chunksize=1, num_threads=nt, use_threads_if=nt > 1):
-        k0 = chunk_task_start(s, t, nt) // per_task         # (outer, row chunk) index
-        k1 = chunk_task_start(s, t + 1, nt) // per_task
-        apply_row_spans(xp, yp,
-                        span_at_row((k0 // nrc) * s.rows + (k0 % nrc) * ROW_CHUNK, s.rows,
-                                    span_rows),
-                        span_at_row((k1 // nrc) * s.rows + (k1 % nrc) * ROW_CHUNK, s.rows,
-                                    span_rows),
-                        s.cols, s.rows, span_rows, hi, a, c, head, ahead, backward)
-
-
 def normalize_column_sets(const floating[::1] x,       # IN  flat (sets, rows, cols) buffer
                           floating[::1] out,           # OUT same size; may be x itself
                           object shape,                # a ColumnShape (sets, rows, cols)
@@ -197,8 +162,6 @@ def normalize_column_sets(const floating[::1] x,       # IN  flat (sets, rows, c
     # a set larger than half of L2 is read again from L3 by its apply: prefetched as there
     # (in strips of columns that fit L2, statistics then apply, the strided passes were
     # 2.5x slower: Zen 4, (8, 256, 56, 56) InstanceNorm)
-    cdef bint backward = apply_backward(s.cols, sizeof(floating),
-                                        s.rows * s.cols * <Py_ssize_t>sizeof(floating))
     cdef Py_ssize_t apply_ahead = (
         apply_prefetch_rows(s.outer * s.rows * s.cols, s.cols, sizeof(floating), nt)
         if s.rows * s.cols * <Py_ssize_t>sizeof(floating) > tuning.prefetch_channel_max else 0)
@@ -229,16 +192,17 @@ def normalize_column_sets(const floating[::1] x,       # IN  flat (sets, rows, c
                            a + o * s.cols, c + o * s.cols, mp + o * groups, vp + o * groups)
                 rotate_params(hi + o * s.cols, a + o * s.cols, c + o * s.cols, 1, s.cols, head)
                 apply_row_spans(xp, yp, o * spans, (o + 1) * spans, s.cols, s.rows,
-                                span_rows, hi, a, c, head, apply_ahead, backward)
+                                span_rows, hi, a, c, head, apply_ahead,
+                                apply_backward(s.cols, sizeof(floating),
+                                               s.rows * s.cols * <Py_ssize_t>sizeof(floating),
+                                               apply_ahead))
         else:
             column_stats(xp, s, precise, st, buf, nt)
             for o in range(s.outer):
                 set_params(st + o * s.cols, s.cols, per_group, w, b, eps, hi + o * s.cols,
                            a + o * s.cols, c + o * s.cols, mp + o * groups, vp + o * groups)
-            if buf != NULL:
-                apply_after_chunk_stats(xp, yp, s, span_rows, hi, a, c, nt)
-            else:
-                apply_all_row_spans(xp, yp, s.outer, s.rows, s.cols, span_rows, hi, a, c, nt)
+            apply_all_row_spans(xp, yp, s.outer, s.rows, s.cols, span_rows, hi, a, c, nt,
+                                buf != NULL)
     free(buf)
     free(hi)
     free(st)

@@ -69,6 +69,7 @@ cdef extern from "_simd.h" nogil:
     void fn_chunk_sums_f32_pair(const float* xa, const float* xb, Py_ssize_t n,
                                 double* shift, double* s1, double* s2) noexcept
     enum: FN_PAIR_MAX       # chunks shorter than this may be summed in pairs
+    enum: FN_SWEEP_MAX      # widest block of fn_column_sums_sweep_f32 (>= COL_BLOCK)
     int fn_column_sums_sweep_f32(const float* x, Py_ssize_t nr, Py_ssize_t ld,
                                  Py_ssize_t width, Py_ssize_t flush, const float* c,
                                  double* s1, double* s2, Py_ssize_t ahead) noexcept
@@ -397,15 +398,31 @@ cdef Stat* column_stats_scratch(ColumnShape s, int num_threads) noexcept nogil:
     return <Stat*>malloc(s.outer * ceil_div(s.rows, ROW_CHUNK) * s.cols * sizeof(Stat))
 
 
+if COL_BLOCK > FN_SWEEP_MAX:      # (blocks wider than the C sweep's would take the loop)
+    raise ImportError("COL_BLOCK (common.pxi) exceeds FN_SWEEP_MAX (_simd.h)")
+
+
+cdef inline Py_ssize_t chunk_blocks(ColumnShape s, int num_threads) noexcept nogil:
+    """Column blocks of column_stats' chunk path (its rows exceed ROW_CHUNK: no narrowing)."""
+    return ceil_div(s.cols, column_block_width(s.outer, s.cols, num_threads, False))
+
+
 cdef inline Py_ssize_t chunk_task_start(ColumnShape s, Py_ssize_t th,
                                          int num_threads) noexcept nogil:
     """The first (outer, row chunk, column block) task of thread th in column_stats' chunk
     path (th == num_threads: the end); the tasks run in row order, so a thread's tasks are
     a contiguous range of rows."""
-    cdef Py_ssize_t tasks = (s.outer * ceil_div(s.rows, ROW_CHUNK)
-                             * ceil_div(s.cols, column_block_width(s.outer, s.cols,
-                                                                  num_threads, False)))
+    cdef Py_ssize_t tasks = s.outer * ceil_div(s.rows, ROW_CHUNK) * chunk_blocks(s, num_threads)
     return tasks * th // max(num_threads, 1)
+
+
+cdef inline Py_ssize_t chunk_task_row(ColumnShape s, Py_ssize_t th,
+                                       int num_threads) noexcept nogil:
+    """The first row (of all outer * rows) of thread th's tasks in column_stats' chunk
+    path."""
+    cdef Py_ssize_t k = chunk_task_start(s, th, num_threads) // chunk_blocks(s, num_threads)
+    cdef Py_ssize_t nrc = ceil_div(s.rows, ROW_CHUNK)
+    return (k // nrc) * s.rows + (k % nrc) * ROW_CHUNK
 
 
 cdef void column_stats(const floating* x,          # IN  (outer, rows, cols) buffer
@@ -433,7 +450,8 @@ cdef void column_stats(const floating* x,          # IN  (outer, rows, cols) buf
                                min(width, cols - jb), precise, out + o * cols + jb, ahead, 0)
         return
     # few column blocks but many rows: one task per (outer, row chunk, block), folded after;
-    # thread t takes the tasks of chunk_task_range (its rows, for an apply to follow)
+    # thread th takes the tasks from chunk_task_start (a range of rows: an apply to follow
+    # may take the same rows on the same thread)
     for t in range(outer * nrc * cols):
         chunk_buf[t].n = 0
     for th in prange(num_threads, nogil=True, schedule='static', chunksize=1,
