@@ -10,7 +10,7 @@ import pytest
 
 import fastnorm as fn
 from _helpers import assert_close_to_ref, ref_batch_norm, ref_group_norm, ref_instance_norm, \
-    rng_for
+    ref_layer_norm, ref_rms_norm, rng_for
 
 
 def _nhwc_at(values, offset_bytes):
@@ -77,3 +77,46 @@ def test_every_offset_same_bits(op, dtype, C, mode):
     for r in results[1:]:
         np.testing.assert_array_equal(r, results[0])
     assert_close_to_ref(results[0], ref(values.astype(np.float64)), dtype)
+
+
+def _rows_at(values, offset_bytes):
+    """The (rows, n) array `values` in memory starting `offset_bytes` past a 64-byte
+    boundary."""
+    itemsize = values.dtype.itemsize
+    buf = np.empty(values.size + 128 // itemsize, values.dtype)
+    start = (-buf.ctypes.data % 64 + offset_bytes) // itemsize
+    a = buf[start:start + values.size].reshape(values.shape)
+    assert a.ctypes.data % 64 == offset_bytes
+    a[...] = values
+    return a
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [768, 770, 3000])
+@pytest.mark.parametrize("rms,affine", [(False, "wb"), (False, "w"), (False, "b"), (True, "w")],
+                         ids=["layer_norm_wb", "layer_norm_w", "layer_norm_b", "rms_norm_w"])
+def test_affine_rows_two_at_a_time_have_the_bits_of_one(rms, affine, n, dtype):
+    """Affine LayerNorm/RMSNorm rows are applied two at a time (rows.pxi:
+    normalize_affine_row_pairs, w and b loaded once for both): every row must get the bits
+    it gets alone, whether the two rows' 64-byte peels agree (n = 768) or not (770), in
+    place or not, at any buffer offset, for 1-3 threads; and the float64 formula."""
+    rng = rng_for("affine row pairs", rms, affine, n, dtype)
+    values = (rng.standard_normal((7, n)) * 3 + 2).astype(dtype)
+    w = rng.uniform(0.5, 1.5, n).astype(dtype) if "w" in affine else None
+    b = rng.normal(0, 1, n).astype(dtype) if "b" in affine else None
+
+    def call(x, out, t):
+        if rms:
+            return fn.rms_norm(x, (n,), w, out=out, num_threads=t)
+        return fn.layer_norm(x, (n,), w, b, out=out, num_threads=t)
+    alone = np.stack([call(values[r:r + 1], None, 1)[0] for r in range(len(values))])
+    for offset in (0, 16, 48):
+        for t in (1, 2, 3):
+            x = _rows_at(values, offset)
+            got = call(x, None, t)
+            np.testing.assert_array_equal(got.view(np.uint8), alone.view(np.uint8))
+            call(x, x, t)
+            np.testing.assert_array_equal(x.view(np.uint8), alone.view(np.uint8))
+    x64 = values.astype(np.float64)
+    ref = (ref_rms_norm(x64, (n,), w) if rms else ref_layer_norm(x64, (n,), w, b)[0])
+    assert_close_to_ref(alone, ref, dtype)

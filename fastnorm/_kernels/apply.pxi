@@ -24,6 +24,13 @@ cdef extern from "_apply.h" nogil:
                           const float* w, const float* b) noexcept
     void fn_apply_row_f64(const double* x, double* y, Py_ssize_t n, double hi, double r,
                           double c, const double* w, const double* b) noexcept
+    void fn_apply_row_pair_f32(const float* x0, float* y0, const float* x1, float* y1,
+                               Py_ssize_t n, float hi0, float r0, float c0, float hi1,
+                               float r1, float c1, const float* w, const float* b) noexcept
+    void fn_apply_row_pair_f64(const double* x0, double* y0, const double* x1, double* y1,
+                               Py_ssize_t n, double hi0, double r0, double c0, double hi1,
+                               double r1, double c1, const double* w,
+                               const double* b) noexcept
     void fn_apply_rows_f32(const float* x, float* y, Py_ssize_t nrows, Py_ssize_t channels,
                            const float* hi, const float* a, const float* c,
                            Py_ssize_t ahead, Py_ssize_t avail) noexcept
@@ -84,6 +91,35 @@ cdef inline void apply_row(const floating* x, floating* y, Py_ssize_t n,
         apply_row_span(x, y, h, hi, r, c, w, b)
     apply_row_span(x + h, y + h, n - h, hi, r, c, (w + h) if w != NULL else NULL,
                    (b + h) if b != NULL else NULL)
+
+
+cdef inline void apply_row_pair(const floating* x0, floating* y0,
+                                const floating* x1, floating* y1, Py_ssize_t n,
+                                GroupParams p0, GroupParams p1,
+                                const floating* w, const floating* b) noexcept nogil:
+    """Two LayerNorm/RMSNorm rows with the same w and/or b (not both NULL), each value as
+    apply_row (and apply_group_span's parameters) give it, the parameters loaded once for
+    both rows (_apply.h); rows whose peels to a 64-byte boundary differ go one at a time."""
+    cdef floating hi0 = <floating>p0.mean, hi1 = <floating>p1.mean
+    cdef floating c0 = mean_offset(p0.mean, hi0, p0.rstd, -0.0)
+    cdef floating c1 = mean_offset(p1.mean, hi1, p1.rstd, -0.0)
+    cdef Py_ssize_t h = 0
+    if n * <Py_ssize_t>sizeof(floating) >= FN_ALIGN_ROW_MIN:
+        h = aligned_head(y0, n, sizeof(floating))
+        if h != aligned_head(y1, n, sizeof(floating)):
+            apply_row(x0, y0, n, hi0, <floating>p0.rstd, c0, w, b)
+            apply_row(x1, y1, n, hi1, <floating>p1.rstd, c1, w, b)
+            return
+        apply_row_span(x0, y0, h, hi0, <floating>p0.rstd, c0, w, b)
+        apply_row_span(x1, y1, h, hi1, <floating>p1.rstd, c1, w, b)
+    if floating is float:
+        fn_apply_row_pair_f32(x0 + h, y0 + h, x1 + h, y1 + h, n - h, hi0, <floating>p0.rstd,
+                              c0, hi1, <floating>p1.rstd, c1, (w + h) if w != NULL else NULL,
+                              (b + h) if b != NULL else NULL)
+    else:
+        fn_apply_row_pair_f64(x0 + h, y0 + h, x1 + h, y1 + h, n - h, hi0, <floating>p0.rstd,
+                              c0, hi1, <floating>p1.rstd, c1, (w + h) if w != NULL else NULL,
+                              (b + h) if b != NULL else NULL)
 
 
 cdef inline void apply_columns(const floating* x, floating* y, Py_ssize_t n,

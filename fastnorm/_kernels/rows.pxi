@@ -140,6 +140,39 @@ cdef void normalize_row_pairs(const float* xp, float* yp,
         g += nb
 
 
+cdef void normalize_affine_row_pairs(const floating* xp, floating* yp,
+                                     Py_ssize_t g0, Py_ssize_t g1,    # groups g0 <= g < g1
+                                     const RowShape* s, const floating* w,
+                                     const floating* b, double eps, bint rms,
+                                     StatsOut stats) noexcept nogil:
+    """normalize_group_range's pipelined rows of an affine LayerNorm/RMSNorm without
+    prefetch, two at a time: the statistics of the next two rows before these two are
+    applied together (apply_row_pair: w and b loaded once for both). Each row's statistics
+    and values as one at a time."""
+    cdef Py_ssize_t glen = s.runs * s.run_len, g = g0, j, nb
+    cdef Stat st[4]          # the two rows being applied, then the next two
+    for j in range(min(<Py_ssize_t>2, g1 - g0)):
+        st[j] = group_stat(xp + (g0 + j) * glen, 1, glen, 0, stats.precise, False)
+    while g < g1:
+        nb = min(<Py_ssize_t>2, g1 - g)
+        for j in range(min(<Py_ssize_t>2, g1 - g - nb)):
+            st[2 + j] = group_stat(xp + (g + nb + j) * glen, 1, glen, 0, stats.precise, False)
+        if nb == 2:
+            apply_row_pair(xp + g * glen, yp + g * glen, xp + (g + 1) * glen,
+                           yp + (g + 1) * glen, glen,
+                           row_group_params(st[0], xp + g * glen, glen, eps, rms),
+                           row_group_params(st[1], xp + (g + 1) * glen, glen, eps, rms), w, b)
+        else:
+            apply_group_span(xp + g * glen, yp + g * glen, 0, glen, s, g,
+                             row_group_params(st[0], xp + g * glen, glen, eps, rms), w, b,
+                             NULL)
+        for j in range(nb):
+            store_group_stats(stats, g + j, st[j])
+        st[0] = st[2]
+        st[1] = st[3]
+        g += nb
+
+
 cdef void normalize_group_range(const floating* xp, floating* yp,
                                 Py_ssize_t g0, Py_ssize_t g1,      # groups g0 <= g < g1
                                 const RowShape* s,
@@ -167,6 +200,9 @@ cdef void normalize_group_range(const floating* xp, floating* yp,
             g = normalize_row_blocks(xp, yp, g0, g1, s, w, b, eps, rms, stats)
             normalize_row_pairs(xp, yp, g, g1, s, w, b, eps, rms, prefetch, stats)
             return
+    if pipelined and s.per_element and (w != NULL or b != NULL) and not prefetch:
+        normalize_affine_row_pairs(xp, yp, g0, g1, s, w, b, eps, rms, stats)
+        return
     if pipelined and g0 < g1:
         nxt = group_stat(xp + g0 * glen, 1, glen, 0, stats.precise, False)
     for g in range(g0, g1):
