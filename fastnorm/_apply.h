@@ -117,9 +117,48 @@ static inline void NAME(const T *x0, T *y0, const T *x1, T *y1, ptrdiff_t n,    
     }                                                                                     \
 }
 
+/* The rows of a column block (channels-first LayerNorm, columns.pxi): nrows rows of width
+ * values, ld apart, row k with scalars w[k], b[k] (1 and 0 where NULL), each value
+ * y = fma(fma(x - hi[j], r[j], c[j]), w[k], b[k]). Four rows a sweep, so that the three
+ * per-column parameters, loaded once, serve four rows (one row at a time, four loads a
+ * value: Zen 4, AVX-512, rows of 512 in L2, the apply took 0.8 cycles a value). y may be x;
+ * the rows of a sweep are distinct (FN_IVDEP). */
+#define FN_DEFINE_APPLY_COLUMN_ROWS(NAME, T, FMA)                                         \
+static inline void NAME(const T *x, T *y, ptrdiff_t nrows, ptrdiff_t ld, ptrdiff_t width, \
+                        const T *hi, const T *r, const T *c, const T *w, const T *b) {    \
+    ptrdiff_t k = 0, j;                                                                   \
+    for (; k + 4 <= nrows; k += 4) {                                                      \
+        const T *x0 = x + k * ld;                                                         \
+        T *y0 = y + k * ld;                                                               \
+        T w0 = w ? w[k] : 1, w1 = w ? w[k + 1] : 1, w2 = w ? w[k + 2] : 1,                \
+          w3 = w ? w[k + 3] : 1;                                                          \
+        T b0 = b ? b[k] : 0, b1 = b ? b[k + 1] : 0, b2 = b ? b[k + 2] : 0,                \
+          b3 = b ? b[k + 3] : 0;                                                          \
+        FN_IVDEP                                                                          \
+        for (j = 0; j < width; j++) {                                                     \
+            T h = hi[j], m = r[j], o = c[j];                                              \
+            T v0 = x0[j], v1 = x0[j + ld], v2 = x0[j + 2 * ld], v3 = x0[j + 3 * ld];     \
+            y0[j] = FMA(FMA(v0 - h, m, o), w0, b0);                                       \
+            y0[j + ld] = FMA(FMA(v1 - h, m, o), w1, b1);                                  \
+            y0[j + 2 * ld] = FMA(FMA(v2 - h, m, o), w2, b2);                              \
+            y0[j + 3 * ld] = FMA(FMA(v3 - h, m, o), w3, b3);                              \
+        }                                                                                 \
+    }                                                                                     \
+    for (; k < nrows; k++) {                                                              \
+        const T *xr = x + k * ld;                                                         \
+        T *yr = y + k * ld;                                                               \
+        T wk = w ? w[k] : 1, bk = b ? b[k] : 0;                                           \
+        FN_IVDEP                                                                          \
+        for (j = 0; j < width; j++)                                                       \
+            yr[j] = FMA(FMA(xr[j] - hi[j], r[j], c[j]), wk, bk);                          \
+    }                                                                                     \
+}
+
 FN_DEFINE_APPLY_RUN(fn_apply_run_f32, float, fn_fmaf)
 FN_DEFINE_APPLY_RUN(fn_apply_run_f64, double, fn_fma)
 FN_DEFINE_APPLY_ROW(fn_apply_row_f32, float, fn_fmaf)
+FN_DEFINE_APPLY_COLUMN_ROWS(fn_apply_column_rows_f32, float, fn_fmaf)
+FN_DEFINE_APPLY_COLUMN_ROWS(fn_apply_column_rows_f64, double, fn_fma)
 FN_DEFINE_APPLY_ROW(fn_apply_row_f64, double, fn_fma)
 FN_DEFINE_APPLY_ROW_PAIR(fn_apply_row_pair_f32, float, fn_fmaf)
 FN_DEFINE_APPLY_ROW_PAIR(fn_apply_row_pair_f64, double, fn_fma)

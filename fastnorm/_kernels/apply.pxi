@@ -35,6 +35,13 @@ cdef extern from "_apply.h" nogil:
                            const float* hi, const float* a, const float* c,
                            Py_ssize_t ahead, Py_ssize_t avail) noexcept
     bint fn_apply_rows_in_registers(Py_ssize_t channels, Py_ssize_t itemsize) noexcept
+    void fn_apply_column_rows_f32(const float* x, float* y, Py_ssize_t nrows, Py_ssize_t ld,
+                                  Py_ssize_t width, const float* hi, const float* r,
+                                  const float* c, const float* w, const float* b) noexcept
+    void fn_apply_column_rows_f64(const double* x, double* y, Py_ssize_t nrows,
+                                  Py_ssize_t ld, Py_ssize_t width, const double* hi,
+                                  const double* r, const double* c, const double* w,
+                                  const double* b) noexcept
     void fn_apply_rows_f64(const double* x, double* y, Py_ssize_t nrows, Py_ssize_t channels,
                            const double* hi, const double* a, const double* c,
                            Py_ssize_t ahead, Py_ssize_t avail) noexcept

@@ -1,17 +1,6 @@
 # ---------------------------------------------------------------------------------------
 # normalization across the rows at every column: channels-first LayerNorm (ColumnShape)
 
-cdef inline void apply_column_row_span(const floating* x, floating* y, Py_ssize_t n,
-                                       const floating* hi, const floating* r,
-                                       const floating* c, floating wr,
-                                       floating br) noexcept nogil:
-    """y[j] = fma(x[j] - hi[j], r[j], c[j]) * wr + br along one row of a column block (the
-    mean's low part folded into c as in apply_row_span)."""
-    cdef Py_ssize_t j
-    for j in range(n):
-        y[j] = fmadd(fmadd(x[j] - hi[j], r[j], c[j]), wr, br)
-
-
 cdef void normalize_column_block(const floating* x, floating* y,   # IN/OUT block origin
                                  Py_ssize_t rows, Py_ssize_t ld, Py_ssize_t width,
                                  const floating* w, const floating* b,  # (rows,) or NULL
@@ -33,8 +22,7 @@ cdef void normalize_column_block(const floating* x, floating* y,   # IN/OUT bloc
     cdef floating c[COL_BLOCK]
     cdef floating rstd[COL_BLOCK]
     cdef double n = <double>rows, m2
-    cdef floating wr, br
-    cdef Py_ssize_t j, k, h
+    cdef Py_ssize_t j, k
     cdef bint precise = mean_out != NULL     # statistics the caller keeps: float64 lanes
     if rows <= ROW_CHUNK:      # the formulas of stat_from_sums and group_params, per column
         column_sums_checked(x, rows, ld, width, precise, shift, mean, var, 0)
@@ -59,15 +47,20 @@ cdef void normalize_column_block(const floating* x, floating* y,   # IN/OUT bloc
         for j in range(width):
             mean_out[j] = mean[j]
             var_out[j] = var[j]
-    for k in range(rows):      # one pass per row: the row's weight/bias are scalars
+    # the rows four at a time (the row's weight/bias are scalars: _apply.h)
+    for k in range(0, rows, 4):
         if next != NULL:
-            fn_prefetch_l2(next + k * ld, next_width * <Py_ssize_t>sizeof(floating))
-        wr = w[k] if w != NULL else 1
-        br = b[k] if b != NULL else 0
-        h = aligned_head(y + k * ld, width, sizeof(floating))
-        apply_column_row_span(x + k * ld, y + k * ld, h, hi, rstd, c, wr, br)
-        apply_column_row_span(x + k * ld + h, y + k * ld + h, width - h, hi + h, rstd + h,
-                              c + h, wr, br)
+            prefetch_rows(next + k * ld, min(<Py_ssize_t>4, rows - k),
+                          ld * <Py_ssize_t>sizeof(floating),
+                          next_width * <Py_ssize_t>sizeof(floating))
+        if floating is float:
+            fn_apply_column_rows_f32(x + k * ld, y + k * ld, min(<Py_ssize_t>4, rows - k), ld,
+                                     width, hi, rstd, c, w + k if w != NULL else NULL,
+                                     b + k if b != NULL else NULL)
+        else:
+            fn_apply_column_rows_f64(x + k * ld, y + k * ld, min(<Py_ssize_t>4, rows - k), ld,
+                                     width, hi, rstd, c, w + k if w != NULL else NULL,
+                                     b + k if b != NULL else NULL)
 
 
 def normalize_columns(const floating[::1] x,      # IN  flat (outer, rows, cols) buffer
