@@ -15,18 +15,13 @@ cdef inline Stat normalize_channel(const floating* x, floating* y,  # IN/OUT cha
     cdef floating hi = <floating>p.mean
     cdef floating a = <floating>(p.rstd * w)
     cdef floating c = mean_offset(p.mean, hi, p.rstd * w, b)
-    cdef Py_ssize_t i, begin, end
+    cdef Py_ssize_t i
     for i in range(n):
-        if not prefetch_next:
+        if prefetch_next:
+            apply_run_prefetch(x + i * stride, y + i * stride, inner, hi, a, c,
+                               x + i * stride + inner)
+        else:
             apply_run(x + i * stride, y + i * stride, inner, hi, a, c)
-            continue
-        begin = 0
-        while begin < inner:
-            end = min(begin + PREFETCH_BLOCK, inner)
-            fn_prefetch_l2(x + i * stride + inner + begin,
-                           (end - begin) * <Py_ssize_t>sizeof(floating))
-            apply_run(x + i * stride + begin, y + i * stride + begin, end - begin, hi, a, c)
-            begin = end
     return st
 
 
