@@ -103,7 +103,8 @@ def tuning_for(caches: CacheSizes) -> dict[str, int]:
         # prefetcht1 into L1 as well: on Zen 4, 1 and 2 threads, LayerNorm rows from memory
         # up to 8 KB gained 0-23% by the prefetch, rows of 12 KB or more lost 25-45%)
         "prefetch_group_max": caches.l1d // 4,
-        # BatchNorm channels: the one applied and the next one fit L2
+        # BatchNorm channels, InstanceNorm/GroupNorm groups (prefetched a line per line
+        # applied): the one applied and the next one fit L2
         "prefetch_channel_max": caches.l2 // 2,
         # a thread's share of the data below this is mostly found in cache (L2, or near
         # L3): no prefetch. Zen 4 (1 MiB L2, 16 MiB of L3 per thread), channels-last

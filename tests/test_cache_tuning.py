@@ -191,6 +191,15 @@ def _cases():
          lambda x: ref_instance_norm(x)[0], (4, 24, 32, 32), True),
         ("instance_norm_nhwc_272", lambda x, t: fn.instance_norm(x, num_threads=t),
          lambda x: ref_instance_norm(x)[0], (4, 272, 9, 11), True),
+        # groups of runs prefetching the next group a line per line applied (runs of 99
+        # values: lines the steps leave; affine: a per channel)
+        ("group_norm_affine", lambda x, t: fn.group_norm(
+            x, 4, np.linspace(0.5, 2, x.shape[1]), np.linspace(-1, 1, x.shape[1]),
+            num_threads=t),
+         lambda x: ref_group_norm(x, 4, np.linspace(0.5, 2, x.shape[1]),
+                                  np.linspace(-1, 1, x.shape[1]))[0], (5, 12, 9, 11), False),
+        ("instance_norm_runs_99", lambda x, t: fn.instance_norm(x, num_threads=t),
+         lambda x: ref_instance_norm(x)[0], (3, 12, 9, 11), False),
         ("group_norm_nhwc", lambda x, t: fn.group_norm(x, 4, num_threads=t),
          lambda x: ref_group_norm(x, 4)[0], (4, 32, 16, 16), True),
         ("channel_layer_norm", lambda x, t: fn.channel_layer_norm(x, num_threads=t),

@@ -44,7 +44,9 @@ cdef struct CacheTuning:
     # The next group (BatchNorm: channel) is prefetched into L2 while one is applied, up to
     # these sizes (bytes): both must fit the cache it goes to. Measured side by side
     # (2 threads): LayerNorm rows of 3 KB 1.7x -> 1.2x the roof, BatchNorm training channels
-    # of 400 KB 1.64x -> 1.50x; InstanceNorm and GroupNorm groups of 64-100 KB lose 5-15%.
+    # of 400 KB 1.64x -> 1.50x. prefetch_group_max: LayerNorm/RMSNorm rows, prefetched in
+    # bursts (InstanceNorm and GroupNorm groups of 64-100 KB lost 5-15% that way; their
+    # runs now prefetch a line per line applied, up to prefetch_channel_max, as BatchNorm).
     Py_ssize_t prefetch_group_max
     Py_ssize_t prefetch_channel_max   # (also: a channels-last sample beyond it is taken not
                                       # to stay in L2 between its statistics and its apply)
