@@ -343,12 +343,69 @@ static inline void NAME(const T *x, T *y, ptrdiff_t n, T hi, T a, T c, const T *
         y[i] = FMA(x[i] - hi, a, c);                                                      \
 }
 
+/* fn_apply_row_* (w and/or b may be NULL) with another row's same span asked into L2 a
+ * line per line applied, as fn_apply_run_prefetch_*; the same values as fn_apply_row_*. */
+#define FN_DEFINE_APPLY_ROW_PREFETCH(NAME, T, V, LANES, VFMA, LINE, FMA)                  \
+static inline void NAME(const T *x, T *y, ptrdiff_t n, T hi, T r, T c, const T *w,        \
+                        const T *b, const T *pf) {                                        \
+    ptrdiff_t i = 0, q;                                                                   \
+    V h, m, k, v, wv, bv;                                                                 \
+    T u;                                                                                  \
+    for (q = 0; q < LANES; q++) {                                                         \
+        h[q] = hi;                                                                        \
+        m[q] = r;                                                                         \
+        k[q] = c;                                                                         \
+    }                                                                                     \
+    for (; i + LINE <= n; i += LINE) {                                                    \
+        fn_prefetch_line_l2(pf + i);                                                      \
+        for (q = i; q < i + LINE; q += LANES) {                                           \
+            memcpy(&v, x + q, sizeof v);                                                  \
+            v = VFMA(v - h, m, k);                                                        \
+            if (w != NULL && b != NULL) {                                                 \
+                memcpy(&wv, w + q, sizeof wv);                                            \
+                memcpy(&bv, b + q, sizeof bv);                                            \
+                v = VFMA(v, wv, bv);                                                      \
+            } else if (w != NULL) {                                                       \
+                memcpy(&wv, w + q, sizeof wv);                                            \
+                v = v * wv;                                                               \
+            } else if (b != NULL) {                                                       \
+                memcpy(&bv, b + q, sizeof bv);                                            \
+                v = v + bv;                                                               \
+            }                                                                             \
+            memcpy(y + q, &v, sizeof v);                                                  \
+        }                                                                                 \
+    }                                                                                     \
+    if (n > 0)                                                                            \
+        fn_prefetch_line_l2(pf + n - 1);                                                  \
+    for (; i < n; i++) {                                                                  \
+        u = FMA(x[i] - hi, r, c);                                                         \
+        y[i] = w != NULL && b != NULL ? FMA(u, w[i], b[i])                                \
+             : w != NULL ? u * w[i] : b != NULL ? u + b[i] : u;                           \
+    }                                                                                     \
+}
+
 #if FN_REG_VECTORS > 0 && defined(FN_VFMA_F32)
 FN_DEFINE_APPLY_RUN_PREFETCH(fn_apply_run_prefetch_f32, float, fn_vf, FN_VF, FN_VFMA_F32,
                              FN_LINE_F32, fn_fmaf)
 FN_DEFINE_APPLY_RUN_PREFETCH(fn_apply_run_prefetch_f64, double, fn_vd, FN_VD, FN_VFMA_F64,
                              FN_LINE_F64, fn_fma)
+FN_DEFINE_APPLY_ROW_PREFETCH(fn_apply_row_prefetch_f32, float, fn_vf, FN_VF, FN_VFMA_F32,
+                             FN_LINE_F32, fn_fmaf)
+FN_DEFINE_APPLY_ROW_PREFETCH(fn_apply_row_prefetch_f64, double, fn_vd, FN_VD, FN_VFMA_F64,
+                             FN_LINE_F64, fn_fma)
 #else
+static inline void fn_apply_row_prefetch_f32(const float *x, float *y, ptrdiff_t n, float hi,
+                                             float r, float c, const float *w, const float *b,
+                                             const float *pf) {
+    fn_prefetch_l2(pf, n * (ptrdiff_t)sizeof(float));
+    fn_apply_row_f32(x, y, n, hi, r, c, w, b);
+}
+static inline void fn_apply_row_prefetch_f64(const double *x, double *y, ptrdiff_t n,
+                                             double hi, double r, double c, const double *w,
+                                             const double *b, const double *pf) {
+    fn_prefetch_l2(pf, n * (ptrdiff_t)sizeof(double));
+    fn_apply_row_f64(x, y, n, hi, r, c, w, b);
+}
 static inline void fn_apply_run_prefetch_f32(const float *x, float *y, ptrdiff_t n, float hi,
                                              float a, float c, const float *pf) {
     fn_prefetch_l2(pf, n * (ptrdiff_t)sizeof(float));

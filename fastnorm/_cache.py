@@ -101,7 +101,8 @@ def tuning_for(caches: CacheSizes) -> dict[str, int]:
     return {
         # the group applied and the next one prefetched fit half of L1d (AMD cores take
         # prefetcht1 into L1 as well: on Zen 4, 1 and 2 threads, LayerNorm rows from memory
-        # up to 8 KB gained 0-23% by the prefetch, rows of 12 KB or more lost 25-45%)
+        # up to 8 KB gained 0-23% by the prefetch in bursts, rows of 12 KB or more lost
+        # 25-45%; a line per line applied, rows up to twice this gain: rows.pxi groups_body)
         "prefetch_group_max": caches.l1d // 4,
         # BatchNorm channels, InstanceNorm/GroupNorm groups (prefetched a line per line
         # applied): the one applied and the next one fit L2

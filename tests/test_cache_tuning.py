@@ -16,15 +16,21 @@ import pytest
 import fastnorm as fn
 from fastnorm import _cache, _dispatch
 from _helpers import (assert_close_to_ref, ref_batch_norm, ref_channel_layer_norm,
-                      ref_group_norm, ref_instance_norm, ref_layer_norm, rng_for)
+                      ref_group_norm, ref_instance_norm, ref_layer_norm, ref_rms_norm,
+                      rng_for)
 
 HUGE = 2 ** 50
+W4096 = np.linspace(0.5, 2, 4096)
+B4096 = np.linspace(-1, 1, 4096)
 NEVER = dict(prefetch_group_max=0, prefetch_channel_max=0, prefetch_min_per_thread=HUGE,
              prefetch_rows_min_per_thread=HUGE, pipeline_group_max=0)
 ALWAYS = dict(prefetch_group_max=HUGE, prefetch_channel_max=HUGE, prefetch_min_per_thread=0,
               prefetch_rows_min_per_thread=0, pipeline_group_max=HUGE)
 # every set of channels-last InstanceNorm/GroupNorm "beyond L2": its apply prefetches too
 SETS_BEYOND_L2 = dict(ALWAYS, prefetch_channel_max=0)
+# LayerNorm/RMSNorm rows longer than prefetch_group_max (up to twice it) prefetch the next
+# row a line per line applied: float64 rows of 768 (6 KB), float32 rows of 4096 (16 KB)
+ROWS_BY_LINES = [dict(ALWAYS, prefetch_group_max=4096), dict(ALWAYS, prefetch_group_max=8192)]
 
 
 @contextlib.contextmanager
@@ -160,6 +166,13 @@ def _cases():
          lambda x: ref_layer_norm(x, (768,))[0], (96, 768), False),
         ("layer_norm_4096", lambda x, t: fn.layer_norm(x, (4096,), num_threads=t),
          lambda x: ref_layer_norm(x, (4096,))[0], (24, 4096), False),
+        # affine rows (the line-by-line prefetch applies w and b too: ROWS_BY_LINES)
+        ("layer_norm_4096_affine",
+         lambda x, t: fn.layer_norm(x, (4096,), W4096, B4096, num_threads=t),
+         lambda x: ref_layer_norm(x, (4096,), W4096, B4096)[0], (24, 4096), False),
+        ("rms_norm_768_weight", lambda x, t: fn.rms_norm(x, (768,), W4096[:768], 1e-5,
+                                                          num_threads=t),
+         lambda x: ref_rms_norm(x, (768,), W4096[:768], eps=1e-5), (96, 768), False),
         ("batch_norm_train", bn_train, lambda x: ref_batch_norm(x, training=True)[0],
          (4, 24, 32, 32), False),
         ("batch_norm_train_nhwc", bn_train, lambda x: ref_batch_norm(x, training=True)[0],
@@ -217,7 +230,7 @@ def test_thresholds_change_no_bits(case, dtype, variant):
         x = _nhwc(x)
     with _dispatch.using(variant) as module:
         results = []
-        for tuning in (NEVER, ALWAYS, SETS_BEYOND_L2):
+        for tuning in (NEVER, ALWAYS, SETS_BEYOND_L2, *ROWS_BY_LINES):
             with tuned(module, **tuning):
                 results += [call(x.copy(order="K"), t) for t in (1, 2, 3)]
     for r in results[1:]:

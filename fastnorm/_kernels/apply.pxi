@@ -24,6 +24,12 @@ cdef extern from "_apply.h" nogil:
                                    float c, const float* pf) noexcept
     void fn_apply_run_prefetch_f64(const double* x, double* y, Py_ssize_t n, double hi,
                                    double a, double c, const double* pf) noexcept
+    void fn_apply_row_prefetch_f32(const float* x, float* y, Py_ssize_t n, float hi, float r,
+                                   float c, const float* w, const float* b,
+                                   const float* pf) noexcept
+    void fn_apply_row_prefetch_f64(const double* x, double* y, Py_ssize_t n, double hi,
+                                   double r, double c, const double* w, const double* b,
+                                   const double* pf) noexcept
     void fn_apply_row_f32(const float* x, float* y, Py_ssize_t n, float hi, float r, float c,
                           const float* w, const float* b) noexcept
     void fn_apply_row_f64(const double* x, double* y, Py_ssize_t n, double hi, double r,
@@ -117,6 +123,26 @@ cdef inline void apply_row(const floating* x, floating* y, Py_ssize_t n,
         apply_row_span(x, y, h, hi, r, c, w, b)
     apply_row_span(x + h, y + h, n - h, hi, r, c, (w + h) if w != NULL else NULL,
                    (b + h) if b != NULL else NULL)
+
+
+cdef inline void apply_row_prefetch(const floating* x, floating* y, Py_ssize_t n,
+                                    floating hi, floating r, floating c,
+                                    const floating* w, const floating* b,
+                                    const floating* pf) noexcept nogil:
+    """apply_row, with pf[0:n] (another row) asked into L2 a line at a time meanwhile
+    (_apply.h)."""
+    cdef Py_ssize_t h = 0
+    if n * <Py_ssize_t>sizeof(floating) >= FN_ALIGN_ROW_MIN:
+        h = aligned_head(y, n, sizeof(floating))
+        apply_row_span(x, y, h, hi, r, c, w, b)
+        if h:
+            fn_prefetch_l2(pf, h * <Py_ssize_t>sizeof(floating))
+    if floating is float:
+        fn_apply_row_prefetch_f32(x + h, y + h, n - h, hi, r, c, (w + h) if w != NULL else NULL,
+                                  (b + h) if b != NULL else NULL, pf + h)
+    else:
+        fn_apply_row_prefetch_f64(x + h, y + h, n - h, hi, r, c, (w + h) if w != NULL else NULL,
+                                  (b + h) if b != NULL else NULL, pf + h)
 
 
 cdef inline void apply_row_pair(const floating* x0, floating* y0,

@@ -33,7 +33,13 @@ cdef inline void apply_group_span(const floating* xg, floating* yg,   # IN/OUT g
     cdef Py_ssize_t run_len = s.run_len, channel0 = (g % s.param_period) * s.runs
     cdef double a
     while pos < end:
-        if s.per_element:
+        if (s.per_element and next_xg != NULL and s.runs * s.run_len * <Py_ssize_t>sizeof(floating)
+                > tuning.prefetch_group_max):       # long rows: a line per line applied
+            stop = end
+            apply_row_prefetch(xg + pos, yg + pos, stop - pos, hi, <floating>p.rstd, c,
+                               (w + pos) if w != NULL else NULL,
+                               (b + pos) if b != NULL else NULL, next_xg + pos)
+        elif s.per_element:
             stop = min(pos + PREFETCH_BLOCK, end) if next_xg != NULL else end
             if next_xg != NULL:
                 fn_prefetch_l2(next_xg + pos, (stop - pos) * <Py_ssize_t>sizeof(floating))
@@ -242,8 +248,11 @@ cdef int groups_body(const floating* xp,         # IN  (groups, runs*run_len) bu
     # groups of runs (InstanceNorm, GroupNorm) prefetch a line per line applied
     # (apply_run_prefetch) and gain up to groups of half L2, as BatchNorm's channels: A/B,
     # Zen 4, 2 threads, (8, 256, 56, 56) GroupNorm 0.70 of the time, InstanceNorm 0.74,
-    # (32, 256, 56, 56) 0.80 (in bursts they had lost 5-15%)
-    cdef Py_ssize_t group_max = (tuning.prefetch_group_max if s.per_element
+    # (32, 256, 56, 56) 0.80 (in bursts they had lost 5-15%). LayerNorm/RMSNorm rows: in
+    # bursts up to prefetch_group_max (a line at a time, short rows lost 5-17%), a line at a
+    # time up to twice that (half L1d; AMD cores take prefetcht1 into L1 too): rows of 12-16
+    # KB 0.61-0.90 of the time, of 32 KB and more 1.07-1.47.
+    cdef Py_ssize_t group_max = (2 * tuning.prefetch_group_max if s.per_element
                                  else tuning.prefetch_channel_max)
     cdef bint prefetch = (glen * <Py_ssize_t>sizeof(floating) <= group_max
                           and groups * glen * <Py_ssize_t>sizeof(floating)
