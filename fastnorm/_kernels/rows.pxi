@@ -156,19 +156,27 @@ cdef void normalize_affine_row_pairs(const floating* xp, floating* yp,
                                      Py_ssize_t g0, Py_ssize_t g1,    # groups g0 <= g < g1
                                      const RowShape* s, const floating* w,
                                      const floating* b, double eps, bint rms,
-                                     StatsOut stats) noexcept nogil:
-    """normalize_group_range's pipelined rows of an affine LayerNorm/RMSNorm without
-    prefetch, two at a time: the statistics of the next two rows before these two are
-    applied together (apply_row_pair: w and b loaded once for both). Each row's statistics
-    and values as one at a time."""
+                                     bint pipelined, StatsOut stats) noexcept nogil:
+    """normalize_group_range's rows of an affine LayerNorm/RMSNorm without prefetch, two at
+    a time, applied together (apply_row_pair: w and b loaded once for both; the affine
+    apply is bound by its loads). pipelined (short rows): the statistics of the next two
+    rows are taken before these two are applied; else (long rows: w and b come from L2 or
+    L3) right before them (A/B, Zen 4, 2 threads: LayerNorm over (C, H, W) of
+    (32, 64, 56, 56) 0.91 of the time one at a time, rows of 2560-16384 0.78-0.95). Each
+    row's statistics and values as one at a time."""
     cdef Py_ssize_t glen = s.runs * s.run_len, g = g0, j, nb
     cdef Stat st[4]          # the two rows being applied, then the next two
-    for j in range(min(<Py_ssize_t>2, g1 - g0)):
+    for j in range(min(<Py_ssize_t>2, g1 - g0) if pipelined else 0):
         st[j] = group_stat(xp + (g0 + j) * glen, 1, glen, 0, stats.precise, False)
     while g < g1:
         nb = min(<Py_ssize_t>2, g1 - g)
-        for j in range(min(<Py_ssize_t>2, g1 - g - nb)):
-            st[2 + j] = group_stat(xp + (g + nb + j) * glen, 1, glen, 0, stats.precise, False)
+        if pipelined:
+            for j in range(min(<Py_ssize_t>2, g1 - g - nb)):
+                st[2 + j] = group_stat(xp + (g + nb + j) * glen, 1, glen, 0, stats.precise,
+                                       False)
+        else:
+            for j in range(nb):
+                st[j] = group_stat(xp + (g + j) * glen, 1, glen, 0, stats.precise, False)
         if nb == 2:
             apply_row_pair(xp + g * glen, yp + g * glen, xp + (g + 1) * glen,
                            yp + (g + 1) * glen, glen,
@@ -212,8 +220,8 @@ cdef void normalize_group_range(const floating* xp, floating* yp,
             g = normalize_row_blocks(xp, yp, g0, g1, s, w, b, eps, rms, stats)
             normalize_row_pairs(xp, yp, g, g1, s, w, b, eps, rms, prefetch, stats)
             return
-    if pipelined and s.per_element and (w != NULL or b != NULL) and not prefetch:
-        normalize_affine_row_pairs(xp, yp, g0, g1, s, w, b, eps, rms, stats)
+    if s.per_element and (w != NULL or b != NULL) and not prefetch:
+        normalize_affine_row_pairs(xp, yp, g0, g1, s, w, b, eps, rms, pipelined, stats)
         return
     if pipelined and g0 < g1:
         nxt = group_stat(xp + g0 * glen, 1, glen, 0, stats.precise, False)
