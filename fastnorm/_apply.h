@@ -319,7 +319,8 @@ FN_DEFINE_APPLY_SWEEP(fn_apply_sweep_f64, double, fn_vd, FN_VD, FN_VFMA_F64, FN_
  * line applied (pf: the start of the run to prefetch, as long as this one), in vectors:
  * spread over the apply, the prefetches do not stall it the way a burst does (BatchNorm
  * training (8, 512, 28, 28), Zen 4, AVX-512: bursts of 4 KB a block took half the
- * samples). The same values as fn_apply_run_*; without vector FMA kernels the burst. */
+ * samples). The same values as fn_apply_run_*. (Compilers without vector extensions: the
+ * span asked for up front, where fn_prefetch_l2 does nothing.) */
 #define FN_DEFINE_APPLY_RUN_PREFETCH(NAME, T, V, LANES, VFMA, LINE, FMA)                  \
 static inline void NAME(const T *x, T *y, ptrdiff_t n, T hi, T a, T c, const T *pf) {    \
     ptrdiff_t i = 0, q;                                                                   \
@@ -337,8 +338,10 @@ static inline void NAME(const T *x, T *y, ptrdiff_t n, T hi, T a, T c, const T *
             memcpy(y + q, &v, sizeof v);                                                  \
         }                                                                                 \
     }                                                                                     \
+    if (i < n)      /* the lines the steps leave (two, when pf is not on a line) */     \
+        fn_prefetch_line_l2(pf + i);                                                      \
     if (n > 0)                                                                            \
-        fn_prefetch_line_l2(pf + n - 1);    /* (the line the steps may not reach) */      \
+        fn_prefetch_line_l2(pf + n - 1);                                                  \
     for (; i < n; i++)                                                                    \
         y[i] = FMA(x[i] - hi, a, c);                                                      \
 }
@@ -375,6 +378,8 @@ static inline void NAME(const T *x, T *y, ptrdiff_t n, T hi, T r, T c, const T *
             memcpy(y + q, &v, sizeof v);                                                  \
         }                                                                                 \
     }                                                                                     \
+    if (i < n)                                                                            \
+        fn_prefetch_line_l2(pf + i);                                                      \
     if (n > 0)                                                                            \
         fn_prefetch_line_l2(pf + n - 1);                                                  \
     for (; i < n; i++) {                                                                  \

@@ -45,8 +45,9 @@ cdef struct CacheTuning:
     # these sizes (bytes): both must fit the cache it goes to. Measured side by side
     # (2 threads): LayerNorm rows of 3 KB 1.7x -> 1.2x the roof, BatchNorm training channels
     # of 400 KB 1.64x -> 1.50x. prefetch_group_max: LayerNorm/RMSNorm rows, prefetched in
-    # bursts (InstanceNorm and GroupNorm groups of 64-100 KB lost 5-15% that way; their
-    # runs now prefetch a line per line applied, up to prefetch_channel_max, as BatchNorm).
+    # bursts, and rows up to twice it a line per line applied (rows.pxi groups_body);
+    # InstanceNorm and GroupNorm groups of 64-100 KB lost 5-15% by bursts, their runs
+    # prefetch a line per line applied up to prefetch_channel_max, as BatchNorm's channels.
     Py_ssize_t prefetch_group_max
     Py_ssize_t prefetch_channel_max   # (also: a channels-last sample beyond it is taken not
                                       # to stay in L2 between its statistics and its apply)

@@ -23,8 +23,9 @@ cdef inline void apply_group_span(const floating* xg, floating* yg,   # IN/OUT g
                                   const floating* next_xg) noexcept nogil:
     """Normalize xg[begin:end] of group g. s.per_element: w/b indexed by position in the
     group (LayerNorm); else by channel (see RowShape.param_period). next_xg (or NULL):
-    the group normalized next, whose same span is prefetched meanwhile (rows: PREFETCH_BLOCK
-    elements at a time; runs: a line per line applied), so that its statistics pass reads
+    the group normalized next, whose same span is prefetched meanwhile (rows up to
+    prefetch_group_max: PREFETCH_BLOCK elements at a time; longer rows and runs: a line per
+    line applied), so that its statistics pass reads
     from cache: the apply's compute then overlaps the memory traffic instead of following
     it."""
     cdef floating hi = <floating>p.mean
@@ -162,7 +163,7 @@ cdef void normalize_affine_row_pairs(const floating* xp, floating* yp,
     apply is bound by its loads). pipelined (short rows): the statistics of the next two
     rows are taken before these two are applied; else (long rows: w and b come from L2 or
     L3) right before them (A/B, Zen 4, 2 threads: LayerNorm over (C, H, W) of
-    (32, 64, 56, 56) 0.91 of the time one at a time, rows of 2560-16384 0.78-0.95). Each
+    (32, 64, 56, 56) 0.91 of the time one at a time, rows of 2560-65536 0.78-0.95). Each
     row's statistics and values as one at a time."""
     cdef Py_ssize_t glen = s.runs * s.run_len, g = g0, j, nb
     cdef Stat st[4]          # the two rows being applied, then the next two
@@ -188,8 +189,9 @@ cdef void normalize_affine_row_pairs(const floating* xp, floating* yp,
                              NULL)
         for j in range(nb):
             store_group_stats(stats, g + j, st[j])
-        st[0] = st[2]
-        st[1] = st[3]
+        if pipelined:
+            st[0] = st[2]
+            st[1] = st[3]
         g += nb
 
 
