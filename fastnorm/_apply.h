@@ -315,39 +315,13 @@ FN_DEFINE_APPLY_SWEEP(fn_apply_sweep_f64, double, fn_vd, FN_VD, FN_VFMA_F64, FN_
 #define fn_apply_sweep_f64(x, y, nrows, ch, hi, a, c, ahead, avail) 0
 #endif
 
-/* fn_apply_run_* with another run's same span asked into L2 meanwhile, one cache line per
- * line applied (pf: the start of the run to prefetch, as long as this one), in vectors:
- * spread over the apply, the prefetches do not stall it the way a burst does (BatchNorm
- * training (8, 512, 28, 28), Zen 4, AVX-512: bursts of 4 KB a block took half the
- * samples). The same values as fn_apply_run_*. (Compilers without vector extensions: the
- * span asked for up front, where fn_prefetch_l2 does nothing.) */
-#define FN_DEFINE_APPLY_RUN_PREFETCH(NAME, T, V, LANES, VFMA, LINE, FMA)                  \
-static inline void NAME(const T *x, T *y, ptrdiff_t n, T hi, T a, T c, const T *pf) {    \
-    ptrdiff_t i = 0, q;                                                                   \
-    V h, m, k, v;                                                                         \
-    for (q = 0; q < LANES; q++) {                                                         \
-        h[q] = hi;                                                                        \
-        m[q] = a;                                                                         \
-        k[q] = c;                                                                         \
-    }                                                                                     \
-    for (; i + LINE <= n; i += LINE) {                                                    \
-        fn_prefetch_line_l2(pf + i);                                                      \
-        for (q = i; q < i + LINE; q += LANES) {                                           \
-            memcpy(&v, x + q, sizeof v);                                                  \
-            v = VFMA(v - h, m, k);                                                        \
-            memcpy(y + q, &v, sizeof v);                                                  \
-        }                                                                                 \
-    }                                                                                     \
-    if (i < n)      /* the lines the steps leave (two, when pf is not on a line) */     \
-        fn_prefetch_line_l2(pf + i);                                                      \
-    if (n > 0)                                                                            \
-        fn_prefetch_line_l2(pf + n - 1);                                                  \
-    for (; i < n; i++)                                                                    \
-        y[i] = FMA(x[i] - hi, a, c);                                                      \
-}
-
-/* fn_apply_row_* (w and/or b may be NULL) with another row's same span asked into L2 a
- * line per line applied, as fn_apply_run_prefetch_*; the same values as fn_apply_row_*. */
+/* fn_apply_row_* (w and/or b may be NULL; with neither, fn_apply_run_*: r is a) with
+ * another run's same span asked into L2 meanwhile, one cache line per line applied (pf:
+ * the start of the run to prefetch, as long as this one), in vectors: spread over the
+ * apply, the prefetches do not stall it the way a burst does (BatchNorm training
+ * (8, 512, 28, 28), Zen 4, AVX-512: bursts of 4 KB a block took half the samples). The same
+ * values as fn_apply_row_*. (Compilers without vector extensions: the span asked for up
+ * front, where fn_prefetch_l2 does nothing.) */
 #define FN_DEFINE_APPLY_ROW_PREFETCH(NAME, T, V, LANES, VFMA, LINE, FMA)                  \
 static inline void NAME(const T *x, T *y, ptrdiff_t n, T hi, T r, T c, const T *w,        \
                         const T *b, const T *pf) {                                        \
@@ -378,7 +352,7 @@ static inline void NAME(const T *x, T *y, ptrdiff_t n, T hi, T r, T c, const T *
             memcpy(y + q, &v, sizeof v);                                                  \
         }                                                                                 \
     }                                                                                     \
-    if (i < n)                                                                            \
+    if (i < n)      /* the lines the steps leave (two, when pf is not on a line) */     \
         fn_prefetch_line_l2(pf + i);                                                      \
     if (n > 0)                                                                            \
         fn_prefetch_line_l2(pf + n - 1);                                                  \
@@ -390,10 +364,6 @@ static inline void NAME(const T *x, T *y, ptrdiff_t n, T hi, T r, T c, const T *
 }
 
 #if FN_REG_VECTORS > 0 && defined(FN_VFMA_F32)
-FN_DEFINE_APPLY_RUN_PREFETCH(fn_apply_run_prefetch_f32, float, fn_vf, FN_VF, FN_VFMA_F32,
-                             FN_LINE_F32, fn_fmaf)
-FN_DEFINE_APPLY_RUN_PREFETCH(fn_apply_run_prefetch_f64, double, fn_vd, FN_VD, FN_VFMA_F64,
-                             FN_LINE_F64, fn_fma)
 FN_DEFINE_APPLY_ROW_PREFETCH(fn_apply_row_prefetch_f32, float, fn_vf, FN_VF, FN_VFMA_F32,
                              FN_LINE_F32, fn_fmaf)
 FN_DEFINE_APPLY_ROW_PREFETCH(fn_apply_row_prefetch_f64, double, fn_vd, FN_VD, FN_VFMA_F64,
@@ -410,16 +380,6 @@ static inline void fn_apply_row_prefetch_f64(const double *x, double *y, ptrdiff
                                              const double *b, const double *pf) {
     fn_prefetch_l2(pf, n * (ptrdiff_t)sizeof(double));
     fn_apply_row_f64(x, y, n, hi, r, c, w, b);
-}
-static inline void fn_apply_run_prefetch_f32(const float *x, float *y, ptrdiff_t n, float hi,
-                                             float a, float c, const float *pf) {
-    fn_prefetch_l2(pf, n * (ptrdiff_t)sizeof(float));
-    fn_apply_run_f32(x, y, n, hi, a, c);
-}
-static inline void fn_apply_run_prefetch_f64(const double *x, double *y, ptrdiff_t n,
-                                             double hi, double a, double c, const double *pf) {
-    fn_prefetch_l2(pf, n * (ptrdiff_t)sizeof(double));
-    fn_apply_run_f64(x, y, n, hi, a, c);
 }
 #endif
 

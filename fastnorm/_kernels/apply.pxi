@@ -20,10 +20,6 @@ cdef extern from "_apply.h" nogil:
                           float c) noexcept
     void fn_apply_run_f64(const double* x, double* y, Py_ssize_t n, double hi, double a,
                           double c) noexcept
-    void fn_apply_run_prefetch_f32(const float* x, float* y, Py_ssize_t n, float hi, float a,
-                                   float c, const float* pf) noexcept
-    void fn_apply_run_prefetch_f64(const double* x, double* y, Py_ssize_t n, double hi,
-                                   double a, double c, const double* pf) noexcept
     void fn_apply_row_prefetch_f32(const float* x, float* y, Py_ssize_t n, float hi, float r,
                                    float c, const float* w, const float* b,
                                    const float* pf) noexcept
@@ -89,13 +85,14 @@ cdef inline void apply_run_prefetch(const floating* x, floating* y, Py_ssize_t n
                                     floating hi, floating a, floating c,
                                     const floating* pf) noexcept nogil:
     """apply_run_span, with pf[0:n] (another run) asked into L2 a line at a time meanwhile
-    (_apply.h), from the first 64-byte boundary of y on as apply_run."""
+    (_apply.h: fn_apply_row_prefetch_* without w and b), from the first 64-byte boundary of
+    y on as apply_run."""
     cdef Py_ssize_t h = aligned_head(y, n, sizeof(floating))
     apply_run_span(x, y, h, hi, a, c)
     if floating is float:
-        fn_apply_run_prefetch_f32(x + h, y + h, n - h, hi, a, c, pf + h)
+        fn_apply_row_prefetch_f32(x + h, y + h, n - h, hi, a, c, NULL, NULL, pf + h)
     else:
-        fn_apply_run_prefetch_f64(x + h, y + h, n - h, hi, a, c, pf + h)
+        fn_apply_row_prefetch_f64(x + h, y + h, n - h, hi, a, c, NULL, NULL, pf + h)
     if h:
         fn_prefetch_l2(pf, h * <Py_ssize_t>sizeof(floating))
 
