@@ -186,7 +186,7 @@ cdef inline floating mean_offset(double mean, floating hi, double a, double b) n
     into the offset, so x - hi is exact near the mean and the apply costs one subtraction and
     one fma whatever the mean (DESIGN.md section 2). b alone when there is no low part."""
     cdef double lo = mean - <double>hi
-    return <floating>b if lo == 0 else <floating>(b - lo * a)   # (a select: loops vectorize)
+    return <floating>b if lo == 0 else <floating>(b - lo * a)
 
 
 
