@@ -179,7 +179,9 @@ def normalize_column_sets(const floating[::1] x,       # IN  flat (sets, rows, c
     cdef Py_ssize_t ahead = column_prefetch_rows(s, min(s.cols, <Py_ssize_t>COL_BLOCK), nt)
     # a set larger than half of L2 is read again from L3 by its apply: prefetched as there
     # (in strips of columns that fit L2, statistics then apply, the strided passes were
-    # 2.5x slower: Zen 4, (8, 256, 56, 56) InstanceNorm)
+    # 2.4-4.4x slower for strips of 16-128 columns: Zen 4, (8, 256, 56, 56) InstanceNorm;
+    # a strip's apply right after its statistics ran no faster than with none before it,
+    # from L3: rows 1 KB apart keep little of a strip in L2)
     cdef Py_ssize_t apply_ahead = (
         apply_prefetch_rows(s.outer * s.rows * s.cols, s.cols, sizeof(floating), nt)
         if s.rows * s.cols * <Py_ssize_t>sizeof(floating) > tuning.prefetch_channel_max else 0)
