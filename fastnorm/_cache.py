@@ -117,6 +117,11 @@ def tuning_for(caches: CacheSizes) -> dict[str, int]:
         # threads), 9.4 MiB 0.98 (1 thread) and 1.31 (2), 12.6 MiB 1.41 and 1.76; the column
         # sweeps above at 6 MiB per thread needed theirs (1.9-2.3x slower without)
         "prefetch_rows_min_per_thread": max(caches.l2, caches.l3 // 2),
+        # the statistics of a group ask for the next one too (rows.pxi groups_body) beyond a
+        # thread's L3 share (from memory: 0.72-0.88 of the time; groups of 12-25 KB from L3
+        # lost up to 1.13x) or for groups larger than L1d (64-100 KB from L3: 0.70-0.87)
+        "stats_prefetch_min_per_thread": caches.l3,
+        "stats_prefetch_group_min": caches.l1d,
         # two pipelined groups and their parameters fit in L1
         "pipeline_group_max": caches.l1d // 4,
     }

@@ -349,9 +349,14 @@ static inline ptrdiff_t fn_rest_sums(const float *x, ptrdiff_t i, ptrdiff_t n, f
     return i;
 }
 
+/* fn_chunk_sums_f32_lanes that meanwhile asks for [pf, pf_end) into L2, a cache line per
+ * two lines summed (pf NULL: nothing): half of the next group of a normalization, so that
+ * memory is busy while this group's statistics are taken too, not only while it is
+ * applied (rows.pxi: normalize_group_range) */
 FN_FMA_FUNCTION
-static inline void fn_chunk_sums_f32_lanes(const float *x, ptrdiff_t n, double c64,
-                                           double *s1, double *s2) {
+static inline void fn_chunk_sums_f32_lanes_pf(const float *x, ptrdiff_t n, double c64,
+                                              double *s1, double *s2, const char *pf,
+                                              const char *pf_end) {
     FN_CONTRACT_FMA     /* (clang: first in the block) */
     double t1 = 0.0, t2 = 0.0;
     float c = (float)c64;
@@ -364,8 +369,15 @@ static inline void fn_chunk_sums_f32_lanes(const float *x, ptrdiff_t n, double c
     /* full blocks of FN_FLUSH * FN_ACCS vectors, each summed in float32 lanes */
     while (i + FN_FLUSH * FN_ACCS * FN_VF <= n) {
         for (k = 0; k < FN_ACCS; k++) { a1[k] = cv - cv; a2[k] = cv - cv; }
-        for (f = 0; f < FN_FLUSH; f++, i += FN_ACCS * FN_VF)
+        for (f = 0; f < FN_FLUSH; f++, i += FN_ACCS * FN_VF) {
+            if (pf != NULL && pf < pf_end) {
+                ptrdiff_t q;
+                for (q = 0; q < FN_ACCS * FN_VF * (ptrdiff_t)sizeof(float) / 2; q += 64)
+                    fn_prefetch_line_l2(pf + q);
+                pf += FN_ACCS * FN_VF * sizeof(float) / 2;
+            }
             fn_lanes_step(x + i, cv, a1, a2);
+        }
         for (l = FN_ACCS / 2; l > 0; l /= 2)     /* a pairwise tree: log2(FN_ACCS) roundings */
             for (k = 0; k < l; k++) { a1[k] += a1[k + l]; a2[k] += a2[k + l]; }
         w1 += fn_widen_sum(a1[0]);
@@ -376,6 +388,12 @@ static inline void fn_chunk_sums_f32_lanes(const float *x, ptrdiff_t n, double c
     FN_TAIL_SUMS(x, i, n, c64, t1, t2);
     *s1 = t1 + fn_hsum(w1);
     *s2 = t2 + fn_hsum(w2);
+}
+
+FN_FMA_FUNCTION
+static inline void fn_chunk_sums_f32_lanes(const float *x, ptrdiff_t n, double c64,
+                                           double *s1, double *s2) {
+    fn_chunk_sums_f32_lanes_pf(x, n, c64, s1, s2, NULL, NULL);
 }
 
 /* Chunks shorter than one full block (short rows: a LayerNorm over C of channels-last
@@ -554,6 +572,8 @@ static inline void NAME(const T *x, ptrdiff_t n, double c, double *s1, double *s
 FN_DEFINE_SUMS_AT(fn_chunk_sums_f64_at, double)
 FN_DEFINE_SUMS_AT(fn_chunk_sums_f32_wide, float)
 #define fn_chunk_sums_f32_lanes fn_chunk_sums_f32_wide
+#define fn_chunk_sums_f32_lanes_pf(x, n, c, s1, s2, pf, pf_end) \
+    fn_chunk_sums_f32_wide(x, n, c, s1, s2)
 #define FN_PAIR_MAX 2048
 static inline void fn_pair_lanes_f32(const float *xa, const float *xb, ptrdiff_t n,
                                      double ca, double cb, double *s1, double *s2) {
@@ -564,15 +584,19 @@ static inline void fn_pair_lanes_f32(const float *xa, const float *xb, ptrdiff_t
 
 #endif
 
-static inline void fn_chunk_sums_f32(const float *x, ptrdiff_t n, int precise, double *shift,
-                                     double *s1, double *s2) {
+/* The chunk sums of float32 data; [pf, pf_end): asked for by the first pass in float32
+ * lanes (fn_chunk_sums_f32_lanes_pf), NULL for nothing */
+static inline void fn_chunk_sums_f32_pf(const float *x, ptrdiff_t n, int precise,
+                                        double *shift, double *s1, double *s2,
+                                        const char *pf, const char *pf_end) {
     double c = fn_shift_f32(x, n);
     int pass;
     for (pass = 0; ; pass++) {
         if (precise)
             fn_chunk_sums_f32_wide(x, n, c, s1, s2);
         else {
-            fn_chunk_sums_f32_lanes(x, n, c, s1, s2);
+            fn_chunk_sums_f32_lanes_pf(x, n, c, s1, s2, pf, pf_end);
+            pf = NULL;
             if (!(*s2 >= FN_F32_MEAN_SQUARE_MIN * (double)n && *s2 <= FN_F32_SUM_SQUARES_MAX))
                 fn_chunk_sums_f32_wide(x, n, c, s1, s2);
         }
@@ -581,6 +605,11 @@ static inline void fn_chunk_sums_f32(const float *x, ptrdiff_t n, int precise, d
         c = (double)(float)(c + *s1 / (double)n);
     }
     *shift = c;
+}
+
+static inline void fn_chunk_sums_f32(const float *x, ptrdiff_t n, int precise, double *shift,
+                                     double *s1, double *s2) {
+    fn_chunk_sums_f32_pf(x, n, precise, shift, s1, s2, NULL, NULL);
 }
 
 /* fn_chunk_sums_f32 (not precise) of two chunks a, b of n < FN_PAIR_MAX values each, with

@@ -23,14 +23,21 @@ HUGE = 2 ** 50
 W4096 = np.linspace(0.5, 2, 4096)
 B4096 = np.linspace(-1, 1, 4096)
 NEVER = dict(prefetch_group_max=0, prefetch_channel_max=0, prefetch_min_per_thread=HUGE,
-             prefetch_rows_min_per_thread=HUGE, pipeline_group_max=0)
+             prefetch_rows_min_per_thread=HUGE, stats_prefetch_min_per_thread=HUGE,
+             stats_prefetch_group_min=HUGE, pipeline_group_max=0)
 ALWAYS = dict(prefetch_group_max=HUGE, prefetch_channel_max=HUGE, prefetch_min_per_thread=0,
-              prefetch_rows_min_per_thread=0, pipeline_group_max=HUGE)
+              prefetch_rows_min_per_thread=0, stats_prefetch_min_per_thread=0,
+              stats_prefetch_group_min=0, pipeline_group_max=HUGE)
 # every set of channels-last InstanceNorm/GroupNorm "beyond L2": its apply prefetches too
 SETS_BEYOND_L2 = dict(ALWAYS, prefetch_channel_max=0)
 # LayerNorm/RMSNorm rows longer than prefetch_group_max (up to twice it) prefetch the next
 # row a line per line applied: float64 rows of 768 (6 KB), float32 rows of 4096 (16 KB)
 ROWS_BY_LINES = [dict(ALWAYS, prefetch_group_max=4096), dict(ALWAYS, prefetch_group_max=8192)]
+# no group pipelined, every one prefetching the next: through its statistics and the first
+# half of its apply (float32; rows.pxi normalize_group_range), or through its apply alone
+UNPIPELINED = [dict(ALWAYS, pipeline_group_max=0),
+               dict(ALWAYS, pipeline_group_max=0, stats_prefetch_min_per_thread=HUGE,
+                    stats_prefetch_group_min=HUGE)]
 
 
 @contextlib.contextmanager
@@ -120,6 +127,10 @@ def test_thresholds_follow_the_caches():
     assert 4 * small["pipeline_group_max"] <= 32 * 1024
     # rows (one stream each) are prefetched from further out than the column sweeps
     assert small["prefetch_rows_min_per_thread"] >= small["prefetch_min_per_thread"]
+    # the statistics ask for the next group from memory (beyond the L3 share), or for
+    # groups that L1 does not hold
+    assert small["stats_prefetch_min_per_thread"] >= small["prefetch_rows_min_per_thread"]
+    assert small["stats_prefetch_group_min"] == 32 * 1024
 
 
 @pytest.mark.parametrize("variant", _dispatch.available_variants())
@@ -234,7 +245,7 @@ def test_thresholds_change_no_bits(case, dtype, variant):
         x = _nhwc(x)
     with _dispatch.using(variant) as module:
         results = []
-        for tuning in (NEVER, ALWAYS, SETS_BEYOND_L2, *ROWS_BY_LINES):
+        for tuning in (NEVER, ALWAYS, SETS_BEYOND_L2, *ROWS_BY_LINES, *UNPIPELINED):
             with tuned(module, **tuning):
                 results += [call(x.copy(order="K"), t) for t in (1, 2, 3)]
     for r in results[1:]:

@@ -59,16 +59,23 @@ cdef struct CacheTuning:
     # contiguous stream the hardware prefetchers follow, so it pays only from further out
     # (see _cache.py).
     Py_ssize_t prefetch_rows_min_per_thread
+    # The statistics of a group prefetch half of the next one too (rows.pxi: groups_body)
+    # when a thread's share is beyond this (its L3 share: the data comes from memory), or
+    # the groups are larger than stats_prefetch_group_min (L1d: applied from L2 anyway).
+    Py_ssize_t stats_prefetch_min_per_thread
+    Py_ssize_t stats_prefetch_group_min
     # Short groups are software-pipelined up to this size (bytes): two groups and the affine
     # parameters must fit L1 (normalize_group_range).
     Py_ssize_t pipeline_group_max
 
-cdef CacheTuning tuning = CacheTuning(32768, 524288, 1048576, 1048576, 8192)   # (at import)
+cdef CacheTuning tuning = CacheTuning(32768, 524288, 1048576, 1048576, 16777216, 32768,
+                                      8192)     # (replaced at import)
 
 
 def set_cache_tuning(Py_ssize_t prefetch_group_max, Py_ssize_t prefetch_channel_max,
                      Py_ssize_t prefetch_min_per_thread, Py_ssize_t prefetch_rows_min_per_thread,
-                     Py_ssize_t pipeline_group_max):
+                     Py_ssize_t stats_prefetch_min_per_thread,
+                     Py_ssize_t stats_prefetch_group_min, Py_ssize_t pipeline_group_max):
     """Set this variant's cache-size thresholds (bytes); returns the previous ones as a dict.
     Not thread-safe: called at import (and by tests and tuning scripts between calls)."""
     global tuning
@@ -77,11 +84,14 @@ def set_cache_tuning(Py_ssize_t prefetch_group_max, Py_ssize_t prefetch_channel_
                         ("prefetch_channel_max", prefetch_channel_max),
                         ("prefetch_min_per_thread", prefetch_min_per_thread),
                         ("prefetch_rows_min_per_thread", prefetch_rows_min_per_thread),
+                        ("stats_prefetch_min_per_thread", stats_prefetch_min_per_thread),
+                        ("stats_prefetch_group_min", stats_prefetch_group_min),
                         ("pipeline_group_max", pipeline_group_max)):
         if value < 0:
             raise ValueError(f"{name} must be >= 0, got {value}")
     tuning = CacheTuning(prefetch_group_max, prefetch_channel_max, prefetch_min_per_thread,
-                         prefetch_rows_min_per_thread, pipeline_group_max)
+                         prefetch_rows_min_per_thread, stats_prefetch_min_per_thread,
+                         stats_prefetch_group_min, pipeline_group_max)
     return previous
 
 
@@ -91,6 +101,8 @@ def cache_tuning():
                 prefetch_channel_max=tuning.prefetch_channel_max,
                 prefetch_min_per_thread=tuning.prefetch_min_per_thread,
                 prefetch_rows_min_per_thread=tuning.prefetch_rows_min_per_thread,
+                stats_prefetch_min_per_thread=tuning.stats_prefetch_min_per_thread,
+                stats_prefetch_group_min=tuning.stats_prefetch_group_min,
                 pipeline_group_max=tuning.pipeline_group_max)
 
 

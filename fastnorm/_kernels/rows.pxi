@@ -200,11 +200,14 @@ cdef void normalize_group_range(const floating* xp, floating* yp,
                                 const RowShape* s,
                                 const floating* w, const floating* b,
                                 double eps, bint rms, bint prefetch,
+                                bint prefetch_in_stats,
                                 StatsOut stats) noexcept nogil:
     """Groups g0..g1-1 of groups_body, each normalized right after its statistics, while it
     is in cache; with `prefetch`, the next group not yet read is prefetched meanwhile
     (within this range: the next range is another thread's, whose cache may hold it
-    modified).
+    modified). With prefetch_in_stats too (float32 groups beyond the pipelined size), the
+    statistics of a group ask for the first half of the next one and its apply for the
+    rest, so that memory is busy through both passes (groups_body says when).
 
     Short groups are software-pipelined: group g+1's statistics are taken before group g is
     applied, so that the latency of their tail (reductions, division, square root) overlaps
@@ -215,6 +218,10 @@ cdef void normalize_group_range(const floating* xp, floating* yp,
     cdef Py_ssize_t glen = s.runs * s.run_len
     cdef bint pipelined = glen * <Py_ssize_t>sizeof(floating) <= tuning.pipeline_group_max
     cdef Stat st, nxt
+    cdef GroupParams p
+    cdef Py_ssize_t half
+    cdef const floating* next_xg
+    cdef bint split
     cdef Py_ssize_t g, ahead = (groups_ahead(glen * <Py_ssize_t>sizeof(floating), 2)
                                 if pipelined else 1)
     if floating is float:
@@ -228,15 +235,28 @@ cdef void normalize_group_range(const floating* xp, floating* yp,
     if pipelined and g0 < g1:
         nxt = group_stat(xp + g0 * glen, 1, glen, 0, stats.precise, False)
     for g in range(g0, g1):
+        next_xg = (xp + (g + ahead) * glen) if prefetch and g + ahead < g1 else NULL
+        split = False
+        if floating is float:
+            split = (prefetch_in_stats and not pipelined and not stats.precise
+                     and next_xg != NULL)
         if pipelined:
             st = nxt
             if g + 1 < g1:
                 nxt = group_stat(xp + (g + 1) * glen, 1, glen, 0, stats.precise, False)
+        elif split:
+            if floating is float:
+                st = group_stat_prefetching(xp + g * glen, glen, next_xg)
         else:
             st = group_stat(xp + g * glen, 1, glen, 0, stats.precise, False)
-        apply_group_span(xp + g * glen, yp + g * glen, 0, glen, s, g,
-                         row_group_params(st, xp + g * glen, glen, eps, rms), w, b,
-                         (xp + (g + ahead) * glen) if prefetch and g + ahead < g1 else NULL)
+        p = row_group_params(st, xp + g * glen, glen, eps, rms)
+        if split:       # the next group's first half was asked for by the statistics
+            half = glen // 2
+            apply_group_span(xp + g * glen, yp + g * glen, 0, half, s, g, p, w, b,
+                             next_xg + half)
+            apply_group_span(xp + g * glen, yp + g * glen, half, glen, s, g, p, w, b, NULL)
+        else:
+            apply_group_span(xp + g * glen, yp + g * glen, 0, glen, s, g, p, w, b, next_xg)
         store_group_stats(stats, g, st)
 
 
@@ -267,13 +287,26 @@ cdef int groups_body(const floating* xp,         # IN  (groups, runs*run_len) bu
     cdef bint prefetch = (glen * <Py_ssize_t>sizeof(floating) <= group_max
                           and groups * glen * <Py_ssize_t>sizeof(floating)
                           > nt * tuning.prefetch_rows_min_per_thread)
+    # the next group asked for through the statistics pass as well as the apply: from
+    # memory (a thread's share beyond its L3 share) or for groups beyond L1d. A/B, Zen 4,
+    # float32, 2 threads, x86-64-v4 (v3): from memory RMSNorm (16, 256, 4096) 0.73-0.82
+    # (0.86) of the time, LayerNorm with weight and bias 0.79-0.88 (0.85), InstanceNorm
+    # (32, 256, 56, 56) 0.87, GroupNorm 0.81; groups of 64-100 KB from L3: InstanceNorm
+    # (8, 64, 128, 128) 0.74-0.78 (0.73), GroupNorm (8, 256, 56, 56) 0.82-0.87 (0.70-0.78);
+    # 1 thread 0.72-0.76. Groups of 12-25 KB from L3 lost: InstanceNorm (8, 256, 56, 56)
+    # 1.04-1.13, GroupNorm (32, 64, 56, 56) 1.06.
+    cdef bint prefetch_in_stats = prefetch and (
+        glen * <Py_ssize_t>sizeof(floating) > tuning.stats_prefetch_group_min
+        or groups * glen * <Py_ssize_t>sizeof(floating)
+        > nt * tuning.stats_prefetch_min_per_thread)
     if nt == 1:     # (not even an inactive parallel region: it costs tiny calls ~0.4 us)
-        normalize_group_range(xp, yp, 0, groups, &s, w, b, eps, rms, prefetch, stats)
+        normalize_group_range(xp, yp, 0, groups, &s, w, b, eps, rms, prefetch,
+                              prefetch_in_stats, stats)
         return 0
     if groups >= 2 * nt:    # one contiguous range of groups per thread
         for t in prange(nt, schedule='static', chunksize=1, num_threads=nt):
             normalize_group_range(xp, yp, t * groups // nt, (t + 1) * groups // nt, &s,
-                                  w, b, eps, rms, prefetch, stats)
+                                  w, b, eps, rms, prefetch, prefetch_in_stats, stats)
         return 0
     # few large groups: chunk-parallel statistics, then block-parallel apply (same bits)
     seg.groups, seg.nseg, seg.seg_len, seg.group_stride, seg.seg_stride = groups, 1, glen, glen, 0

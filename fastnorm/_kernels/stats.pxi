@@ -64,6 +64,9 @@ cdef Stat nonfinite_stat(const floating* x, Py_ssize_t n, Py_ssize_t stride,
 cdef extern from "_simd.h" nogil:
     void fn_chunk_sums_f32(const float* x, Py_ssize_t n, int precise, double* shift,
                            double* s1, double* s2) noexcept
+    void fn_chunk_sums_f32_pf(const float* x, Py_ssize_t n, int precise, double* shift,
+                              double* s1, double* s2, const char* pf,
+                              const char* pf_end) noexcept
     void fn_chunk_sums_f64(const double* x, Py_ssize_t n, int precise, double* shift,
                            double* s1, double* s2) noexcept
     void fn_chunk_sums_f32_pair(const float* xa, const float* xb, Py_ssize_t n,
@@ -140,6 +143,29 @@ cdef inline Stat group_stat(const floating* x, Py_ssize_t nseg, Py_ssize_t seg_l
             fn_prefetch(x + (s + 1) * seg_stride, min(seg_len * <Py_ssize_t>sizeof(floating),
                                                       PREFETCH_BYTES))
         segment_fold(x + s * seg_stride, seg_len, precise, &acc)
+    return acc
+
+
+cdef inline Stat group_stat_prefetching(const float* x, Py_ssize_t n,
+                                        const float* nxt) noexcept nogil:
+    """group_stat(x, 1, n, 0, False, False) of a contiguous float32 group, to the same bits,
+    asking meanwhile for the first half of the group at nxt into L2, a cache line per two
+    lines summed (fn_chunk_sums_f32_lanes_pf), each chunk its share."""
+    cdef Stat acc
+    cdef Py_ssize_t k, start, m
+    cdef double shift, s1, s2
+    cdef const char* pf = <const char*>nxt
+    acc.n = 0
+    acc.shift = 0
+    acc.dev = 0
+    acc.m2 = 0
+    for k in range(ceil_div(n, CHUNK)):
+        start = k * CHUNK
+        m = min(<Py_ssize_t>CHUNK, n - start)
+        fn_chunk_sums_f32_pf(x + start, m, 0, &shift, &s1, &s2,
+                             pf + start // 2 * <Py_ssize_t>sizeof(float),
+                             pf + (start + m) // 2 * <Py_ssize_t>sizeof(float))
+        stat_merge(&acc, chunk_stat_from_sums(x + start, m, shift, s1, s2))
     return acc
 
 
