@@ -289,12 +289,12 @@ cdef int groups_body(const floating* xp,         # IN  (groups, runs*run_len) bu
                           > nt * tuning.prefetch_rows_min_per_thread)
     # the next group asked for through the statistics pass as well as the apply: from
     # memory (a thread's share beyond its L3 share) or for groups beyond L1d. A/B, Zen 4,
-    # float32, 2 threads, x86-64-v4 (v3): from memory RMSNorm (16, 256, 4096) 0.73-0.82
+    # float32, 2 threads, x86-64-v4 (v3): from memory RMSNorm (16, 256, 4096) 0.73-0.88
     # (0.86) of the time, LayerNorm with weight and bias 0.79-0.88 (0.85), InstanceNorm
     # (32, 256, 56, 56) 0.87, GroupNorm 0.81; groups of 64-100 KB from L3: InstanceNorm
-    # (8, 64, 128, 128) 0.74-0.78 (0.73), GroupNorm (8, 256, 56, 56) 0.82-0.87 (0.70-0.78);
-    # 1 thread 0.72-0.76. Groups of 12-25 KB from L3 lost: InstanceNorm (8, 256, 56, 56)
-    # 1.04-1.13, GroupNorm (32, 64, 56, 56) 1.06.
+    # (8, 64, 128, 128) 0.74-0.78 (0.70-0.73), GroupNorm (8, 256, 56, 56) 0.82-1.00
+    # (0.70-1.10); 1 thread 0.72-0.76. Groups of 12-25 KB from L3 lost: InstanceNorm
+    # (8, 256, 56, 56) 1.04-1.13, GroupNorm (32, 64, 56, 56) 1.06.
     cdef bint prefetch_in_stats = prefetch and (
         glen * <Py_ssize_t>sizeof(floating) > tuning.stats_prefetch_group_min
         or groups * glen * <Py_ssize_t>sizeof(floating)
