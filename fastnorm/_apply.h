@@ -23,6 +23,18 @@
 #include <stddef.h>
 #include "_simd.h"
 
+/* c ? a : b by bit masks, no branch: a loop of these vectorizes (GCC, under its default
+ * -ftrapping-math, leaves a compare-and-select of doubles as a branch, so the loop of
+ * channel parameters of channel_layer_norm, mean_offset per column, stayed scalar) */
+static inline double fn_select_f64(int c, double a, double b) {
+    unsigned long long ua, ub, m = 0ULL - (unsigned long long)(c != 0);
+    memcpy(&ua, &a, sizeof ua);
+    memcpy(&ub, &b, sizeof ub);
+    ua = (ua & m) | (ub & ~m);
+    memcpy(&a, &ua, sizeof a);
+    return a;
+}
+
 /* whether the sweep at row r of nrows may prefetch the four rows `ahead` rows from it */
 #define FN_PREFETCH_ROWS_OK(r, ahead, nrows, avail)                                       \
     ((ahead) > 0 ? (r) + (ahead) + 4 <= (nrows) + (avail)                                 \

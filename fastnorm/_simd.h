@@ -464,18 +464,52 @@ static inline void fn_pair_lanes_f32(const float *xa, const float *xb, ptrdiff_t
 /* The sweep of column_chunk_sums_f32 (stats.pxi) for rows of whole vectors (width a
  * multiple of FN_VF, at most FN_SWEEP_MAX, any stride ld): four rows a step, the float32
  * lane sums in arrays f1, f2 (width values each), the same operations in the same order as
- * the Cython loop, so the same bits. ahead > 0: rows `ahead` on are asked into L2, one
- * cache line per line consumed, interleaved with the sums. Measured on Zen 4, AVX-512,
+ * the Cython loop, so the same bits. pf != NULL: rows of pf (stride ld) are asked into L2,
+ * pf_step of them (their first pf_width columns) per four rows summed, until pf_rows: the
+ * rows `ahead` on (pf = x + ahead * ld, four a step), or the first half of the next block
+ * (two a step); a line of each per line consumed, interleaved with the sums. Measured on Zen 4, AVX-512,
  * 1 thread, float32 from L3: for (25088, 256) the four rows' prefetch as a burst into L1 at
  * the start of each step left the sweep 3x slower than one contiguous read of the same
  * bytes; one line at a time into L2, 32 rows on: 1.1-1.3x, and no cost from cache. For
  * (100352, 64) the same sweep took half the time of one with its lane sums in registers
  * (which the hardware prefetchers alone fed no faster; from cache the two were even).
  * Returns 0, having done nothing, for other widths. */
+/* one step of fn_column_sums_sweep_f32: rows x0[0:4] (stride ld) into the lane sums f1,
+ * f2 around c; the first npf rows of pr (their first pf_width columns) asked into L2, a
+ * line of each per line summed (npf a constant at each call: unrolled) */
+__attribute__((always_inline))
+static inline void fn_sweep_four_rows(const float *x0, ptrdiff_t ld, ptrdiff_t width,
+                                      const float *c, float *f1, float *f2,
+                                      const float *pr, ptrdiff_t pf_width, int npf) {
+    ptrdiff_t j, q;
+    int k;
+    fn_vf cv, a1, a2, d0, d1, d2, d3;
+    for (j = 0; j < width; j += FN_LINE_F32) {
+        if (npf > 0 && j < pf_width)
+            for (k = 0; k < npf; k++)
+                fn_prefetch_line_l2(pr + j + k * ld);
+        for (q = j; q < j + FN_LINE_F32 && q < width; q += FN_VF) {
+            memcpy(&cv, c + q, sizeof cv);
+            memcpy(&d0, x0 + q, sizeof d0);
+            memcpy(&d1, x0 + ld + q, sizeof d1);
+            memcpy(&d2, x0 + 2 * ld + q, sizeof d2);
+            memcpy(&d3, x0 + 3 * ld + q, sizeof d3);
+            memcpy(&a1, f1 + q, sizeof a1);
+            memcpy(&a2, f2 + q, sizeof a2);
+            d0 -= cv; d1 -= cv; d2 -= cv; d3 -= cv;
+            a1 += (d0 + d1) + (d2 + d3);
+            a2 += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3);
+            memcpy(f1 + q, &a1, sizeof a1);
+            memcpy(f2 + q, &a2, sizeof a2);
+        }
+    }
+}
+
 static inline int fn_column_sums_sweep_f32(const float *x, ptrdiff_t nr, ptrdiff_t ld,
                                            ptrdiff_t width, ptrdiff_t flush,
                                            const float *c_in, double *s1, double *s2,
-                                           ptrdiff_t ahead) {
+                                           const float *pf, ptrdiff_t pf_rows,
+                                           ptrdiff_t pf_step, ptrdiff_t pf_width) {
     /* the lane sums and shifts on whole cache lines: misaligned by NumPy's 16 bytes, every
      * one of their loads and stores would span two lines (Zen 4, AVX-512, (25088, 256) from
      * L3: 1.2x the time) */
@@ -493,29 +527,18 @@ static inline int fn_column_sums_sweep_f32(const float *x, ptrdiff_t nr, ptrdiff
         memset(f2, 0, width * sizeof(float));
         for (; r + 4 <= stop; r += 4) {
             const float *x0 = x + r * ld;
-            const float *pf = ahead > 0 ? x0 + ahead * ld : NULL;
-            for (j = 0; j < width; j += FN_LINE_F32) {
-                if (pf != NULL) {
-                    fn_prefetch_line_l2(pf + j);
-                    fn_prefetch_line_l2(pf + j + ld);
-                    fn_prefetch_line_l2(pf + j + 2 * ld);
-                    fn_prefetch_line_l2(pf + j + 3 * ld);
-                }
-                for (q = j; q < j + FN_LINE_F32 && q < width; q += FN_VF) {
-                    memcpy(&cv, c + q, sizeof cv);
-                    memcpy(&d0, x0 + q, sizeof d0);
-                    memcpy(&d1, x0 + ld + q, sizeof d1);
-                    memcpy(&d2, x0 + 2 * ld + q, sizeof d2);
-                    memcpy(&d3, x0 + 3 * ld + q, sizeof d3);
-                    memcpy(&a1, f1 + q, sizeof a1);
-                    memcpy(&a2, f2 + q, sizeof a2);
-                    d0 -= cv; d1 -= cv; d2 -= cv; d3 -= cv;
-                    a1 += (d0 + d1) + (d2 + d3);
-                    a2 += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3);
-                    memcpy(f1 + q, &a1, sizeof a1);
-                    memcpy(f2 + q, &a2, sizeof a2);
-                }
-            }
+            ptrdiff_t npr = pf != NULL ? pf_rows - (r / 4) * pf_step : 0;
+            const float *pr = pf != NULL ? pf + (r / 4) * pf_step * ld : NULL;
+            /* (constant row counts: a loop of each, its prefetches unrolled; the last is
+             * the odd row that ends a half) */
+            if (npr <= 0)
+                fn_sweep_four_rows(x0, ld, width, c, f1, f2, NULL, 0, 0);
+            else if (npr >= 4 && pf_step == 4)
+                fn_sweep_four_rows(x0, ld, width, c, f1, f2, pr, pf_width, 4);
+            else if (npr >= 2 && pf_step == 2)
+                fn_sweep_four_rows(x0, ld, width, c, f1, f2, pr, pf_width, 2);
+            else
+                fn_sweep_four_rows(x0, ld, width, c, f1, f2, pr, pf_width, 1);
         }
         for (; r < stop; r++)
             for (q = 0; q < width; q += FN_VF) {
@@ -543,9 +566,10 @@ static inline int fn_column_sums_sweep_f32(const float *x, ptrdiff_t nr, ptrdiff
 static inline int fn_column_sums_sweep_f32(const float *x, ptrdiff_t nr, ptrdiff_t ld,
                                            ptrdiff_t width, ptrdiff_t flush,
                                            const float *c_in, double *s1, double *s2,
-                                           ptrdiff_t ahead) {
+                                           const float *pf, ptrdiff_t pf_rows,
+                                           ptrdiff_t pf_step, ptrdiff_t pf_width) {
     (void)x; (void)nr; (void)ld; (void)width; (void)flush; (void)c_in;
-    (void)s1; (void)s2; (void)ahead;
+    (void)s1; (void)s2; (void)pf; (void)pf_rows; (void)pf_step; (void)pf_width;
     return 0;
 }
 

@@ -16,6 +16,7 @@ cdef inline floating fmadd(floating a, floating b, floating c) noexcept nogil:
 
 
 cdef extern from "_apply.h" nogil:
+    double fn_select_f64(bint c, double a, double b) noexcept
     void fn_apply_run_f32(const float* x, float* y, Py_ssize_t n, float hi, float a,
                           float c) noexcept
     void fn_apply_run_f64(const double* x, double* y, Py_ssize_t n, double hi, double a,
@@ -186,7 +187,7 @@ cdef inline floating mean_offset(double mean, floating hi, double a, double b) n
     into the offset, so x - hi is exact near the mean and the apply costs one subtraction and
     one fma whatever the mean (DESIGN.md section 2). b alone when there is no low part."""
     cdef double lo = mean - <double>hi
-    return <floating>b if lo == 0 else <floating>(b - lo * a)
+    return <floating>fn_select_f64(lo == 0, b, b - lo * a)     # (vectorizes: _apply.h)
 
 
 

@@ -75,7 +75,9 @@ cdef extern from "_simd.h" nogil:
     enum: FN_SWEEP_MAX      # widest block of fn_column_sums_sweep_f32 (>= COL_BLOCK)
     int fn_column_sums_sweep_f32(const float* x, Py_ssize_t nr, Py_ssize_t ld,
                                  Py_ssize_t width, Py_ssize_t flush, const float* c,
-                                 double* s1, double* s2, Py_ssize_t ahead) noexcept
+                                 double* s1, double* s2, const float* pf,
+                                 Py_ssize_t pf_rows, Py_ssize_t pf_step,
+                                 Py_ssize_t pf_width) noexcept
     void fn_prefetch(const void* p, Py_ssize_t nbytes) noexcept
     void fn_prefetch_l2(const void* p, Py_ssize_t nbytes) noexcept
     # where float32 lanes are not safe (the row sums' limits, shared by column_sums_checked)
@@ -275,12 +277,16 @@ cdef void column_chunk_sums_f32(const float* x,   # IN  nr rows of `width` colum
                                 double* shift,    # OUT (width,) mean of the first rows
                                 double* s1,       # OUT (width,) sum of x - shift
                                 double* s2,       # OUT (width,) sum of (x - shift)^2
-                                Py_ssize_t ahead) noexcept nogil:  # as column_chunk_sums
+                                Py_ssize_t ahead,  # as column_chunk_sums
+                                const float* next=NULL,     # rows of another block to ask
+                                Py_ssize_t next_width=0) noexcept nogil:  # for, or NULL
     """column_chunk_sums in float32 lanes (normalizations of float32 data, whose output
     cannot show the difference): the shift is the mean of the first COL_SHIFT_ROWS rows
     (rounded to float32, so x - shift is exact near the mean), each lane sums COL_FLUSH rows
     before the float64 add: twice the values per vector of the float64 lanes and no
-    conversions; column_sums_checked redoes the rare columns where float32 is not safe."""
+    conversions; column_sums_checked redoes the rare columns where float32 is not safe.
+    next (else NULL): the first half of the rows of another block (next_width columns, the
+    same stride) is asked into L2, two rows per four summed, instead of the rows ahead."""
     cdef float c[COL_BLOCK]
     cdef float f1[COL_BLOCK]
     cdef float f2[COL_BLOCK]
@@ -300,8 +306,14 @@ cdef void column_chunk_sums_f32(const float* x,   # IN  nr rows of `width` colum
     for j in range(width):
         c[j] = <float>(shift[j] / ns)
         shift[j] = c[j]
-    if fn_column_sums_sweep_f32(x, nr, ld, width, COL_FLUSH, c, s1, s2, ahead):
-        return          # (whole vectors: the sweep below in C, its prefetch interleaved)
+    # (whole vectors: the sweep below in C, its prefetch interleaved; with `next`, the first
+    # half of its rows, two per sweep of four rows)
+    if fn_column_sums_sweep_f32(x, nr, ld, width, COL_FLUSH, c, s1, s2,
+                                next if next != NULL else (x + ahead * ld) if ahead > 0 else NULL,
+                                (nr + 1) // 2 if next != NULL else nr,
+                                2 if next != NULL else 4,
+                                next_width if next != NULL else width):
+        return
     r = 0
     while r < nr:
         stop = min(r + COL_FLUSH, nr)
@@ -312,6 +324,9 @@ cdef void column_chunk_sums_f32(const float* x,   # IN  nr rows of `width` colum
             row = x + r * ld
             if ahead:
                 prefetch_rows(row + ahead * ld, 4, row_bytes, width_bytes)
+            elif next != NULL and r // 2 < (nr + 1) // 2:     # (as the sweep in C)
+                prefetch_rows(next + (r // 2) * ld, min(<Py_ssize_t>2, (nr + 1) // 2 - r // 2),
+                              row_bytes, next_width * <Py_ssize_t>sizeof(float))
             for j in range(width):
                 d0 = row[j] - c[j]
                 d1 = row[j + ld] - c[j]
@@ -337,22 +352,31 @@ cdef inline bint f32_sums_unsafe(double n, double s1, double s2) noexcept nogil:
     that overflowed or came near it (or NaN/Inf data), squares that may have underflowed
     (constant columns too), or a shift far from the mean (FN_FAR_SHIFT: the round-off of
     M2 = s2 - s1^2/n grows with s2/M2)."""
-    return (not (s2 >= n * FN_F32_MEAN_SQUARE_MIN and s2 <= FN_F32_SUM_SQUARES_MAX)
-            or s1 * s1 > s2 * n / 3.0)
+    # (no short-circuit: branch-free, so a loop over columns vectorizes)
+    return ((not (s2 >= n * FN_F32_MEAN_SQUARE_MIN)) | (not (s2 <= FN_F32_SUM_SQUARES_MAX))
+            | (s1 * s1 > s2 * n / 3.0))
 
 
 cdef void column_sums_checked(const floating* x, Py_ssize_t nr, Py_ssize_t ld,
                               Py_ssize_t width, bint precise,
                               double* shift, double* s1, double* s2,   # OUT (width,)
-                              Py_ssize_t ahead) noexcept nogil:
+                              Py_ssize_t ahead,
+                              const float* next=NULL,
+                              Py_ssize_t next_width=0) noexcept nogil:
     """column_chunk_sums, in float32 lanes for float32 data unless `precise` (statistics the
     caller keeps in float64); a column whose float32 sums are not safe is summed again in
-    float64 lanes (the same bits as the float64 path would give it)."""
+    float64 lanes (the same bits as the float64 path would give it). next: as
+    column_chunk_sums_f32 (float32 lanes only)."""
     cdef Py_ssize_t j
+    cdef bint unsafe = False
     if floating is double or precise:
         column_chunk_sums(x, nr, ld, width, shift, s1, s2, ahead)
         return
-    column_chunk_sums_f32(x, nr, ld, width, shift, s1, s2, ahead)
+    column_chunk_sums_f32(x, nr, ld, width, shift, s1, s2, ahead, next, next_width)
+    for j in range(width):      # (a vectorized test first: the redo is rare)
+        unsafe |= f32_sums_unsafe(<double>nr, s1[j], s2[j])
+    if not unsafe:
+        return
     for j in range(width):
         if f32_sums_unsafe(<double>nr, s1[j], s2[j]):
             column_chunk_sums(x + j, nr, ld, 1, shift + j, s1 + j, s2 + j, 0)
