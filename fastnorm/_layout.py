@@ -7,6 +7,7 @@ tensors). NumPy's contiguity flags ignore the strides of dims of size 1, so N=1,
 H*W=1 arrays are told apart correctly. Any other strides cost one private copy.
 """
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -19,13 +20,16 @@ C_ORDER = "C-contiguous"
 CHANNELS_LAST = "channels-last"
 
 
+# (cached: each call of an op on channels-last data asks several times)
+@lru_cache(maxsize=None)
 def channels_last_perm(ndim: int) -> Perm:
     """The axes of a logical (N, C, *spatial) array in memory order: (0, 2, ..., ndim-1, 1)."""
     return (0,) + tuple(range(2, ndim)) + (1,)
 
 
+@lru_cache(maxsize=None)
 def inverse(perm: Perm) -> Perm:
-    return tuple(int(i) for i in np.argsort(perm))
+    return tuple(sorted(range(len(perm)), key=perm.__getitem__))
 
 
 def of(x: Array) -> str | None:
