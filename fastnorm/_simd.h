@@ -453,6 +453,25 @@ static inline void fn_pair_lanes_f32(const float *xa, const float *xb, ptrdiff_t
  * (100352, 64) the same sweep took half the time of one with its lane sums in registers
  * (which the hardware prefetchers alone fed no faster; from cache the two were even).
  * Returns 0, having done nothing, for other widths. */
+/* a vector of columns of four rows (x, stride ld) into the lane sums f1, f2 around c */
+__attribute__((always_inline))
+static inline void fn_sweep_vector(const float *x, ptrdiff_t ld, const float *c, float *f1,
+                                   float *f2) {
+    fn_vf cv, a1, a2, d0, d1, d2, d3;
+    memcpy(&cv, c, sizeof cv);
+    memcpy(&d0, x, sizeof d0);
+    memcpy(&d1, x + ld, sizeof d1);
+    memcpy(&d2, x + 2 * ld, sizeof d2);
+    memcpy(&d3, x + 3 * ld, sizeof d3);
+    memcpy(&a1, f1, sizeof a1);
+    memcpy(&a2, f2, sizeof a2);
+    d0 -= cv; d1 -= cv; d2 -= cv; d3 -= cv;
+    a1 += (d0 + d1) + (d2 + d3);
+    a2 += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3);
+    memcpy(f1, &a1, sizeof a1);
+    memcpy(f2, &a2, sizeof a2);
+}
+
 /* one step of fn_column_sums_sweep_f32: rows x0[0:4] (stride ld) into the lane sums f1,
  * f2 around c; the first npf rows of pr (their first pf_width columns) asked into L2, a
  * line of each per line summed (npf a constant at each call: unrolled) */
@@ -462,24 +481,17 @@ static inline void fn_sweep_four_rows(const float *x0, ptrdiff_t ld, ptrdiff_t w
                                       const float *pr, ptrdiff_t pf_width, int npf) {
     ptrdiff_t j, q;
     int k;
-    fn_vf cv, a1, a2, d0, d1, d2, d3;
     for (j = 0; j < width; j += FN_LINE_F32) {
         if (npf > 0 && j < pf_width)
             for (k = 0; k < npf; k++)
                 fn_prefetch_line_l2(pr + j + k * ld);
-        for (q = j; q < j + FN_LINE_F32 && q < width; q += FN_VF) {
-            memcpy(&cv, c + q, sizeof cv);
-            memcpy(&d0, x0 + q, sizeof d0);
-            memcpy(&d1, x0 + ld + q, sizeof d1);
-            memcpy(&d2, x0 + 2 * ld + q, sizeof d2);
-            memcpy(&d3, x0 + 3 * ld + q, sizeof d3);
-            memcpy(&a1, f1 + q, sizeof a1);
-            memcpy(&a2, f2 + q, sizeof a2);
-            d0 -= cv; d1 -= cv; d2 -= cv; d3 -= cv;
-            a1 += (d0 + d1) + (d2 + d3);
-            a2 += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3);
-            memcpy(f1 + q, &a1, sizeof a1);
-            memcpy(f2 + q, &a2, sizeof a2);
+        /* (a whole line: a constant count of vectors, unrolled; as in _apply.h's sweep) */
+        if (j + FN_LINE_F32 <= width) {
+            for (q = j; q < j + FN_LINE_F32; q += FN_VF)
+                fn_sweep_vector(x0 + q, ld, c + q, f1 + q, f2 + q);
+        } else {
+            for (q = j; q < width; q += FN_VF)
+                fn_sweep_vector(x0 + q, ld, c + q, f1 + q, f2 + q);
         }
     }
 }
