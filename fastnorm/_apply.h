@@ -261,22 +261,9 @@ static inline int fn_apply_rows_reg_f64(const double *x, double *y, ptrdiff_t nr
 }
 #endif
 
-/* The four-row sweep in vectors, for rows of whole vectors too wide for registers: the
- * same operations as the scalar sweep below (FN_VFMA_*: fused exactly where fn_fmaf is), so
- * the same bits, with its prefetch interleaved: ahead > 0 asks for the four rows `ahead`
- * rows on into L2, one cache line per line applied. Measured on Zen 4, AVX-512, 1 thread,
- * in place, (25088, 256) float32 from L3: the prefetch as a burst into L1 at the start of
- * each sweep left the apply 1.4-1.5x slower than a contiguous run over the same bytes; line
- * by line into L2, 32 rows on: as fast as the run (from cache: 1.15x the run, where the
- * burst was 1.5x). Whole lines go through a constant count of vectors (unrolled): with
- * AVX2, two vectors a line, the loop bounded by both the line and the row had cost, for
- * rows of 64 float32 channels, 1.31 instructions a value where it now takes 0.95
- * (callgrind, channels-last BatchNorm eval (32, 64, 56, 56)); Zen 4, 2 threads, x86-64-v3,
- * channels-last (32, 64, 56, 56) BatchNorm eval, InstanceNorm and GroupNorm took 0.87-0.92
- * of the time, BatchNorm training (8, 256, 56, 56) 0.92 (x86-64-v4, one vector a line, is
- * unchanged). Returns 0, having done nothing, for other rows. */
-/* one vector of parameters at q for the four rows from xr (into yr), of the sweep below */
-#define FN_APPLY_FOUR_ROWS(V, VFMA, q)                                                    \
+/* one vector of parameters at q for the four rows from xr (into yr), of the sweep
+ * FN_DEFINE_APPLY_SWEEP defines */
+#define FN_APPLY_FOUR_ROWS(VFMA, q)                                                       \
     {                                                                                     \
         memcpy(&h, hi + (q), sizeof h);                                                   \
         memcpy(&m, a + (q), sizeof m);                                                    \
@@ -295,6 +282,20 @@ static inline int fn_apply_rows_reg_f64(const double *x, double *y, ptrdiff_t nr
         memcpy(yr + 3 * ch + (q), &v3, sizeof v3);                                        \
     }
 
+/* The four-row sweep in vectors, for rows of whole vectors too wide for registers: the
+ * same operations as the scalar sweep below (FN_VFMA_*: fused exactly where fn_fmaf is), so
+ * the same bits, with its prefetch interleaved: ahead > 0 asks for the four rows `ahead`
+ * rows on into L2, one cache line per line applied. Measured on Zen 4, AVX-512, 1 thread,
+ * in place, (25088, 256) float32 from L3: the prefetch as a burst into L1 at the start of
+ * each sweep left the apply 1.4-1.5x slower than a contiguous run over the same bytes; line
+ * by line into L2, 32 rows on: as fast as the run (from cache: 1.15x the run, where the
+ * burst was 1.5x). Whole lines go through a constant count of vectors (unrolled): with
+ * AVX2, two vectors a line, the loop bounded by both the line and the row had cost, for
+ * rows of 64 float32 channels, 1.31 instructions a value where it now takes 0.95
+ * (callgrind, channels-last BatchNorm eval (32, 64, 56, 56)); Zen 4, 2 threads, x86-64-v3,
+ * channels-last (32, 64, 56, 56) BatchNorm eval, InstanceNorm and GroupNorm took 0.87-0.92
+ * of the time, BatchNorm training (8, 256, 56, 56) 0.92 (x86-64-v4, one vector a line, is
+ * unchanged). Returns 0, having done nothing, for other rows. */
 #define FN_DEFINE_APPLY_SWEEP(NAME, T, V, LANES, VFMA, LINE)                              \
 static inline int NAME(const T *x, T *y, ptrdiff_t nrows, ptrdiff_t ch,                   \
                        const T *hi, const T *a, const T *c, ptrdiff_t ahead,              \
@@ -317,10 +318,10 @@ static inline int NAME(const T *x, T *y, ptrdiff_t nrows, ptrdiff_t ch,         
             }                                                                             \
             if (j + LINE <= ch) {                                                         \
                 for (q = j; q < j + LINE; q += LANES)                                     \
-                    FN_APPLY_FOUR_ROWS(V, VFMA, q)                                        \
+                    FN_APPLY_FOUR_ROWS(VFMA, q)                                           \
             } else {                                                                      \
                 for (q = j; q < ch; q += LANES)                                           \
-                    FN_APPLY_FOUR_ROWS(V, VFMA, q)                                        \
+                    FN_APPLY_FOUR_ROWS(VFMA, q)                                           \
             }                                                                             \
         }                                                                                 \
     }                                                                                     \

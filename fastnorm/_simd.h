@@ -184,7 +184,6 @@ static inline double fn_hsum(fn_vd v) {
 }
 #endif
 
-/* (halves are taken with memcpy: __builtin_shufflevector needs GCC 12) */
 #if defined(FN_X86_HALVES) && FN_SHIFT_SAMPLE == 16
 /* The mean of the first 16 values, in float32 lanes (scaled first, so the sum cannot
  * overflow); it only has to land near the chunk's mean, and it is on the critical path of
@@ -440,19 +439,6 @@ static inline void fn_pair_lanes_f32(const float *xa, const float *xb, ptrdiff_t
 #define FN_VFMA_F64(a, b, c) ((a) * (b) + (c))
 #endif
 
-/* The sweep of column_chunk_sums_f32 (stats.pxi) for rows of whole vectors (width a
- * multiple of FN_VF, at most FN_SWEEP_MAX, any stride ld): four rows a step, the float32
- * lane sums in arrays f1, f2 (width values each), the same operations in the same order as
- * the Cython loop, so the same bits. pf != NULL: rows of pf (stride ld) are asked into L2,
- * pf_step of them (their first pf_width columns) per four rows summed, until pf_rows: the
- * rows `ahead` on (pf = x + ahead * ld, four a step), or the first half of the next block
- * (two a step); a line of each per line consumed, interleaved with the sums. Measured on Zen 4, AVX-512,
- * 1 thread, float32 from L3: for (25088, 256) the four rows' prefetch as a burst into L1 at
- * the start of each step left the sweep 3x slower than one contiguous read of the same
- * bytes; one line at a time into L2, 32 rows on: 1.1-1.3x, and no cost from cache. For
- * (100352, 64) the same sweep took half the time of one with its lane sums in registers
- * (which the hardware prefetchers alone fed no faster; from cache the two were even).
- * Returns 0, having done nothing, for other widths. */
 /* a vector of columns of four rows (x, stride ld) into the lane sums f1, f2 around c */
 __attribute__((always_inline))
 static inline void fn_sweep_vector(const float *x, ptrdiff_t ld, const float *c, float *f1,
@@ -496,6 +482,19 @@ static inline void fn_sweep_four_rows(const float *x0, ptrdiff_t ld, ptrdiff_t w
     }
 }
 
+/* The sweep of column_chunk_sums_f32 (stats.pxi) for rows of whole vectors (width a
+ * multiple of FN_VF, at most FN_SWEEP_MAX, any stride ld): four rows a step, the float32
+ * lane sums in arrays f1, f2 (width values each), the same operations in the same order as
+ * the Cython loop, so the same bits. pf != NULL: rows of pf (stride ld) are asked into L2,
+ * pf_step of them (their first pf_width columns) per four rows summed, until pf_rows: the
+ * rows `ahead` on (pf = x + ahead * ld, four a step), or the first half of the next block
+ * (two a step); a line of each per line consumed, interleaved with the sums. Measured on
+ * Zen 4, AVX-512, 1 thread, float32 from L3: for (25088, 256) the four rows' prefetch as
+ * a burst into L1 at the start of each step left the sweep 3x slower than one contiguous
+ * read of the same bytes; one line at a time into L2, 32 rows on: 1.1-1.3x, and no cost from cache. For
+ * (100352, 64) the same sweep took half the time of one with its lane sums in registers
+ * (which the hardware prefetchers alone fed no faster; from cache the two were even).
+ * Returns 0, having done nothing, for other widths. */
 static inline int fn_column_sums_sweep_f32(const float *x, ptrdiff_t nr, ptrdiff_t ld,
                                            ptrdiff_t width, ptrdiff_t flush,
                                            const float *c_in, double *s1, double *s2,

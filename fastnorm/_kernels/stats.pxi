@@ -292,6 +292,7 @@ cdef void column_chunk_sums_f32(const float* x,   # IN  nr rows of `width` colum
     cdef float f2[COL_BLOCK]
     cdef float d, d0, d1, d2, d3
     cdef Py_ssize_t r, j, stop, ns = min(nr, <Py_ssize_t>COL_SHIFT_ROWS)
+    cdef bint found
     cdef Py_ssize_t row_bytes = ld * <Py_ssize_t>sizeof(float)
     cdef Py_ssize_t width_bytes = width * <Py_ssize_t>sizeof(float)
     cdef const float* row
@@ -306,13 +307,15 @@ cdef void column_chunk_sums_f32(const float* x,   # IN  nr rows of `width` colum
     for j in range(width):
         c[j] = <float>(shift[j] / ns)
         shift[j] = c[j]
-    # (whole vectors: the sweep below in C, its prefetch interleaved; with `next`, the first
-    # half of its rows, two per sweep of four rows)
-    if fn_column_sums_sweep_f32(x, nr, ld, width, COL_FLUSH, c, s1, s2,
-                                next if next != NULL else (x + ahead * ld) if ahead > 0 else NULL,
-                                (nr + 1) // 2 if next != NULL else nr,
-                                2 if next != NULL else 4,
-                                next_width if next != NULL else width):
+    # whole vectors: the sweep below in C, its prefetch interleaved (with `next`, the first
+    # half of its rows, two per sweep of four rows; else the rows `ahead` on, four)
+    if next != NULL:
+        found = fn_column_sums_sweep_f32(x, nr, ld, width, COL_FLUSH, c, s1, s2,
+                                         next, (nr + 1) // 2, 2, next_width)
+    else:
+        found = fn_column_sums_sweep_f32(x, nr, ld, width, COL_FLUSH, c, s1, s2,
+                                         (x + ahead * ld) if ahead > 0 else NULL, nr, 4, width)
+    if found:
         return
     r = 0
     while r < nr:
