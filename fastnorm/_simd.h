@@ -83,6 +83,14 @@ FN_DEFINE_PREFETCH(fn_prefetch_l2, 2)
 #endif
 #define FN_LINE_F32 16      /* float32 values per 64-byte cache line */
 #define FN_LINE_F64 8
+/* Rows a step of the column sweeps (fn_column_sums_sweep_f32 and stats.pxi's loop, which
+ * give the same bits): eight for rows at least FN_SWEEP_FAR floats apart, fewer lane-sum
+ * loads and stores per value; else four. Zen 4, 2 threads, eight against four:
+ * channel_layer_norm (32, 96, 56, 56), rows 3136 apart, 0.91-0.95 of the time (x86-64-v4
+ * and v3); rows 64-1024 apart (channels-last InstanceNorm and BatchNorm training,
+ * channel_layer_norm at 14x14 and 28x28) 0.97-1.04, and 1.1-1.5x slower at 64 apart. */
+#define FN_SWEEP_FAR 2048
+#define fn_sweep_rows(ld) ((ld) >= FN_SWEEP_FAR ? 8 : 4)
 #define FN_SWEEP_MAX 512    /* widest block of fn_column_sums_sweep_f32 (stats.pxi: COL_BLOCK) */
 
 /* the values x[i:n] (fewer than a vector) into the float64 sums t1, t2 around c */
@@ -439,32 +447,44 @@ static inline void fn_pair_lanes_f32(const float *xa, const float *xb, ptrdiff_t
 #define FN_VFMA_F64(a, b, c) ((a) * (b) + (c))
 #endif
 
-/* a vector of columns of four rows (x, stride ld) into the lane sums f1, f2 around c */
+/* a vector of columns of `rows` rows (4 or 8, a constant at each call; x, stride ld) into
+ * the lane sums f1, f2 around c */
 __attribute__((always_inline))
 static inline void fn_sweep_vector(const float *x, ptrdiff_t ld, const float *c, float *f1,
-                                   float *f2) {
-    fn_vf cv, a1, a2, d0, d1, d2, d3;
+                                   float *f2, int rows) {
+    fn_vf cv, a1, a2, d0, d1, d2, d3, t1, t2;
     memcpy(&cv, c, sizeof cv);
     memcpy(&d0, x, sizeof d0);
     memcpy(&d1, x + ld, sizeof d1);
     memcpy(&d2, x + 2 * ld, sizeof d2);
     memcpy(&d3, x + 3 * ld, sizeof d3);
+    d0 -= cv; d1 -= cv; d2 -= cv; d3 -= cv;
+    t1 = (d0 + d1) + (d2 + d3);
+    t2 = (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3);
+    if (rows == 8) {
+        memcpy(&d0, x + 4 * ld, sizeof d0);
+        memcpy(&d1, x + 5 * ld, sizeof d1);
+        memcpy(&d2, x + 6 * ld, sizeof d2);
+        memcpy(&d3, x + 7 * ld, sizeof d3);
+        d0 -= cv; d1 -= cv; d2 -= cv; d3 -= cv;
+        t1 = t1 + ((d0 + d1) + (d2 + d3));
+        t2 = t2 + ((d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3));
+    }
     memcpy(&a1, f1, sizeof a1);
     memcpy(&a2, f2, sizeof a2);
-    d0 -= cv; d1 -= cv; d2 -= cv; d3 -= cv;
-    a1 += (d0 + d1) + (d2 + d3);
-    a2 += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3);
+    a1 += t1;
+    a2 += t2;
     memcpy(f1, &a1, sizeof a1);
     memcpy(f2, &a2, sizeof a2);
 }
 
-/* one step of fn_column_sums_sweep_f32: rows x0[0:4] (stride ld) into the lane sums f1,
+/* one step of fn_column_sums_sweep_f32: rows x0[0:rows] (stride ld) into the lane sums f1,
  * f2 around c; the first npf rows of pr (their first pf_width columns) asked into L2, a
- * line of each per line summed (npf a constant at each call: unrolled) */
+ * line of each per line summed (rows, npf constants at each call: unrolled) */
 __attribute__((always_inline))
-static inline void fn_sweep_four_rows(const float *x0, ptrdiff_t ld, ptrdiff_t width,
-                                      const float *c, float *f1, float *f2,
-                                      const float *pr, ptrdiff_t pf_width, int npf) {
+static inline void fn_sweep_step(const float *x0, ptrdiff_t ld, ptrdiff_t width,
+                                 const float *c, float *f1, float *f2, const float *pr,
+                                 ptrdiff_t pf_width, int npf, int rows) {
     ptrdiff_t j, q;
     int k;
     for (j = 0; j < width; j += FN_LINE_F32) {
@@ -474,27 +494,55 @@ static inline void fn_sweep_four_rows(const float *x0, ptrdiff_t ld, ptrdiff_t w
         /* (a whole line: a constant count of vectors, unrolled; as in _apply.h's sweep) */
         if (j + FN_LINE_F32 <= width) {
             for (q = j; q < j + FN_LINE_F32; q += FN_VF)
-                fn_sweep_vector(x0 + q, ld, c + q, f1 + q, f2 + q);
+                fn_sweep_vector(x0 + q, ld, c + q, f1 + q, f2 + q, rows);
         } else {
             for (q = j; q < width; q += FN_VF)
-                fn_sweep_vector(x0 + q, ld, c + q, f1 + q, f2 + q);
+                fn_sweep_vector(x0 + q, ld, c + q, f1 + q, f2 + q, rows);
         }
     }
 }
 
+/* the whole steps of rows of fn_column_sums_sweep_f32 from row r to stop: `rows` a step (a
+ * constant at each call), pf_step rows of pf asked for per step until pf_rows; returns the
+ * row reached */
+__attribute__((always_inline))
+static inline ptrdiff_t fn_sweep_steps(const float *x, ptrdiff_t r, ptrdiff_t stop,
+                                       ptrdiff_t ld, ptrdiff_t width, const float *c,
+                                       float *f1, float *f2, const float *pf,
+                                       ptrdiff_t pf_rows, ptrdiff_t pf_step,
+                                       ptrdiff_t pf_width, int rows) {
+    for (; r + rows <= stop; r += rows) {
+        const float *x0 = x + r * ld;
+        ptrdiff_t npr = pf != NULL ? pf_rows - (r / rows) * pf_step : 0;
+        const float *pr = pf != NULL ? pf + (r / rows) * pf_step * ld : NULL;
+        /* (constant row counts: a loop of each, its prefetches unrolled; the last is the
+         * odd row that ends a half) */
+        if (npr <= 0)
+            fn_sweep_step(x0, ld, width, c, f1, f2, NULL, 0, 0, rows);
+        else if (npr >= rows && pf_step == rows)
+            fn_sweep_step(x0, ld, width, c, f1, f2, pr, pf_width, rows, rows);
+        else if (npr >= rows / 2 && pf_step == rows / 2)
+            fn_sweep_step(x0, ld, width, c, f1, f2, pr, pf_width, rows / 2, rows);
+        else
+            fn_sweep_step(x0, ld, width, c, f1, f2, pr, pf_width,
+                          (int)(npr < pf_step ? npr : pf_step), rows);
+    }
+    return r;
+}
+
 /* The sweep of column_chunk_sums_f32 (stats.pxi) for rows of whole vectors (width a
- * multiple of FN_VF, at most FN_SWEEP_MAX, any stride ld): four rows a step, the float32
- * lane sums in arrays f1, f2 (width values each), the same operations in the same order as
- * the Cython loop, so the same bits. pf != NULL: rows of pf (stride ld) are asked into L2,
- * pf_step of them (their first pf_width columns) per four rows summed, until pf_rows: the
- * rows `ahead` on (pf = x + ahead * ld, four a step), or the first half of the next block
- * (two a step); a line of each per line consumed, interleaved with the sums. Measured on
- * Zen 4, AVX-512, 1 thread, float32 from L3: for (25088, 256) the four rows' prefetch as
- * a burst into L1 at the start of each step left the sweep 3x slower than one contiguous
- * read of the same bytes; one line at a time into L2, 32 rows on: 1.1-1.3x, and no cost from cache. For
- * (100352, 64) the same sweep took half the time of one with its lane sums in registers
- * (which the hardware prefetchers alone fed no faster; from cache the two were even).
- * Returns 0, having done nothing, for other widths. */
+ * multiple of FN_VF, at most FN_SWEEP_MAX, any stride ld): fn_sweep_rows(ld) rows a step,
+ * the float32 lane sums in arrays f1, f2 (width values each), the same operations in the
+ * same order as the Cython loop, so the same bits. pf != NULL: rows of pf (stride ld) are
+ * asked into L2, pf_step of them (their first pf_width columns) per step, until pf_rows:
+ * the rows `ahead` on (pf = x + ahead * ld, a step's rows each step), or the first half of
+ * the next block (half as many); a line of each per line consumed, interleaved with the
+ * sums. Measured on Zen 4, AVX-512, 1 thread, float32 from L3: for (25088, 256) the four
+ * rows' prefetch as a burst into L1 at the start of each step left the sweep 3x slower
+ * than one contiguous read of the same bytes; one line at a time into L2, 32 rows on:
+ * 1.1-1.3x, and no cost from cache. For (100352, 64) the same sweep took half the time of
+ * one with its lane sums in registers (which the hardware prefetchers alone fed no faster;
+ * from cache the two were even). Returns 0, having done nothing, for other widths. */
 static inline int fn_column_sums_sweep_f32(const float *x, ptrdiff_t nr, ptrdiff_t ld,
                                            ptrdiff_t width, ptrdiff_t flush,
                                            const float *c_in, double *s1, double *s2,
@@ -507,7 +555,7 @@ static inline int fn_column_sums_sweep_f32(const float *x, ptrdiff_t nr, ptrdiff
     float f2[FN_SWEEP_MAX] __attribute__((aligned(64)));
     float c[FN_SWEEP_MAX] __attribute__((aligned(64)));
     ptrdiff_t r = 0, stop, j, q;
-    fn_vf cv, a1, a2, d0, d1, d2, d3;
+    fn_vf cv, a1, a2, d0;
     if (width % FN_VF || width > FN_SWEEP_MAX)
         return 0;
     memcpy(c, c_in, width * sizeof(float));
@@ -515,21 +563,12 @@ static inline int fn_column_sums_sweep_f32(const float *x, ptrdiff_t nr, ptrdiff
         stop = r + flush < nr ? r + flush : nr;
         memset(f1, 0, width * sizeof(float));
         memset(f2, 0, width * sizeof(float));
-        for (; r + 4 <= stop; r += 4) {
-            const float *x0 = x + r * ld;
-            ptrdiff_t npr = pf != NULL ? pf_rows - (r / 4) * pf_step : 0;
-            const float *pr = pf != NULL ? pf + (r / 4) * pf_step * ld : NULL;
-            /* (constant row counts: a loop of each, its prefetches unrolled; the last is
-             * the odd row that ends a half) */
-            if (npr <= 0)
-                fn_sweep_four_rows(x0, ld, width, c, f1, f2, NULL, 0, 0);
-            else if (npr >= 4 && pf_step == 4)
-                fn_sweep_four_rows(x0, ld, width, c, f1, f2, pr, pf_width, 4);
-            else if (npr >= 2 && pf_step == 2)
-                fn_sweep_four_rows(x0, ld, width, c, f1, f2, pr, pf_width, 2);
-            else
-                fn_sweep_four_rows(x0, ld, width, c, f1, f2, pr, pf_width, 1);
-        }
+        if (fn_sweep_rows(ld) == 8)
+            r = fn_sweep_steps(x, r, stop, ld, width, c, f1, f2, pf, pf_rows, pf_step,
+                               pf_width, 8);
+        else
+            r = fn_sweep_steps(x, r, stop, ld, width, c, f1, f2, pf, pf_rows, pf_step,
+                               pf_width, 4);
         for (; r < stop; r++)
             for (q = 0; q < width; q += FN_VF) {
                 memcpy(&cv, c + q, sizeof cv);

@@ -73,6 +73,7 @@ cdef extern from "_simd.h" nogil:
                                 double* shift, double* s1, double* s2) noexcept
     enum: FN_PAIR_MAX       # chunks shorter than this may be summed in pairs
     enum: FN_SWEEP_MAX      # widest block of fn_column_sums_sweep_f32 (>= COL_BLOCK)
+    Py_ssize_t fn_sweep_rows(Py_ssize_t ld)   # rows a step of its sweep (4 or 8)
     int fn_column_sums_sweep_f32(const float* x, Py_ssize_t nr, Py_ssize_t ld,
                                  Py_ssize_t width, Py_ssize_t flush, const float* c,
                                  double* s1, double* s2, const float* pf,
@@ -286,11 +287,12 @@ cdef void column_chunk_sums_f32(const float* x,   # IN  nr rows of `width` colum
     before the float64 add: twice the values per vector of the float64 lanes and no
     conversions; column_sums_checked redoes the rare columns where float32 is not safe.
     next (else NULL): the first half of the rows of another block (next_width columns, the
-    same stride) is asked into L2, two rows per four summed, instead of the rows ahead."""
+    same stride) is asked into L2, a row per two summed, instead of the rows ahead."""
     cdef float c[COL_BLOCK]
     cdef float f1[COL_BLOCK]
     cdef float f2[COL_BLOCK]
-    cdef float d, d0, d1, d2, d3
+    cdef float d, d0, d1, d2, d3, t1, t2
+    cdef Py_ssize_t step = fn_sweep_rows(ld)
     cdef Py_ssize_t r, j, stop, ns = min(nr, <Py_ssize_t>COL_SHIFT_ROWS)
     cdef bint found
     cdef Py_ssize_t row_bytes = ld * <Py_ssize_t>sizeof(float)
@@ -308,13 +310,14 @@ cdef void column_chunk_sums_f32(const float* x,   # IN  nr rows of `width` colum
         c[j] = <float>(shift[j] / ns)
         shift[j] = c[j]
     # whole vectors: the sweep below in C, its prefetch interleaved (with `next`, the first
-    # half of its rows, two per sweep of four rows; else the rows `ahead` on, four)
+    # half of its rows, half a step's rows per step; else the rows `ahead` on, a step's)
     if next != NULL:
         found = fn_column_sums_sweep_f32(x, nr, ld, width, COL_FLUSH, c, s1, s2,
-                                         next, (nr + 1) // 2, 2, next_width)
+                                         next, (nr + 1) // 2, step // 2, next_width)
     else:
         found = fn_column_sums_sweep_f32(x, nr, ld, width, COL_FLUSH, c, s1, s2,
-                                         (x + ahead * ld) if ahead > 0 else NULL, nr, 4, width)
+                                         (x + ahead * ld) if ahead > 0 else NULL, nr, step,
+                                         width)
     if found:
         return
     r = 0
@@ -323,21 +326,30 @@ cdef void column_chunk_sums_f32(const float* x,   # IN  nr rows of `width` colum
         for j in range(width):
             f1[j] = 0
             f2[j] = 0
-        while r + 4 <= stop:
+        while r + step <= stop:
             row = x + r * ld
             if ahead:
-                prefetch_rows(row + ahead * ld, 4, row_bytes, width_bytes)
+                prefetch_rows(row + ahead * ld, step, row_bytes, width_bytes)
             elif next != NULL and r // 2 < (nr + 1) // 2:     # (as the sweep in C)
-                prefetch_rows(next + (r // 2) * ld, min(<Py_ssize_t>2, (nr + 1) // 2 - r // 2),
+                prefetch_rows(next + (r // 2) * ld, min(step // 2, (nr + 1) // 2 - r // 2),
                               row_bytes, next_width * <Py_ssize_t>sizeof(float))
             for j in range(width):
                 d0 = row[j] - c[j]
                 d1 = row[j + ld] - c[j]
                 d2 = row[j + 2 * ld] - c[j]
                 d3 = row[j + 3 * ld] - c[j]
-                f1[j] += (d0 + d1) + (d2 + d3)
-                f2[j] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
-            r += 4
+                t1 = (d0 + d1) + (d2 + d3)
+                t2 = (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+                if step == 8:
+                    d0 = row[j + 4 * ld] - c[j]
+                    d1 = row[j + 5 * ld] - c[j]
+                    d2 = row[j + 6 * ld] - c[j]
+                    d3 = row[j + 7 * ld] - c[j]
+                    t1 = t1 + ((d0 + d1) + (d2 + d3))
+                    t2 = t2 + ((d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3))
+                f1[j] += t1
+                f2[j] += t2
+            r += step
         while r < stop:
             row = x + r * ld
             for j in range(width):
