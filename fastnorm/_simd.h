@@ -515,8 +515,8 @@ static inline ptrdiff_t fn_sweep_steps(const float *x, ptrdiff_t r, ptrdiff_t st
         const float *x0 = x + r * ld;
         ptrdiff_t npr = pf != NULL ? pf_rows - (r / rows) * pf_step : 0;
         const float *pr = pf != NULL ? pf + (r / rows) * pf_step * ld : NULL;
-        /* (constant row counts: a loop of each, its prefetches unrolled; the last is the
-         * odd row that ends a half) */
+        /* (constant row counts: a loop of each, its prefetches unrolled; the last are the
+         * few rows that end the stream) */
         if (npr <= 0)
             fn_sweep_step(x0, ld, width, c, f1, f2, NULL, 0, 0, rows);
         else if (npr >= rows && pf_step == rows)
