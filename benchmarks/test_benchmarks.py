@@ -25,7 +25,7 @@ THREADS = B.DEFAULT_THREADS
 # below serves all implementations of a case
 PARAMS = [pytest.param(case, impl, id=f"{case.id}-{impl}")
           for peers in (False, True) for case in B.CASES
-          for impl in B.IMPLEMENTATIONS if (impl in B.PEERS) == peers]
+          for impl in B.IMPLEMENTATIONS if (impl in B.PEERS) == peers and B.applies(impl, case)]
 
 
 @functools.lru_cache(maxsize=1)      # one case's data at a time (the largest are 100 MB)
@@ -63,3 +63,12 @@ def test_in_place_runner_keeps_the_layout_of_the_case(case):
     buf = setup.runner("fastnorm").output(None)
     assert buf.strides == setup.x0.strides
     assert buf.shape == setup.x0.shape and not buf.flags.c_contiguous
+
+
+@pytest.mark.parametrize("case", [c for c in B.CASES if c.channels_last], ids=lambda c: c.id)
+def test_nchw_runner_times_the_same_values_in_nchw_memory(case):
+    """The /NCHW column's reference: the same op on the same values, C-contiguous."""
+    setup = _setup(case)
+    buf = setup.runner("fastnorm_nchw").output(None)
+    assert buf.flags.c_contiguous and buf.shape == setup.x0.shape
+    assert (buf == setup.x0).all()

@@ -7,6 +7,8 @@ op -> builder in runners/:
 
   fastnorm        fastnorm in place (out=x)
   fastnorm_alloc  fastnorm allocating its output (out=None)
+  fastnorm_nchw   channels-last cases only: fastnorm in place on the same values in NCHW
+                  memory, timed beside the case (the table's /NCHW column)
   numpy           plain vectorized float32 NumPy formulas
   roof            one in-place pass x = a*x + b over the same number of bytes, same threads
   torch           torch.nn.functional, torch.set_num_threads(threads), inference mode
@@ -53,7 +55,8 @@ from .phases import checked_runner, run, run_phase_1, run_phase_2
 from .report import (fmt_time, header_lines, plot, table_header, table_notes, table_row,
                      write_json)
 from .results import BUSY, NOISY, CaseResult, PhaseTimes
-from .runners import IMPLEMENTATIONS, PEERS, Runner, Unavailable, available_implementations
+from .runners import (IMPLEMENTATIONS, PEERS, Runner, Unavailable, applies,
+                      available_implementations)
 from .timing import FULL, QUICK, Settings, Timing, measure
 
 __all__ = [
@@ -61,5 +64,5 @@ __all__ = [
     "machine_info", "versions", "checked_runner", "run", "run_phase_1", "run_phase_2", "fmt_time",
     "header_lines", "plot", "table_header", "table_notes", "table_row", "write_json", "BUSY",
     "NOISY", "CaseResult", "PhaseTimes", "IMPLEMENTATIONS", "PEERS", "Runner", "Unavailable",
-    "available_implementations", "FULL", "QUICK", "Settings", "Timing", "measure",
+    "applies", "available_implementations", "FULL", "QUICK", "Settings", "Timing", "measure",
 ]

@@ -9,8 +9,8 @@ from typing import Any, Protocol
 from .cases import DEFAULT_THREADS, Case, select_cases
 from .data import Setup
 from .results import CaseResult, PhaseTimes
-from .runners import (IMPLEMENTATIONS, PEERS, Runner, Unavailable, available_implementations,
-                      missing)
+from .runners import (IMPLEMENTATIONS, PEERS, Runner, Unavailable, applies,
+                      available_implementations, missing)
 from .timing import FULL, QUICK, Settings, cpu_snapshot, measure, other_cpu
 
 PHASE_1 = tuple(impl for impl in IMPLEMENTATIONS if impl not in PEERS)
@@ -90,7 +90,8 @@ def run_phase_1(case: Case, threads: int = DEFAULT_THREADS, settings: Settings =
     returns its CaseResult. A runner whose result is wrong is not timed (fastnorm failing
     shows in `result.ok`)."""
     t0 = time.perf_counter()
-    impls = [i for i in (implementations or IMPLEMENTATIONS) if i in PHASE_1]
+    impls = [i for i in (implementations or IMPLEMENTATIONS)
+             if i in PHASE_1 and applies(i, case)]
     res = CaseResult(case)
     runners = _checked_runners(Setup(case, threads), impls, res)
     _time_phase(res, runners, settings)

@@ -48,6 +48,7 @@ def table_columns(impls: Collection[str]) -> list[Column]:
         ("roof", 9, lambda r: fmt_time(r.times.get("roof"))),
         ("/roof", 6, lambda r: _fmt(r.ratio("fastnorm", "roof"), ".2f",
                                     "*" if r.noisy else "")),
+        ("/NCHW", 6, lambda r: _fmt(r.ratio("fastnorm", "fastnorm_nchw"), ".2f")),
     ]
     if "torch" in impls:
         cols += [("torch", 9, lambda r: fmt_time(r.times.get("torch"))),
@@ -109,7 +110,7 @@ def plot(results: Sequence[CaseResult], path: "str | os.PathLike[str]",
     except ImportError as exc:
         raise ImportError("--plot needs matplotlib: pip install matplotlib "
                           "(or pip install 'fastnorm-kernels[plot]')") from exc
-    impls = [i for i in IMPLEMENTATIONS if i != "roof"
+    impls = [i for i in IMPLEMENTATIONS if i not in ("roof", "fastnorm_nchw")
              and any(i in r.times for r in results)]
     labels = {"fastnorm": "fastnorm in place", "fastnorm_alloc": "fastnorm allocating",
               "numpy": "NumPy", "torch": "PyTorch", "onnxruntime": "ONNX Runtime"}
@@ -160,7 +161,9 @@ def header_lines(info: Mapping[str, Any], machine: Mapping[str, Any], threads: i
         "in-place = fastnorm(x, out=x), alloc = fastnorm(x), roof = one x = a*x + b pass "
         "over the same bytes,",
         "GB/s = 2 * tensor bytes / in-place time, /roof = in-place / roof time, "
-        "x numpy, x torch, x ORT = peer / in-place time",
+        "x numpy, x torch, x ORT = peer / in-place time,",
+        "/NCHW (NHWC rows) = in-place / the same op in place on NCHW memory of the same "
+        "values, timed beside it",
         "others = CPUs used by other processes meanwhile (times: medians over rounds; ratios: "
         "medians of the per-round ratios)",
     ]

@@ -120,6 +120,7 @@ class CaseResult:
         return {
             "gb_per_s": self.gbps,                                  # 2 * nbytes / in-place
             "time_per_roof": self.ratio("fastnorm", "roof"),
+            "time_per_nchw": self.ratio("fastnorm", "fastnorm_nchw"),   # channels-last cases
             "alloc_per_roof": self.ratio("fastnorm_alloc", "roof"),
             "speedup_numpy": self.ratio("numpy", "fastnorm"),
             "speedup_torch": self.ratio("torch", "fastnorm"),

@@ -17,8 +17,10 @@ from typing import Any, TypeVar
 Builder = Callable[[Any], "Runner"]       # a Setup -> its Runner
 T = TypeVar("T")
 
-# every implementation, in table order
-IMPLEMENTATIONS = ("fastnorm", "fastnorm_alloc", "numpy", "roof", "torch", "onnxruntime")
+# every implementation, in table order; fastnorm_nchw (channels-last cases only): fastnorm in
+# place on NCHW memory of the same values, timed beside the case (its /NCHW column)
+IMPLEMENTATIONS = ("fastnorm", "fastnorm_alloc", "fastnorm_nchw", "numpy", "roof", "torch",
+                   "onnxruntime")
 PEERS = {"torch": "torch", "onnxruntime": "onnxruntime"}   # implementation -> module needed
 _REQUIRES = {"torch": ("torch",), "onnxruntime": ("onnxruntime", "onnx")}
 
@@ -26,6 +28,7 @@ _REQUIRES = {"torch": ("torch",), "onnxruntime": ("onnxruntime", "onnx")}
 _BUILDERS = {
     "fastnorm": ("fastnorm", "in_place"),
     "fastnorm_alloc": ("fastnorm", "allocating"),
+    "fastnorm_nchw": ("fastnorm", "in_place_nchw"),
     "numpy": ("numpy", "runner"),
     "roof": ("fastnorm", "roof"),
     "torch": ("torch", "runner"),
@@ -123,6 +126,11 @@ def missing(impl: str) -> list[str]:
 
 def installed(impl: str) -> bool:
     return not missing(impl)
+
+
+def applies(impl: str, case: Any) -> bool:
+    """Whether `impl` belongs in the run of `case` (fastnorm_nchw: channels-last cases)."""
+    return impl != "fastnorm_nchw" or bool(getattr(case, "channels_last", False))
 
 
 def available_implementations() -> list[str]:
