@@ -72,9 +72,9 @@ def _time_phase(res: CaseResult, runners: dict[str, Runner], settings: Settings,
                 share: float | None = None) -> None:
     """Time `runners` interleaved and append the phase to `res`. The case's budget is shared
     between the phases by their number of runners (`share`: this phase's part, by default
-    its runners among IMPLEMENTATIONS)."""
+    its runners among the IMPLEMENTATIONS that apply to the case)."""
     if share is None:
-        share = len(runners) / len(IMPLEMENTATIONS)
+        share = len(runners) / sum(applies(i, res.case) for i in IMPLEMENTATIONS)
     phase_settings = dataclasses.replace(settings, case_budget=settings.case_budget * share)
     before, t0 = cpu_snapshot(), time.perf_counter()
     timings = measure(runners, phase_settings)
