@@ -1,5 +1,6 @@
-/* Short rows of float32 (LayerNorm / RMSNorm over a last dim of 16-496 values: ConvNeXt's
- * channel LayerNorm of channels-last data, attention heads) eight at a time: the
+/* Short rows of float32 (LayerNorm / RMSNorm over a last dim of 16-1024 values: ConvNeXt's
+ * channel LayerNorm of channels-last data, attention heads, transformer hidden states up
+ * to 4 KB: common.pxi ROW_BLOCK_BYTES) eight at a time: the
  * statistics, parameters and apply of fn_row_block_f32 give each row the bits of the row
  * engine's path for one row (rows.pxi: row_pair_stats, row_group_params, apply_group_span),
  * with the per-row work that is not vector work done once per block.
@@ -17,7 +18,8 @@
  * x86 with AVX2 or AVX-512 (x86-64-v3, v4: the shuffles of the horizontal sums); elsewhere
  * FN_ROW_BLOCK is 0 and the row engine keeps its pairs. Zen 4, 1 thread, rows in cache:
  * 32 values 38 -> 21-23 ns a row (v4), 30 -> 16 (v3); 64 values 40 -> 26 (v4), 33 -> 21
- * (v3). */
+ * (v3); rows of 256-1024 (common.pxi: ROW_BLOCK_BYTES) 0.78-0.97 of the time of one row at
+ * a time. */
 #ifndef FASTNORM_ROWS_H
 #define FASTNORM_ROWS_H
 
@@ -35,11 +37,11 @@
 #error "FN_ROW_BLOCK: rows.pxi holds 8 rows' statistics; whole float64 vectors of rows"
 #endif
 
-/* The lane sums of one row of n values (n a multiple of FN_VF, below FN_PAIR_MAX) around
- * c64, before their horizontal sums: fn_rest_sums from zero sums, as
- * fn_chunk_sums_f32_lanes sums a short row (the same macros and function attribute, so the
- * same bits), with its sums in locals returned by value (fn_rest_sums' updates through
- * pointers took 1.3-1.5x the time of the block here). */
+/* The lane sums of one row of n values (n a multiple of FN_VF, one statistics chunk) around
+ * c64, before their horizontal sums: as fn_chunk_sums_f32_lanes sums it, its full blocks
+ * then fn_rest_sums (the same macros and function attribute, so the same bits), with its
+ * sums in locals returned by value (fn_rest_sums' updates through pointers took 1.3-1.5x
+ * the time of the block here). */
 FN_FMA_FUNCTION
 static inline void fn_row_lanes_f32(const float *x, ptrdiff_t n, double c64, fn_vd *w1,
                                     fn_vd *w2) {
@@ -49,17 +51,31 @@ static inline void fn_row_lanes_f32(const float *x, ptrdiff_t n, double c64, fn_
     fn_vd a1, a2;
     ptrdiff_t i = 0;
     int k;
+    fn_vf b1[FN_ACCS], b2[FN_ACCS];
+    int l, s;
     for (k = 0; k < FN_VF; k++) cv[k] = f;
-    for (k = 0; k < 8; k++) r[k] = cv - cv;
     for (k = 0; k < FN_VD; k++) { a1[k] = 0.0; a2[k] = 0.0; }
-    for (; i + 4 * FN_VF <= n; i += 4 * FN_VF) {
-        FN_REST_LOAD4(x, i, cv, v0, v1, v2, v3)
-        FN_REST_ACC4(r, v0, v1, v2, v3)
+    /* full blocks, as fn_chunk_sums_f32_lanes: rows of FN_PAIR_MAX values or more */
+    while (i + FN_FLUSH * FN_ACCS * FN_VF <= n) {
+        for (k = 0; k < FN_ACCS; k++) { b1[k] = cv - cv; b2[k] = cv - cv; }
+        for (s = 0; s < FN_FLUSH; s++, i += FN_ACCS * FN_VF)
+            fn_lanes_step(x + i, cv, b1, b2);
+        for (l = FN_ACCS / 2; l > 0; l /= 2)
+            for (k = 0; k < l; k++) { b1[k] += b1[k + l]; b2[k] += b2[k + l]; }
+        a1 += fn_widen_sum(b1[0]);
+        a2 += fn_widen_sum(b2[0]);
     }
-    for (; i + FN_VF <= n; i += FN_VF) {
-        FN_REST_ACC1(x, i, cv, r, v0)
+    if (i + FN_VF <= n) {       /* the rest, as fn_rest_sums */
+        for (k = 0; k < 8; k++) r[k] = cv - cv;
+        for (; i + 4 * FN_VF <= n; i += 4 * FN_VF) {
+            FN_REST_LOAD4(x, i, cv, v0, v1, v2, v3)
+            FN_REST_ACC4(r, v0, v1, v2, v3)
+        }
+        for (; i + FN_VF <= n; i += FN_VF) {
+            FN_REST_ACC1(x, i, cv, r, v0)
+        }
+        FN_REST_MERGE(r, a1, a2)
     }
-    FN_REST_MERGE(r, a1, a2)
     *w1 = a1;
     *w2 = a2;
 }
@@ -110,7 +126,7 @@ static inline fn_vd fn_select(fn_vmask m, fn_vd a, fn_vd b) {
     return (fn_vd)(((fn_vmask)a & m) | ((fn_vmask)b & ~m));
 }
 
-/* Eight rows of n values from x on (n a multiple of FN_VF, FN_VF <= n < FN_PAIR_MAX),
+/* Eight rows of n values from x on (n a multiple of FN_VF, FN_VF <= n <= CHUNK),
  * normalized into y (may be x): LayerNorm, or RMSNorm when rms; w and/or b (n values) may
  * be NULL. mean and var (FN_ROW_BLOCK each) receive the rows' statistics. Returns the rows
  * (bit r: row r) left undone, their y unwritten, for the path of one row: sums that

@@ -89,10 +89,10 @@ cdef Py_ssize_t normalize_row_blocks(const float* xp, float* yp,
                                      Py_ssize_t g0, Py_ssize_t g1,    # groups g0 <= g < g1
                                      const RowShape* s, const float* w, const float* b,
                                      double eps, bint rms, StatsOut stats) noexcept nogil:
-    """The short float32 rows of normalize_row_pairs, FN_ROW_BLOCK at a time (_rows.h: each
-    row's bits as on its own), when the variant has the block kernel and the rows are
-    LayerNorm/RMSNorm rows of whole vectors; rows the block leaves go the way of one row.
-    Returns the first row not done (the pairs take the rest).
+    """Float32 LayerNorm/RMSNorm rows of whole vectors, short ones (those of
+    normalize_row_pairs) or up to ROW_BLOCK_BYTES, FN_ROW_BLOCK at a time (_rows.h: each
+    row's bits as on its own), when the variant has the block kernel; rows the block leaves
+    go the way of one row. Returns the first row not done (the caller does the rest).
 
     No software prefetch: the blocks read one contiguous stream, which the hardware
     prefetchers follow. Asking for the next blocks' rows (as a burst per block, or one row
@@ -229,6 +229,10 @@ cdef void normalize_group_range(const floating* xp, floating* yp,
             g = normalize_row_blocks(xp, yp, g0, g1, s, w, b, eps, rms, stats)
             normalize_row_pairs(xp, yp, g, g1, s, w, b, eps, rms, prefetch, stats)
             return
+        # longer rows up to ROW_BLOCK_BYTES too, eight at a time; the rest as below
+        if (glen * <Py_ssize_t>sizeof(float) <= ROW_BLOCK_BYTES and not stats.precise
+                and not prefetch):
+            g0 = normalize_row_blocks(xp, yp, g0, g1, s, w, b, eps, rms, stats)
     if s.per_element and (w != NULL or b != NULL) and not prefetch:
         normalize_affine_row_pairs(xp, yp, g0, g1, s, w, b, eps, rms, pipelined, stats)
         return
