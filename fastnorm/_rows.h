@@ -66,15 +66,7 @@ static inline void fn_row_lanes_f32(const float *x, ptrdiff_t n, double c64, fn_
         a2 += fn_widen_sum(b2[0]);
     }
     if (i + FN_VF <= n) {       /* the rest, as fn_rest_sums */
-        for (k = 0; k < 8; k++) r[k] = cv - cv;
-        for (; i + 4 * FN_VF <= n; i += 4 * FN_VF) {
-            FN_REST_LOAD4(x, i, cv, v0, v1, v2, v3)
-            FN_REST_ACC4(r, v0, v1, v2, v3)
-        }
-        for (; i + FN_VF <= n; i += FN_VF) {
-            FN_REST_ACC1(x, i, cv, r, v0)
-        }
-        FN_REST_MERGE(r, a1, a2)
+        FN_REST_SUMS(x, i, n, cv, r, k, v0, v1, v2, v3, a1, a2)
     }
     *w1 = a1;
     *w2 = a2;

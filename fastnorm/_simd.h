@@ -316,6 +316,20 @@ static inline void fn_lanes_step(const float *x, fn_vf cv, fn_vf *a1, fn_vf *a2)
     w1 += fn_widen_sum((r[0] + r[2]) + (r[4] + r[6]));                                 \
     w2 += fn_widen_sum((r[1] + r[3]) + (r[5] + r[7]));
 
+/* The rest of one chunk from x[i] on (i advanced to its scalar tail) into the float64 lane
+ * sums w1, w2, with the caller's locals r[8], k, v0-v3: fn_rest_sums, and the row blocks
+ * (_rows.h) with their sums in registers */
+#define FN_REST_SUMS(x, i, n, cv, r, k, v0, v1, v2, v3, w1, w2)                        \
+    for ((k) = 0; (k) < 8; (k)++) r[k] = (cv) - (cv);                                  \
+    for (; (i) + 4 * FN_VF <= (n); (i) += 4 * FN_VF) {                                 \
+        FN_REST_LOAD4(x, i, cv, v0, v1, v2, v3)                                        \
+        FN_REST_ACC4(r, v0, v1, v2, v3)                                                \
+    }                                                                                  \
+    for (; (i) + FN_VF <= (n); (i) += FN_VF) {                                         \
+        FN_REST_ACC1(x, i, cv, r, v0)                                                  \
+    }                                                                                  \
+    FN_REST_MERGE(r, w1, w2)
+
 /* the rest of one chunk from x[i] on into w1, w2; returns the index of the scalar tail */
 FN_FMA_FUNCTION
 static inline ptrdiff_t fn_rest_sums(const float *x, ptrdiff_t i, ptrdiff_t n, fn_vf cv,
@@ -323,15 +337,7 @@ static inline ptrdiff_t fn_rest_sums(const float *x, ptrdiff_t i, ptrdiff_t n, f
     FN_CONTRACT_FMA
     fn_vf r[8], v0, v1, v2, v3;
     int k;
-    for (k = 0; k < 8; k++) r[k] = cv - cv;
-    for (; i + 4 * FN_VF <= n; i += 4 * FN_VF) {
-        FN_REST_LOAD4(x, i, cv, v0, v1, v2, v3)
-        FN_REST_ACC4(r, v0, v1, v2, v3)
-    }
-    for (; i + FN_VF <= n; i += FN_VF) {
-        FN_REST_ACC1(x, i, cv, r, v0)
-    }
-    FN_REST_MERGE(r, *w1, *w2)
+    FN_REST_SUMS(x, i, n, cv, r, k, v0, v1, v2, v3, *w1, *w2)
     return i;
 }
 
