@@ -38,7 +38,10 @@ cdef enum:
     # normalize_row_blocks), their per-row statistics and parameters as vectors. Zen 4,
     # A/B against one row at a time (pairs, when affine): x86-64-v4 rows of 768 with weight
     # and bias 0.90-1.03 (2 threads; 1 thread 1.03), without 0.83, of 1024 0.91-0.94;
-    # x86-64-v3 rows of 256-768 0.78-0.90, of 1024 0.975; rows of 1536-2048 0.97-1.09
+    # x86-64-v3 rows of 256-768 0.78-0.90, of 1024 0.975; rows of 1536-2048 0.97-1.09.
+    # Tensors large enough for the one-row path's prefetch (beyond half a thread's L3
+    # share) go eight at a time too: v4 rows of 512-1024 0.91-1.00, v3 0.98-1.03, and
+    # channels-last channel_layer_norm (8, 256, 56, 56), rows of 256, 0.69 with v3
     ROW_BLOCK_BYTES = 4096
     COL_FLUSH = 32            # rows a float32 lane of column sums adds before float64
 

@@ -229,9 +229,9 @@ cdef void normalize_group_range(const floating* xp, floating* yp,
             g = normalize_row_blocks(xp, yp, g0, g1, s, w, b, eps, rms, stats)
             normalize_row_pairs(xp, yp, g, g1, s, w, b, eps, rms, prefetch, stats)
             return
-        # longer rows up to ROW_BLOCK_BYTES too, eight at a time; the rest as below
-        if (glen * <Py_ssize_t>sizeof(float) <= ROW_BLOCK_BYTES and not stats.precise
-                and not prefetch):
+        # longer rows up to ROW_BLOCK_BYTES too, eight at a time, without the prefetch of
+        # the path below (common.pxi); the rest as below
+        if glen * <Py_ssize_t>sizeof(float) <= ROW_BLOCK_BYTES and not stats.precise:
             g0 = normalize_row_blocks(xp, yp, g0, g1, s, w, b, eps, rms, stats)
     if s.per_element and (w != NULL or b != NULL) and not prefetch:
         normalize_affine_row_pairs(xp, yp, g0, g1, s, w, b, eps, rms, pipelined, stats)
