@@ -60,10 +60,7 @@ static inline void fn_row_lanes_f32(const float *x, ptrdiff_t n, double c64, fn_
         for (k = 0; k < FN_ACCS; k++) { b1[k] = cv - cv; b2[k] = cv - cv; }
         for (s = 0; s < FN_FLUSH; s++, i += FN_ACCS * FN_VF)
             fn_lanes_step(x + i, cv, b1, b2);
-        for (l = FN_ACCS / 2; l > 0; l /= 2)
-            for (k = 0; k < l; k++) { b1[k] += b1[k + l]; b2[k] += b2[k + l]; }
-        a1 += fn_widen_sum(b1[0]);
-        a2 += fn_widen_sum(b2[0]);
+        FN_BLOCK_MERGE(b1, b2, k, l, a1, a2)
     }
     if (i + FN_VF <= n) {       /* the rest, as fn_rest_sums */
         FN_REST_SUMS(x, i, n, cv, r, k, v0, v1, v2, v3, a1, a2)

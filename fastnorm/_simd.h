@@ -316,6 +316,15 @@ static inline void fn_lanes_step(const float *x, fn_vf cv, fn_vf *a1, fn_vf *a2)
     w1 += fn_widen_sum((r[0] + r[2]) + (r[4] + r[6]));                                 \
     w2 += fn_widen_sum((r[1] + r[3]) + (r[5] + r[7]));
 
+/* A full block's FN_ACCS accumulator pairs a1, a2 merged as a pairwise tree (log2(FN_ACCS)
+ * roundings) and added to the float64 lane sums w1, w2 (k, l: the caller's ints):
+ * fn_chunk_sums_f32_lanes, and the row blocks (_rows.h) with their sums in registers */
+#define FN_BLOCK_MERGE(a1, a2, k, l, w1, w2)                                           \
+    for ((l) = FN_ACCS / 2; (l) > 0; (l) /= 2)                                         \
+        for ((k) = 0; (k) < (l); (k)++) { a1[k] += a1[(k) + (l)]; a2[k] += a2[(k) + (l)]; } \
+    w1 += fn_widen_sum(a1[0]);                                                         \
+    w2 += fn_widen_sum(a2[0]);
+
 /* The rest of one chunk from x[i] on (i advanced to its scalar tail) into the float64 lane
  * sums w1, w2, with the caller's locals r[8], k, v0-v3: fn_rest_sums, and the row blocks
  * (_rows.h) with their sums in registers */
@@ -370,10 +379,7 @@ static inline void fn_chunk_sums_f32_lanes_pf(const float *x, ptrdiff_t n, doubl
             }
             fn_lanes_step(x + i, cv, a1, a2);
         }
-        for (l = FN_ACCS / 2; l > 0; l /= 2)     /* a pairwise tree: log2(FN_ACCS) roundings */
-            for (k = 0; k < l; k++) { a1[k] += a1[k + l]; a2[k] += a2[k + l]; }
-        w1 += fn_widen_sum(a1[0]);
-        w2 += fn_widen_sum(a2[0]);
+        FN_BLOCK_MERGE(a1, a2, k, l, w1, w2)
     }
     if (i + FN_VF <= n)
         i = fn_rest_sums(x, i, n, cv, &w1, &w2);
